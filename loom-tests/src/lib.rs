@@ -1,0 +1,1 @@
+//! Loom models of the atomic protocols of `sipdialog`; see `tests/`.

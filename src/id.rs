@@ -1,0 +1,250 @@
+//! Dialog identity: [`DialogKey`], its keyed 128-bit [`Fingerprint`], and tag generation.
+//!
+//! The fingerprint is SipHash-1-3 (128-bit output) under a key drawn from the OS CSPRNG for
+//! each [`Fingerprinter`], so an attacker who picks Call-IDs cannot aim them at one bucket of
+//! the index (hash flooding) or forge a collision with a live dialog.
+
+use core::fmt;
+use core::hash::{BuildHasher, Hash, Hasher};
+
+use siphasher::sip128::{Hasher128, SipHasher13};
+
+use crate::wire::MessageView;
+
+/// What identifies a dialog (RFC 3261 §12): Call-ID, local tag and remote tag, seen from this
+/// side. A missing tag (RFC 2543 peers) is the empty slice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DialogKey<'a> {
+    /// The Call-ID.
+    pub call_id: &'a [u8],
+    /// The tag this side put in its own From (as UAC) or To (as UAS).
+    pub local_tag: &'a [u8],
+    /// The peer's tag.
+    pub remote_tag: &'a [u8],
+}
+
+impl<'a> DialogKey<'a> {
+    /// The key of the dialog a received message belongs to: for a request the local tag is the
+    /// To tag and the remote tag the From tag; for a response the other way round. Position,
+    /// not URI, decides, so a UA calling itself still gets two distinct dialogs.
+    ///
+    /// ```
+    /// use sipdialog::id::DialogKey;
+    /// use sipdialog::wire::MessageView;
+    ///
+    /// let bye = b"BYE sip:a@h SIP/2.0\r\ni: c1\r\nf: <sip:b@h>;tag=peer\r\n\
+    /// t: <sip:a@h>;tag=mine\r\nCSeq: 2 BYE\r\n\r\n";
+    /// let key = DialogKey::received(&MessageView::parse(bye).unwrap());
+    /// assert_eq!((key.local_tag, key.remote_tag), (&b"mine"[..], &b"peer"[..]));
+    /// ```
+    pub fn received(view: &MessageView<'a>) -> DialogKey<'a> {
+        let from = view.from_tag().unwrap_or_default();
+        let to = view.to_tag().unwrap_or_default();
+        let (local_tag, remote_tag) = if view.is_request() {
+            (to, from)
+        } else {
+            (from, to)
+        };
+        DialogKey {
+            call_id: view.call_id(),
+            local_tag,
+            remote_tag,
+        }
+    }
+
+    /// The key of the dialog a message this side sent belongs to (the mirror of
+    /// [`DialogKey::received`]).
+    pub fn sent(view: &MessageView<'a>) -> DialogKey<'a> {
+        let k = DialogKey::received(view);
+        DialogKey {
+            call_id: k.call_id,
+            local_tag: k.remote_tag,
+            remote_tag: k.local_tag,
+        }
+    }
+}
+
+/// A 128-bit keyed hash of a [`DialogKey`]. Two keys with equal fingerprints are taken to be the
+/// same dialog; with a secret random key the chance of a false match is 2^-128 per pair.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Fingerprint(pub u128);
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({:032x})", self.0)
+    }
+}
+
+impl Hash for Fingerprint {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Already a keyed hash: fold it into one word and let `IdentityHasher` pass it on.
+        state.write_u64(self.0 as u64 ^ (self.0 >> 64) as u64);
+    }
+}
+
+/// Computes fingerprints under one secret key.
+#[derive(Clone)]
+pub struct Fingerprinter {
+    key: [u8; 16],
+}
+
+impl fmt::Debug for Fingerprinter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Fingerprinter { key: <secret> }")
+    }
+}
+
+impl Fingerprinter {
+    /// A fingerprinter with a fresh key from the OS CSPRNG.
+    pub fn random() -> Result<Fingerprinter, getrandom::Error> {
+        let mut key = [0u8; 16];
+        getrandom::fill(&mut key)?;
+        Ok(Fingerprinter { key })
+    }
+
+    /// A fingerprinter with a given key: for nodes that must agree on fingerprints, and tests.
+    pub const fn with_key(key: [u8; 16]) -> Fingerprinter {
+        Fingerprinter { key }
+    }
+
+    /// The fingerprint of `key`. Each field is length-prefixed, so no two different keys feed
+    /// the hash the same bytes.
+    #[inline]
+    pub fn fingerprint(&self, key: &DialogKey<'_>) -> Fingerprint {
+        let mut h = SipHasher13::new_with_key(&self.key);
+        for part in [key.call_id, key.local_tag, key.remote_tag] {
+            h.write(&(part.len() as u32).to_le_bytes());
+            h.write(part);
+        }
+        Fingerprint(h.finish128().as_u128())
+    }
+}
+
+/// A `Hasher` for [`Fingerprint`] keys: they are already uniformly distributed keyed hashes, so
+/// hashing them again would only cost time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached if a non-fingerprint key is hashed; fold the bytes so it still works.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Builds [`IdentityHasher`]s.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BuildIdentityHasher;
+
+impl BuildHasher for BuildIdentityHasher {
+    type Hasher = IdentityHasher;
+    fn build_hasher(&self) -> IdentityHasher {
+        IdentityHasher(0)
+    }
+}
+
+/// The length of a generated tag.
+pub const TAG_LEN: usize = 16;
+
+/// A locally generated dialog tag: 16 characters carrying 96 random bits from the OS CSPRNG
+/// (RFC 3261 §19.3 asks for at least 32), held inline with no allocation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tag([u8; TAG_LEN]);
+
+/// 64 `token` characters: each carries 6 bits.
+const TAG_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.";
+
+impl Tag {
+    /// A fresh random tag.
+    ///
+    /// ```
+    /// let a = sipdialog::id::Tag::generate().unwrap();
+    /// let b = sipdialog::id::Tag::generate().unwrap();
+    /// assert_ne!(a, b);
+    /// assert_eq!(a.as_str().len(), 16);
+    /// ```
+    pub fn generate() -> Result<Tag, getrandom::Error> {
+        let mut random = [0u8; TAG_LEN * 6 / 8];
+        getrandom::fill(&mut random)?;
+        let mut out = [0u8; TAG_LEN];
+        for (chunk, dst) in random.chunks_exact(3).zip(out.chunks_exact_mut(4)) {
+            let n = u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8 | u32::from(chunk[2]);
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = TAG_ALPHABET[(n >> (18 - 6 * i)) as usize & 63];
+            }
+        }
+        Ok(Tag(out))
+    }
+
+    /// The tag's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The tag as text (always ASCII `token` characters).
+    pub fn as_str(&self) -> &str {
+        // The alphabet is ASCII, so this never fails; fall back to "" rather than panic.
+        core::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tag({})", self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_separates_fields_and_keys() {
+        let fp = Fingerprinter::with_key([7; 16]);
+        let k = |c: &'static str, l: &'static str, r: &'static str| DialogKey {
+            call_id: c.as_bytes(),
+            local_tag: l.as_bytes(),
+            remote_tag: r.as_bytes(),
+        };
+        assert_eq!(
+            fp.fingerprint(&k("c", "a", "b")),
+            fp.fingerprint(&k("c", "a", "b"))
+        );
+        assert_ne!(
+            fp.fingerprint(&k("c", "a", "b")),
+            fp.fingerprint(&k("c", "b", "a"))
+        );
+        assert_ne!(
+            fp.fingerprint(&k("ca", "", "b")),
+            fp.fingerprint(&k("c", "a", "b"))
+        );
+        let other = Fingerprinter::with_key([8; 16]);
+        assert_ne!(
+            fp.fingerprint(&k("c", "a", "b")),
+            other.fingerprint(&k("c", "a", "b"))
+        );
+        let r1 = Fingerprinter::random().unwrap();
+        let r2 = Fingerprinter::random().unwrap();
+        assert_ne!(r1.key, r2.key);
+    }
+
+    #[test]
+    fn tags_are_tokens_and_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let t = Tag::generate().unwrap();
+            assert!(t.as_bytes().iter().all(|b| TAG_ALPHABET.contains(b)));
+            assert!(seen.insert(t));
+        }
+    }
+}

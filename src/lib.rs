@@ -1,0 +1,7 @@
+//! sipdialog
+#![deny(missing_docs)]
+pub mod id;
+pub mod state;
+mod sync;
+pub mod table;
+pub mod wire;

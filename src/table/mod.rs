@@ -1,0 +1,388 @@
+//! The dialog table: hot slots in a pooled slab, found through a concurrent index from the
+//! dialog's keyed fingerprint to a generation-checked [`DialogHandle`].
+//!
+//! Lookups take no lock and allocate nothing: scan the message, hash the key, one `papaya`
+//! read, one slot check. Inserting costs one index entry; the slab never grows past the
+//! configured capacity, and a full table refuses with [`TableError::Full`] (503).
+
+mod free_list;
+#[cfg(sipdialog_loom)]
+#[doc(hidden)]
+pub mod loom_support;
+mod slab;
+mod slot;
+
+use core::fmt;
+
+use crossbeam_utils::CachePadded;
+
+use crate::id::{BuildIdentityHasher, DialogKey, Fingerprint, Fingerprinter};
+use crate::state::{DialogState, Event, StateError};
+use crate::sync::{AtomicUsize, Ordering};
+use crate::wire::{MessageView, ScanLimits, WireError};
+use slab::Slab;
+pub use slot::{CSeqOrder, NewDialog};
+use slot::{Slot, SlotError};
+
+/// Size of the hot per-dialog slot, in bytes (one cache line).
+pub const HOT_SLOT_BYTES: usize = core::mem::size_of::<Slot>();
+
+// The design bound on the hot struct.
+const _: () = assert!(HOT_SLOT_BYTES <= 250);
+
+/// A reference to one dialog: slot index plus the generation the slot had when the dialog was
+/// inserted. Once the dialog is removed the slot's generation moves on and the handle is stale
+/// for good: every operation through it answers [`TableError::Stale`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DialogHandle {
+    index: u32,
+    generation: u32,
+}
+
+impl DialogHandle {
+    /// The slot index (stable for the dialog's life; reused after it).
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The slot generation this handle refers to.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+}
+
+/// Why the table refused an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableError {
+    /// The table holds its configured maximum of dialogs.
+    Full {
+        /// The configured capacity.
+        capacity: u32,
+    },
+    /// A live dialog already has this key.
+    Duplicate,
+    /// The handle's dialog has been removed.
+    Stale,
+    /// The state machine refused the event.
+    State(StateError),
+    /// The peer's CSeq is lower than one it already used (RFC 3261 §12.2.2).
+    CSeqOutOfOrder {
+        /// The highest CSeq seen from the peer.
+        last: u32,
+    },
+    /// The local CSeq would reach 2^31.
+    CSeqExhausted,
+}
+
+impl TableError {
+    /// The SIP status a request refused by this error is answered with.
+    ///
+    /// ```
+    /// use sipdialog::table::TableError;
+    /// assert_eq!(TableError::Full { capacity: 10 }.status(), (503, "Service Unavailable"));
+    /// assert_eq!(TableError::Stale.status().0, 481);
+    /// ```
+    pub const fn status(&self) -> (u16, &'static str) {
+        match self {
+            TableError::Full { .. } => (503, "Service Unavailable"),
+            TableError::Stale => (481, "Call/Transaction Does Not Exist"),
+            TableError::State(e) => e.status(),
+            TableError::Duplicate
+            | TableError::CSeqOutOfOrder { .. }
+            | TableError::CSeqExhausted => (500, "Server Internal Error"),
+        }
+    }
+}
+
+impl fmt::Display for TableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TableError::Full { capacity } => write!(f, "dialog table full ({capacity} dialogs)"),
+            TableError::Duplicate => f.write_str("a dialog with this key exists"),
+            TableError::Stale => f.write_str("the dialog no longer exists"),
+            TableError::State(e) => e.fmt(f),
+            TableError::CSeqOutOfOrder { last } => write!(f, "CSeq lower than the last ({last})"),
+            TableError::CSeqExhausted => f.write_str("local CSeq space exhausted"),
+        }
+    }
+}
+
+impl std::error::Error for TableError {}
+
+impl From<SlotError> for TableError {
+    fn from(e: SlotError) -> TableError {
+        match e {
+            SlotError::Stale => TableError::Stale,
+            SlotError::State(s) => TableError::State(s),
+            SlotError::CSeqOutOfOrder { last } => TableError::CSeqOutOfOrder { last },
+            SlotError::CSeqExhausted => TableError::CSeqExhausted,
+        }
+    }
+}
+
+/// A message scanned and matched against the table.
+#[derive(Clone, Copy, Debug)]
+pub struct MessageMatch<'a> {
+    /// The scanned message.
+    pub message: MessageView<'a>,
+    /// Its dialog, if it belongs to a live one.
+    pub dialog: Option<DialogHandle>,
+}
+
+/// The dialog table.
+///
+/// ```
+/// use sipdialog::id::DialogKey;
+/// use sipdialog::state::{DialogState, Event, Phase};
+/// use sipdialog::table::{DialogTable, NewDialog};
+///
+/// let table = DialogTable::with_capacity(1_000).unwrap();
+/// let key = DialogKey { call_id: b"c1@host", local_tag: b"mine", remote_tag: b"peer" };
+/// let init = NewDialog { state: DialogState::EARLY, local_cseq: 1, remote_cseq: None, now_ms: 0 };
+/// let handle = table.insert(&key, &init).unwrap();
+/// table.transition(handle, Event::Confirm).unwrap();
+///
+/// // An in-dialog request from the peer finds it from its raw bytes.
+/// let bye = b"BYE sip:me@host SIP/2.0\r\nCall-ID: c1@host\r\nFrom: <sip:p@h>;tag=peer\r\n\
+/// To: <sip:me@host>;tag=mine\r\nCSeq: 7 BYE\r\n\r\n";
+/// let found = table.lookup_message(bye).unwrap();
+/// assert_eq!(found.dialog, Some(handle));
+/// assert_eq!(table.state(handle).unwrap().phase(), Phase::Confirmed);
+///
+/// table.remove(handle).unwrap();
+/// assert!(table.state(handle).is_err()); // stale forever
+/// assert!(table.is_empty());
+/// ```
+pub struct DialogTable {
+    fingerprinter: Fingerprinter,
+    index: papaya::HashMap<Fingerprint, DialogHandle, BuildIdentityHasher>,
+    slab: Slab,
+    live: CachePadded<AtomicUsize>,
+    limits: ScanLimits,
+}
+
+impl fmt::Debug for DialogTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DialogTable")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DialogTable {
+    /// A table for at most `capacity` dialogs, with a fresh random fingerprint key.
+    pub fn with_capacity(capacity: u32) -> Result<DialogTable, getrandom::Error> {
+        Ok(DialogTable::with_fingerprinter(
+            capacity,
+            Fingerprinter::random()?,
+        ))
+    }
+
+    /// A table for at most `capacity` dialogs, fingerprinting with `fingerprinter`.
+    pub fn with_fingerprinter(capacity: u32, fingerprinter: Fingerprinter) -> DialogTable {
+        // Capacity above u32::MAX - 1 would collide with the free list's end marker.
+        let capacity = capacity.min(u32::MAX - 1);
+        DialogTable {
+            fingerprinter,
+            index: papaya::HashMap::builder()
+                .capacity(capacity as usize)
+                .hasher(BuildIdentityHasher)
+                .build(),
+            slab: Slab::new(capacity),
+            live: CachePadded::new(AtomicUsize::new(0)),
+            limits: ScanLimits::DEFAULT,
+        }
+    }
+
+    /// Replaces the scanner limits used by [`DialogTable::lookup_message`].
+    pub fn set_scan_limits(&mut self, limits: ScanLimits) {
+        self.limits = limits;
+    }
+
+    /// The fingerprinter (and so the secret key) of this table.
+    pub fn fingerprinter(&self) -> &Fingerprinter {
+        &self.fingerprinter
+    }
+
+    /// The most dialogs the table holds.
+    pub fn capacity(&self) -> u32 {
+        self.slab.capacity()
+    }
+
+    /// Live dialogs.
+    pub fn len(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Whether no dialog is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held by the slab's pages (the index is extra; see the `memory` bench).
+    pub fn slab_bytes(&self) -> usize {
+        self.slab.page_bytes()
+    }
+
+    /// Inserts a dialog. Fails with [`TableError::Full`] at capacity and
+    /// [`TableError::Duplicate`] if the key is live already.
+    pub fn insert(
+        &self,
+        key: &DialogKey<'_>,
+        init: &NewDialog,
+    ) -> Result<DialogHandle, TableError> {
+        let fp = self.fingerprinter.fingerprint(key);
+        let guard = self.index.guard();
+        if self.index.get(&fp, &guard).is_some() {
+            return Err(TableError::Duplicate);
+        }
+        let index = self.slab.alloc().ok_or(TableError::Full {
+            capacity: self.capacity(),
+        })?;
+        let Some(slot) = self.slab.slot(index) else {
+            self.slab.free(index);
+            return Err(TableError::Full {
+                capacity: self.capacity(),
+            });
+        };
+        let handle = DialogHandle {
+            index,
+            generation: slot.claim(fp, init),
+        };
+        if self.index.try_insert(fp, handle, &guard).is_err() {
+            // Another thread inserted the same key between our check and now.
+            if slot.release(handle.generation).is_ok() {
+                self.slab.free(index);
+            }
+            return Err(TableError::Duplicate);
+        }
+        self.live.fetch_add(1, Ordering::Relaxed);
+        Ok(handle)
+    }
+
+    /// The live dialog with this fingerprint.
+    #[inline]
+    pub fn lookup_fingerprint(&self, fp: Fingerprint) -> Option<DialogHandle> {
+        let guard = self.index.guard();
+        let handle = *self.index.get(&fp, &guard)?;
+        let slot = self.slab.slot(handle.index)?;
+        (slot.fingerprint(handle.generation) == Some(fp)).then_some(handle)
+    }
+
+    /// The live dialog with this key.
+    #[inline]
+    pub fn lookup(&self, key: &DialogKey<'_>) -> Option<DialogHandle> {
+        self.lookup_fingerprint(self.fingerprinter.fingerprint(key))
+    }
+
+    /// Scans a received message and finds its dialog (request: local tag = To tag; response:
+    /// local tag = From tag). The in-dialog hot path: no lock, no allocation.
+    #[inline]
+    pub fn lookup_message<'a>(&self, bytes: &'a [u8]) -> Result<MessageMatch<'a>, WireError> {
+        let message = MessageView::parse_with(bytes, &self.limits)?;
+        let dialog = self.lookup(&DialogKey::received(&message));
+        Ok(MessageMatch { message, dialog })
+    }
+
+    fn slot(&self, handle: DialogHandle) -> Result<&Slot, TableError> {
+        self.slab.slot(handle.index).ok_or(TableError::Stale)
+    }
+
+    /// The dialog's state.
+    pub fn state(&self, handle: DialogHandle) -> Result<DialogState, TableError> {
+        Ok(self.slot(handle)?.state(handle.generation)?)
+    }
+
+    /// The dialog's fingerprint.
+    pub fn fingerprint(&self, handle: DialogHandle) -> Result<Fingerprint, TableError> {
+        self.slot(handle)?
+            .fingerprint(handle.generation)
+            .ok_or(TableError::Stale)
+    }
+
+    /// Moves the dialog's state by `event` (one CAS through the transition table). An illegal
+    /// event changes nothing and returns the reason.
+    #[inline]
+    pub fn transition(
+        &self,
+        handle: DialogHandle,
+        event: Event,
+    ) -> Result<DialogState, TableError> {
+        Ok(self.slot(handle)?.transition(handle.generation, event)?)
+    }
+
+    /// Takes the next local CSeq for a new request in the dialog.
+    pub fn next_local_cseq(&self, handle: DialogHandle) -> Result<u32, TableError> {
+        Ok(self.slot(handle)?.next_local_cseq(handle.generation)?)
+    }
+
+    /// Records the CSeq of a request received in the dialog; lower than the last is refused
+    /// with [`TableError::CSeqOutOfOrder`] (answer 500).
+    pub fn advance_remote_cseq(
+        &self,
+        handle: DialogHandle,
+        cseq: u32,
+    ) -> Result<CSeqOrder, TableError> {
+        Ok(self
+            .slot(handle)?
+            .advance_remote_cseq(handle.generation, cseq)?)
+    }
+
+    /// `(local, remote)` CSeq; the remote one is `None` until the peer sends a request.
+    pub fn cseqs(&self, handle: DialogHandle) -> Result<(u32, Option<u32>), TableError> {
+        self.slot(handle)?
+            .cseqs(handle.generation)
+            .ok_or(TableError::Stale)
+    }
+
+    /// Marks activity at `now_ms` (caller's clock).
+    pub fn touch(&self, handle: DialogHandle, now_ms: u64) -> Result<(), TableError> {
+        Ok(self.slot(handle)?.touch(handle.generation, now_ms)?)
+    }
+
+    /// `(created_ms, last_activity_ms)` on the caller's clock.
+    pub fn times(&self, handle: DialogHandle) -> Result<(u64, u64), TableError> {
+        self.slot(handle)?
+            .times(handle.generation)
+            .ok_or(TableError::Stale)
+    }
+
+    /// Removes the dialog and returns its last state. The handle (and every copy of it) is
+    /// stale from now on, and the slot goes back to the pool.
+    pub fn remove(&self, handle: DialogHandle) -> Result<DialogState, TableError> {
+        let slot = self.slot(handle)?;
+        let fp = slot
+            .fingerprint(handle.generation)
+            .ok_or(TableError::Stale)?;
+        let guard = self.index.guard();
+        // Only this dialog's entry: a new dialog may already reuse the key.
+        let _ = self.index.remove_if(&fp, |_, h| *h == handle, &guard);
+        let last = slot.release(handle.generation)?;
+        self.slab.free(handle.index);
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        Ok(last)
+    }
+
+    /// Removes the dialog with this key, if live.
+    pub fn remove_key(&self, key: &DialogKey<'_>) -> Result<DialogState, TableError> {
+        self.remove(self.lookup(key).ok_or(TableError::Stale)?)
+    }
+
+    /// Every live dialog with its state, in slot order. Weakly consistent: dialogs inserted or
+    /// removed during the walk may or may not appear.
+    pub fn iter(&self) -> impl Iterator<Item = (DialogHandle, DialogState)> + '_ {
+        (0..self.slab.high_water()).filter_map(move |index| {
+            let slot = self.slab.slot(index)?;
+            let generation = slot.generation();
+            if generation % 2 == 0 {
+                return None;
+            }
+            let state = slot.state(generation).ok()?;
+            Some((DialogHandle { index, generation }, state))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,307 @@
+//! Header names (full and compact forms) and the iterator over raw header fields.
+
+use memchr::memchr;
+
+use super::WireError;
+
+/// The header fields the scanner knows by name. Anything else is [`HeaderName::Other`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HeaderName {
+    /// `Call-ID` / `i`
+    CallId,
+    /// `From` / `f`
+    From,
+    /// `To` / `t`
+    To,
+    /// `CSeq`
+    CSeq,
+    /// `Via` / `v`
+    Via,
+    /// `Max-Forwards`
+    MaxForwards,
+    /// `Content-Length` / `l`
+    ContentLength,
+    /// `Contact` / `m`
+    Contact,
+    /// `Record-Route`
+    RecordRoute,
+    /// `Route`
+    Route,
+    /// `Event` / `o`
+    Event,
+    /// `Refer-To` / `r`
+    ReferTo,
+    /// `Replaces`
+    Replaces,
+    /// `Referred-By` / `b`
+    ReferredBy,
+    /// `Subscription-State`
+    SubscriptionState,
+    /// `Content-Type` / `c`
+    ContentType,
+    /// `Supported` / `k`
+    Supported,
+    /// `Subject` / `s`
+    Subject,
+    /// `Content-Encoding` / `e`
+    ContentEncoding,
+    /// Any other header.
+    Other,
+}
+
+impl HeaderName {
+    /// Classifies a header name: case-insensitive, full or compact form.
+    pub fn classify(name: &[u8]) -> HeaderName {
+        if let [c] = name {
+            return match c.to_ascii_lowercase() {
+                b'i' => HeaderName::CallId,
+                b'f' => HeaderName::From,
+                b't' => HeaderName::To,
+                b'v' => HeaderName::Via,
+                b'm' => HeaderName::Contact,
+                b'l' => HeaderName::ContentLength,
+                b'c' => HeaderName::ContentType,
+                b'k' => HeaderName::Supported,
+                b's' => HeaderName::Subject,
+                b'r' => HeaderName::ReferTo,
+                b'e' => HeaderName::ContentEncoding,
+                b'o' => HeaderName::Event,
+                b'b' => HeaderName::ReferredBy,
+                _ => HeaderName::Other,
+            };
+        }
+        // Candidates by length first, so most names cost one comparison.
+        let candidates: &[HeaderName] = match name.len() {
+            2 => &[HeaderName::To],
+            3 => &[HeaderName::Via],
+            4 => &[HeaderName::From, HeaderName::CSeq],
+            5 => &[HeaderName::Route, HeaderName::Event],
+            7 => &[HeaderName::CallId, HeaderName::Contact, HeaderName::Subject],
+            8 => &[HeaderName::ReferTo, HeaderName::Replaces],
+            9 => &[HeaderName::Supported],
+            11 => &[HeaderName::ReferredBy],
+            12 => &[
+                HeaderName::MaxForwards,
+                HeaderName::RecordRoute,
+                HeaderName::ContentType,
+            ],
+            14 => &[HeaderName::ContentLength],
+            16 => &[HeaderName::ContentEncoding],
+            18 => &[HeaderName::SubscriptionState],
+            _ => &[],
+        };
+        for &h in candidates {
+            if name.eq_ignore_ascii_case(h.as_str().as_bytes()) {
+                return h;
+            }
+        }
+        HeaderName::Other
+    }
+
+    /// The full name as RFC 3261 spells it (`"Other"` for unknown headers).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HeaderName::CallId => "Call-ID",
+            HeaderName::From => "From",
+            HeaderName::To => "To",
+            HeaderName::CSeq => "CSeq",
+            HeaderName::Via => "Via",
+            HeaderName::MaxForwards => "Max-Forwards",
+            HeaderName::ContentLength => "Content-Length",
+            HeaderName::Contact => "Contact",
+            HeaderName::RecordRoute => "Record-Route",
+            HeaderName::Route => "Route",
+            HeaderName::Event => "Event",
+            HeaderName::ReferTo => "Refer-To",
+            HeaderName::Replaces => "Replaces",
+            HeaderName::ReferredBy => "Referred-By",
+            HeaderName::SubscriptionState => "Subscription-State",
+            HeaderName::ContentType => "Content-Type",
+            HeaderName::Supported => "Supported",
+            HeaderName::Subject => "Subject",
+            HeaderName::ContentEncoding => "Content-Encoding",
+            HeaderName::Other => "Other",
+        }
+    }
+}
+
+/// One header field as received: its name and its raw value, which may span folded lines
+/// (the value then holds the CRLF and the leading white space of each continuation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawHeader<'a> {
+    /// The name as written (compact or full, any case).
+    pub name: &'a [u8],
+    /// Which header it is.
+    pub kind: HeaderName,
+    /// The value, from after the colon to the end of its last line, CRLF excluded.
+    pub value: &'a [u8],
+}
+
+/// Iterates over the header fields of a header block, unfolding continuation lines.
+///
+/// Lines end at LF (a preceding CR is dropped). The block ends at an empty line or at the end
+/// of the buffer; [`HeaderIter::body_start`] then tells where the body begins.
+#[derive(Clone, Debug)]
+pub struct HeaderIter<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    max_line: usize,
+    body_start: Option<usize>,
+}
+
+impl<'a> HeaderIter<'a> {
+    /// Iterates over the headers of `buf[start..]`, refusing physical lines over `max_line`.
+    pub(crate) fn new(buf: &'a [u8], start: usize, max_line: usize) -> HeaderIter<'a> {
+        HeaderIter {
+            buf,
+            pos: start,
+            max_line,
+            body_start: None,
+        }
+    }
+
+    /// Where the body starts, once the iterator has returned `None`.
+    pub(crate) fn body_start(&self) -> Option<usize> {
+        self.body_start
+    }
+
+    /// The next physical line: (start, end without CR/LF, start of the following line).
+    fn line(&self, from: usize) -> Option<(usize, usize, usize)> {
+        let rest = self.buf.get(from..)?;
+        if rest.is_empty() {
+            return None;
+        }
+        let (end, next) = match memchr(b'\n', rest) {
+            Some(i) => (from + i, from + i + 1),
+            None => (self.buf.len(), self.buf.len()),
+        };
+        let end = if end > from && self.buf.get(end - 1) == Some(&b'\r') {
+            end - 1
+        } else {
+            end
+        };
+        Some((from, end, next))
+    }
+
+    fn next_field(&mut self) -> Result<Option<RawHeader<'a>>, WireError> {
+        if self.body_start.is_some() {
+            return Ok(None);
+        }
+        let Some((start, mut end, mut next)) = self.line(self.pos) else {
+            // The headers run to the end of the buffer with no empty line.
+            self.body_start = Some(self.buf.len());
+            return Ok(None);
+        };
+        if end - start > self.max_line {
+            return Err(WireError::LineTooLong { max: self.max_line });
+        }
+        if start == end {
+            self.body_start = Some(next);
+            return Ok(None);
+        }
+        let line = &self.buf[start..end];
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            return Err(WireError::MalformedHeaderLine);
+        }
+        let name_len = line
+            .iter()
+            .position(|&b| !is_token_byte(b))
+            .unwrap_or(line.len());
+        if name_len == 0 {
+            return Err(WireError::MalformedHeaderLine);
+        }
+        let mut colon = name_len;
+        while matches!(line.get(colon), Some(b' ' | b'\t')) {
+            colon += 1;
+        }
+        if line.get(colon) != Some(&b':') {
+            return Err(WireError::MalformedHeaderLine);
+        }
+        let value_start = start + colon + 1;
+        // Continuation lines start with SP or HT and extend this field.
+        while let Some((s, e, n)) = self.line(next) {
+            if !matches!(self.buf.get(s), Some(b' ' | b'\t')) {
+                break;
+            }
+            if e - s > self.max_line {
+                return Err(WireError::LineTooLong { max: self.max_line });
+            }
+            end = e;
+            next = n;
+        }
+        self.pos = next;
+        let name = &line[..name_len];
+        Ok(Some(RawHeader {
+            name,
+            kind: HeaderName::classify(name),
+            value: &self.buf[value_start..end.max(value_start)],
+        }))
+    }
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = Result<RawHeader<'a>, WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_field() {
+            Ok(Some(h)) => Some(Ok(h)),
+            Ok(None) => None,
+            Err(e) => {
+                // Stop after an error: the rest of the block cannot be framed.
+                self.body_start = Some(self.buf.len());
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// RFC 3261 `token` characters.
+pub(crate) const fn is_token_byte(b: u8) -> bool {
+    matches!(b,
+        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+        | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_full_compact_and_case() {
+        assert_eq!(HeaderName::classify(b"cAlL-iD"), HeaderName::CallId);
+        assert_eq!(HeaderName::classify(b"I"), HeaderName::CallId);
+        assert_eq!(HeaderName::classify(b"o"), HeaderName::Event);
+        assert_eq!(HeaderName::classify(b"b"), HeaderName::ReferredBy);
+        assert_eq!(
+            HeaderName::classify(b"SUBSCRIPTION-STATE"),
+            HeaderName::SubscriptionState
+        );
+        assert_eq!(HeaderName::classify(b"C%6Fntact"), HeaderName::Other);
+        assert_eq!(HeaderName::classify(b"x"), HeaderName::Other);
+    }
+
+    #[test]
+    fn folding_and_missing_blank_line() {
+        let buf = b"A: 1\r\n  2\r\nB : x\nC:\r\n";
+        let mut it = HeaderIter::new(buf, 0, 100);
+        let a = it.next().unwrap().unwrap();
+        assert_eq!((a.name, a.value), (&b"A"[..], &b" 1\r\n  2"[..]));
+        let b = it.next().unwrap().unwrap();
+        assert_eq!((b.name, b.value), (&b"B"[..], &b" x"[..]));
+        let c = it.next().unwrap().unwrap();
+        assert_eq!((c.name, c.value), (&b"C"[..], &b""[..]));
+        assert!(it.next().is_none());
+        assert_eq!(it.body_start(), Some(buf.len()));
+    }
+
+    #[test]
+    fn bad_lines() {
+        for bad in [&b" A: 1\r\n"[..], b"A 1\r\n", b": 1\r\n", b"A\r\n"] {
+            let mut it = HeaderIter::new(bad, 0, 100);
+            assert_eq!(it.next(), Some(Err(WireError::MalformedHeaderLine)));
+            assert!(it.next().is_none());
+        }
+        let mut it = HeaderIter::new(b"A: 12345\r\n", 0, 5);
+        assert_eq!(it.next(), Some(Err(WireError::LineTooLong { max: 5 })));
+    }
+}

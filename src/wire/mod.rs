@@ -1,0 +1,451 @@
+//! Zero-copy scanning of one SIP message into a borrowed [`MessageView`].
+//!
+//! The scanner reads only what identifies a dialog and frames the message — start line,
+//! Call-ID, From/To tags, CSeq, top Via, Max-Forwards, Content-Length, Contact — and keeps raw
+//! slices of the headers the cold paths need (Record-Route, Route, Event, Refer-To, Replaces,
+//! Referred-By, Subscription-State). It never allocates and never panics on any input; every
+//! refusal is a [`WireError`] that maps to a SIP status.
+
+mod error;
+mod header;
+mod start_line;
+mod value;
+
+pub use error::WireError;
+pub use header::{HeaderIter, HeaderName, RawHeader};
+pub use start_line::{Method, StartLine};
+pub use value::ValueList;
+
+use memchr::memchr;
+
+/// Bounds the scanner enforces, so a hostile message costs bounded work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanLimits {
+    /// Largest message accepted, in bytes (default 65 535, the largest UDP payload).
+    pub max_message: usize,
+    /// Longest physical line, in bytes (default 8 192).
+    pub max_line: usize,
+    /// Most header fields (default 256).
+    pub max_headers: usize,
+}
+
+impl ScanLimits {
+    /// The default limits.
+    pub const DEFAULT: ScanLimits = ScanLimits {
+        max_message: 65_535,
+        max_line: 8_192,
+        max_headers: 256,
+    };
+}
+
+impl Default for ScanLimits {
+    fn default() -> ScanLimits {
+        ScanLimits::DEFAULT
+    }
+}
+
+/// The CSeq header: sequence number (below 2^31) and method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CSeq<'a> {
+    /// The sequence number.
+    pub number: u32,
+    /// The method token as written.
+    pub method: &'a [u8],
+}
+
+/// One SIP message, scanned: slices of the caller's buffer, nothing copied.
+///
+/// ```
+/// use sipdialog::wire::{MessageView, Method};
+///
+/// let msg = b"BYE sip:bob@192.0.2.4 SIP/2.0\r\n\
+/// Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds\r\n\
+/// i: a84b4c76e66710@pc33.atlanta.com\r\n\
+/// f: \"Alice; A>\" <sip:alice@atlanta.com>;TAG = 1928301774\r\n\
+/// t: <sip:bob@biloxi.com>;tag=a6c85cf\r\n\
+/// CSeq: 231 BYE\r\n\
+/// Content-Length: 0\r\n\r\n";
+/// let view = MessageView::parse(msg).unwrap();
+/// assert_eq!(view.method(), Some(Method::Bye));
+/// assert_eq!(view.call_id(), b"a84b4c76e66710@pc33.atlanta.com");
+/// assert_eq!(view.from_tag(), Some(&b"1928301774"[..]));
+/// assert_eq!(view.to_tag(), Some(&b"a6c85cf"[..]));
+/// assert_eq!(view.cseq().number, 231);
+/// assert_eq!(view.via_branch(), Some(&b"z9hG4bK776asdhds"[..]));
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct MessageView<'a> {
+    message: &'a [u8],
+    start_line: StartLine<'a>,
+    headers: (usize, usize),
+    max_line: usize,
+    call_id: &'a [u8],
+    from_tag: Option<&'a [u8]>,
+    to_tag: Option<&'a [u8]>,
+    cseq: CSeq<'a>,
+    via_sent_by: Option<&'a [u8]>,
+    via_branch: Option<&'a [u8]>,
+    max_forwards: Option<u32>,
+    content_length: Option<u32>,
+    body: (usize, usize),
+    contact: Option<&'a [u8]>,
+    record_route: Option<&'a [u8]>,
+    route: Option<&'a [u8]>,
+    event: Option<&'a [u8]>,
+    refer_to: Option<&'a [u8]>,
+    replaces: Option<&'a [u8]>,
+    referred_by: Option<&'a [u8]>,
+    subscription_state: Option<&'a [u8]>,
+}
+
+/// Raw values gathered in one pass over the header block, parsed afterwards.
+#[derive(Default)]
+struct Raw<'a> {
+    call_id: Option<&'a [u8]>,
+    from: Option<&'a [u8]>,
+    to: Option<&'a [u8]>,
+    cseq: Option<&'a [u8]>,
+    via: Option<&'a [u8]>,
+    max_forwards: Option<&'a [u8]>,
+    content_length: Option<&'a [u8]>,
+    contact: Option<&'a [u8]>,
+    record_route: Option<&'a [u8]>,
+    route: Option<&'a [u8]>,
+    event: Option<&'a [u8]>,
+    refer_to: Option<&'a [u8]>,
+    replaces: Option<&'a [u8]>,
+    referred_by: Option<&'a [u8]>,
+    subscription_state: Option<&'a [u8]>,
+}
+
+impl<'a> Raw<'a> {
+    fn record(&mut self, h: RawHeader<'a>) -> Result<(), WireError> {
+        let (slot, unique) = match h.kind {
+            HeaderName::CallId => (&mut self.call_id, true),
+            HeaderName::From => (&mut self.from, true),
+            HeaderName::To => (&mut self.to, true),
+            HeaderName::CSeq => (&mut self.cseq, true),
+            HeaderName::MaxForwards => (&mut self.max_forwards, true),
+            HeaderName::ContentLength => (&mut self.content_length, true),
+            HeaderName::Via => (&mut self.via, false),
+            HeaderName::Contact => (&mut self.contact, false),
+            HeaderName::RecordRoute => (&mut self.record_route, false),
+            HeaderName::Route => (&mut self.route, false),
+            HeaderName::Event => (&mut self.event, false),
+            HeaderName::ReferTo => (&mut self.refer_to, false),
+            HeaderName::Replaces => (&mut self.replaces, false),
+            HeaderName::ReferredBy => (&mut self.referred_by, false),
+            HeaderName::SubscriptionState => (&mut self.subscription_state, false),
+            _ => return Ok(()),
+        };
+        match slot {
+            Some(_) if unique => Err(WireError::DuplicateHeader(h.kind)),
+            Some(_) => Ok(()),
+            None => {
+                *slot = Some(h.value);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn required(value: Option<&[u8]>, name: HeaderName) -> Result<&[u8], WireError> {
+    value.ok_or(WireError::MissingHeader(name))
+}
+
+fn tag(value: &[u8], name: HeaderName) -> Result<Option<&[u8]>, WireError> {
+    value::tag_param(value).map_err(|()| WireError::MalformedHeader(name))
+}
+
+impl<'a> MessageView<'a> {
+    /// Scans one message (a UDP datagram, or one message framed off a stream) with the
+    /// default [`ScanLimits`].
+    pub fn parse(bytes: &'a [u8]) -> Result<MessageView<'a>, WireError> {
+        MessageView::parse_with(bytes, &ScanLimits::DEFAULT)
+    }
+
+    /// Scans one message with explicit limits.
+    pub fn parse_with(bytes: &'a [u8], limits: &ScanLimits) -> Result<MessageView<'a>, WireError> {
+        if bytes.len() > limits.max_message {
+            return Err(WireError::MessageTooLarge {
+                max: limits.max_message,
+            });
+        }
+        // CRLFs before the start line are keepalives (RFC 3261 §7.5, RFC 5626 §3.5.1).
+        let start = bytes
+            .iter()
+            .position(|&b| b != b'\r' && b != b'\n')
+            .ok_or(WireError::Empty)?;
+        let line_end = memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+        let headers_start = (line_end + 1).min(bytes.len());
+        let line = &bytes[start..line_end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > limits.max_line {
+            return Err(WireError::LineTooLong {
+                max: limits.max_line,
+            });
+        }
+        let start_line = start_line::parse(line)?;
+
+        let mut raw = Raw::default();
+        let mut iter = HeaderIter::new(bytes, headers_start, limits.max_line);
+        let mut count = 0;
+        for header in iter.by_ref() {
+            count += 1;
+            if count > limits.max_headers {
+                return Err(WireError::TooManyHeaders {
+                    max: limits.max_headers,
+                });
+            }
+            raw.record(header?)?;
+        }
+        let body_start = iter.body_start().unwrap_or(bytes.len());
+
+        let call_id = value::trim_lws(required(raw.call_id, HeaderName::CallId)?);
+        let from = required(raw.from, HeaderName::From)?;
+        let to = required(raw.to, HeaderName::To)?;
+        let cseq = required(raw.cseq, HeaderName::CSeq)?;
+        if call_id.is_empty() || call_id.iter().any(|&b| value::is_lws(b)) {
+            return Err(WireError::MalformedHeader(HeaderName::CallId));
+        }
+        let from_tag = tag(from, HeaderName::From)?;
+        let to_tag = tag(to, HeaderName::To)?;
+        let cseq = match value::cseq(cseq) {
+            value::CSeqValue::Ok(n, method) if n < 1 << 31 => CSeq {
+                number: n as u32,
+                method,
+            },
+            value::CSeqValue::Ok(..) | value::CSeqValue::OutOfRange => {
+                return Err(WireError::CSeqOutOfRange)
+            }
+            value::CSeqValue::Malformed => {
+                return Err(WireError::MalformedHeader(HeaderName::CSeq))
+            }
+        };
+        if let StartLine::Request {
+            method,
+            method_token,
+            ..
+        } = start_line
+        {
+            if method_token != cseq.method {
+                return Err(if method == Method::Extension {
+                    WireError::UnknownMethodCSeqMismatch
+                } else {
+                    WireError::CSeqMethodMismatch
+                });
+            }
+        }
+        let (via_sent_by, via_branch) = match raw
+            .via
+            .map(|v| ValueList::new(v).next().ok_or(()).and_then(value::via))
+        {
+            Some(Ok(v)) => (Some(v.sent_by), v.branch),
+            Some(Err(())) => return Err(WireError::MalformedHeader(HeaderName::Via)),
+            None => (None, None),
+        };
+        let max_forwards = match raw.max_forwards {
+            Some(v) => Some(
+                value::decimal(v)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or(WireError::MalformedHeader(HeaderName::MaxForwards))?,
+            ),
+            None => None,
+        };
+        let content_length = match raw.content_length {
+            Some(v) => Some(
+                value::decimal(v)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or(WireError::InvalidContentLength)?,
+            ),
+            None => None,
+        };
+        // Frame by Content-Length; octets after the body are ignored (RFC 3261 §18.3).
+        let body_end = match content_length {
+            Some(n) => body_start
+                .checked_add(n as usize)
+                .filter(|&end| end <= bytes.len())
+                .ok_or(WireError::ContentLengthExceedsMessage)?,
+            None => bytes.len(),
+        };
+        Ok(MessageView {
+            message: &bytes[..body_end],
+            start_line,
+            headers: (headers_start, body_start),
+            max_line: limits.max_line,
+            call_id,
+            from_tag,
+            to_tag,
+            cseq,
+            via_sent_by,
+            via_branch,
+            max_forwards,
+            content_length,
+            body: (body_start, body_end),
+            contact: raw.contact.map(value::trim_lws),
+            record_route: raw.record_route.map(value::trim_lws),
+            route: raw.route.map(value::trim_lws),
+            event: raw.event.map(value::trim_lws),
+            refer_to: raw.refer_to.map(value::trim_lws),
+            replaces: raw.replaces.map(value::trim_lws),
+            referred_by: raw.referred_by.map(value::trim_lws),
+            subscription_state: raw.subscription_state.map(value::trim_lws),
+        })
+    }
+
+    /// The message bytes, from the start line to the end of the body (trailing octets cut).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.message
+    }
+
+    /// The start line.
+    pub fn start_line(&self) -> StartLine<'a> {
+        self.start_line
+    }
+
+    /// Whether this is a request.
+    pub fn is_request(&self) -> bool {
+        matches!(self.start_line, StartLine::Request { .. })
+    }
+
+    /// The request method, or `None` for a response.
+    pub fn method(&self) -> Option<Method> {
+        match self.start_line {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI, or `None` for a response.
+    pub fn request_uri(&self) -> Option<&'a [u8]> {
+        match self.start_line {
+            StartLine::Request { uri, .. } => Some(uri),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The status code, or `None` for a request.
+    pub fn status_code(&self) -> Option<u16> {
+        match self.start_line {
+            StartLine::Response { code, .. } => Some(code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The Call-ID, LWS-trimmed.
+    pub fn call_id(&self) -> &'a [u8] {
+        self.call_id
+    }
+
+    /// The From tag, exactly as written.
+    pub fn from_tag(&self) -> Option<&'a [u8]> {
+        self.from_tag
+    }
+
+    /// The To tag, exactly as written.
+    pub fn to_tag(&self) -> Option<&'a [u8]> {
+        self.to_tag
+    }
+
+    /// The CSeq number and method.
+    pub fn cseq(&self) -> CSeq<'a> {
+        self.cseq
+    }
+
+    /// The `branch` parameter of the top Via.
+    pub fn via_branch(&self) -> Option<&'a [u8]> {
+        self.via_branch
+    }
+
+    /// The sent-by (`host[:port]`) of the top Via.
+    pub fn via_sent_by(&self) -> Option<&'a [u8]> {
+        self.via_sent_by
+    }
+
+    /// Max-Forwards, if present.
+    pub fn max_forwards(&self) -> Option<u32> {
+        self.max_forwards
+    }
+
+    /// Content-Length, if present.
+    pub fn content_length(&self) -> Option<u32> {
+        self.content_length
+    }
+
+    /// The body, framed by Content-Length (or the rest of the datagram when it is absent).
+    pub fn body(&self) -> &'a [u8] {
+        &self.message[self.body.0..self.body.1]
+    }
+
+    /// The raw value of the first Contact header.
+    pub fn contact(&self) -> Option<&'a [u8]> {
+        self.contact
+    }
+
+    /// The raw value of the first Record-Route header; [`MessageView::values`] gives all.
+    pub fn record_route(&self) -> Option<&'a [u8]> {
+        self.record_route
+    }
+
+    /// The raw value of the first Route header; [`MessageView::values`] gives all.
+    pub fn route(&self) -> Option<&'a [u8]> {
+        self.route
+    }
+
+    /// The raw value of the first Event header.
+    pub fn event(&self) -> Option<&'a [u8]> {
+        self.event
+    }
+
+    /// The raw value of the first Refer-To header.
+    pub fn refer_to(&self) -> Option<&'a [u8]> {
+        self.refer_to
+    }
+
+    /// The raw value of the first Replaces header.
+    pub fn replaces(&self) -> Option<&'a [u8]> {
+        self.replaces
+    }
+
+    /// The raw value of the first Referred-By header.
+    pub fn referred_by(&self) -> Option<&'a [u8]> {
+        self.referred_by
+    }
+
+    /// The raw value of the first Subscription-State header.
+    pub fn subscription_state(&self) -> Option<&'a [u8]> {
+        self.subscription_state
+    }
+
+    /// All header fields, in order, as raw name/value slices.
+    pub fn headers(&self) -> impl Iterator<Item = RawHeader<'a>> + 'a {
+        HeaderIter::new(
+            &self.message[..self.headers.1],
+            self.headers.0,
+            self.max_line,
+        )
+        .map_while(Result::ok)
+    }
+
+    /// Every list element of every header named `name`, in order: the comma-joined and the
+    /// repeated forms of a header give the same sequence.
+    ///
+    /// ```
+    /// use sipdialog::wire::{HeaderName, MessageView};
+    ///
+    /// let msg = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\n\
+    /// Record-Route: <sip:p1;lr>, <sip:p2;lr>\r\nCall-ID: x\r\nFrom: <sip:a@b>;tag=1\r\n\
+    /// To: <sip:c@d>;tag=2\r\nRecord-Route: <sip:p3;lr>\r\nCSeq: 1 INVITE\r\n\r\n";
+    /// let view = MessageView::parse(msg).unwrap();
+    /// let rr: Vec<&[u8]> = view.values(HeaderName::RecordRoute).collect();
+    /// assert_eq!(rr, [&b"<sip:p1;lr>"[..], b"<sip:p2;lr>", b"<sip:p3;lr>"]);
+    /// ```
+    pub fn values(&self, name: HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers()
+            .filter(move |h| h.kind == name)
+            .flat_map(|h| ValueList::new(h.value))
+    }
+}
+
+#[cfg(test)]
+mod tests;

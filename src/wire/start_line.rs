@@ -1,0 +1,217 @@
+//! Request line and status line (RFC 3261 §7.1, §7.2).
+
+use super::header::is_token_byte;
+use super::WireError;
+
+/// The SIP methods this crate knows; anything else is [`Method::Extension`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// INVITE (RFC 3261)
+    Invite,
+    /// ACK (RFC 3261)
+    Ack,
+    /// BYE (RFC 3261)
+    Bye,
+    /// CANCEL (RFC 3261)
+    Cancel,
+    /// OPTIONS (RFC 3261)
+    Options,
+    /// REGISTER (RFC 3261)
+    Register,
+    /// PRACK (RFC 3262)
+    Prack,
+    /// SUBSCRIBE (RFC 6665)
+    Subscribe,
+    /// NOTIFY (RFC 6665)
+    Notify,
+    /// PUBLISH (RFC 3903)
+    Publish,
+    /// INFO (RFC 6086)
+    Info,
+    /// REFER (RFC 3515)
+    Refer,
+    /// MESSAGE (RFC 3428)
+    Message,
+    /// UPDATE (RFC 3311)
+    Update,
+    /// A method token this crate does not know.
+    Extension,
+}
+
+impl Method {
+    /// Classifies a method token. Methods are case-sensitive (RFC 3261 §7.1).
+    pub fn from_bytes(token: &[u8]) -> Method {
+        match token {
+            b"INVITE" => Method::Invite,
+            b"ACK" => Method::Ack,
+            b"BYE" => Method::Bye,
+            b"CANCEL" => Method::Cancel,
+            b"OPTIONS" => Method::Options,
+            b"REGISTER" => Method::Register,
+            b"PRACK" => Method::Prack,
+            b"SUBSCRIBE" => Method::Subscribe,
+            b"NOTIFY" => Method::Notify,
+            b"PUBLISH" => Method::Publish,
+            b"INFO" => Method::Info,
+            b"REFER" => Method::Refer,
+            b"MESSAGE" => Method::Message,
+            b"UPDATE" => Method::Update,
+            _ => Method::Extension,
+        }
+    }
+}
+
+/// The first line of a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartLine<'a> {
+    /// `Method SP Request-URI SP SIP/2.0`
+    Request {
+        /// The method as classified.
+        method: Method,
+        /// The method token as written.
+        method_token: &'a [u8],
+        /// The Request-URI, unparsed.
+        uri: &'a [u8],
+    },
+    /// `SIP/2.0 SP Status-Code SP Reason-Phrase`
+    Response {
+        /// The status code, 100–699.
+        code: u16,
+        /// The reason phrase as written (may be empty, may hold UTF-8).
+        reason: &'a [u8],
+    },
+}
+
+/// Checks a SIP-Version token: `Ok` for SIP/2.0 (case-insensitive), 505 for another
+/// well-formed version (`SIP/` 1*DIGIT "." 1*DIGIT), 400 for anything else.
+fn version(token: &[u8]) -> Result<(), WireError> {
+    if token.eq_ignore_ascii_case(b"SIP/2.0") {
+        return Ok(());
+    }
+    let digits = |d: &[u8]| !d.is_empty() && d.iter().all(u8::is_ascii_digit);
+    let well_formed = match token.get(..4) {
+        Some(prefix) if prefix.eq_ignore_ascii_case(b"SIP/") => {
+            let number = &token[4..];
+            memchr::memchr(b'.', number)
+                .is_some_and(|dot| digits(&number[..dot]) && digits(&number[dot + 1..]))
+        }
+        _ => false,
+    };
+    Err(if well_formed {
+        WireError::VersionNotSupported
+    } else {
+        WireError::MalformedStartLine
+    })
+}
+
+/// Parses the start line (without its CRLF).
+///
+/// Liberal about the spacing RFC 4475 calls acceptable to ignore (runs of SP between the parts,
+/// trailing SP), strict about the rest: exactly three parts, a token method, SIP/2.0.
+pub(crate) fn parse(line: &[u8]) -> Result<StartLine<'_>, WireError> {
+    if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
+        return parse_status(line);
+    }
+    let mut parts = line
+        .split(|&b| b == b' ' || b == b'\t')
+        .filter(|p| !p.is_empty());
+    let (Some(method_token), Some(uri), Some(ver), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(WireError::MalformedStartLine);
+    };
+    if !method_token.iter().all(|&b| is_token_byte(b)) {
+        return Err(WireError::MalformedStartLine);
+    }
+    version(ver)?;
+    Ok(StartLine::Request {
+        method: Method::from_bytes(method_token),
+        method_token,
+        uri,
+    })
+}
+
+fn parse_status(line: &[u8]) -> Result<StartLine<'_>, WireError> {
+    let (ver, rest) = match memchr::memchr(b' ', line) {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => return Err(WireError::MalformedStartLine),
+    };
+    version(ver)?;
+    let (code, reason) = match memchr::memchr(b' ', rest) {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, &rest[rest.len()..]),
+    };
+    match code {
+        [a @ b'1'..=b'6', b @ b'0'..=b'9', c @ b'0'..=b'9'] => Ok(StartLine::Response {
+            code: u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'),
+            reason,
+        }),
+        _ => Err(WireError::InvalidStatusCode),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines() {
+        let StartLine::Request { method, uri, .. } = parse(b"INVITE  sip:a@b  SIP/2.0  ").unwrap()
+        else {
+            panic!("not a request")
+        };
+        assert_eq!((method, uri), (Method::Invite, &b"sip:a@b"[..]));
+        assert_eq!(
+            parse(b"INVITE sip:a@b; lr SIP/2.0"),
+            Err(WireError::MalformedStartLine)
+        );
+        assert_eq!(
+            parse(b"OPTIONS sip:a@b SIP/7.0"),
+            Err(WireError::VersionNotSupported)
+        );
+        assert_eq!(
+            parse(b"OPTIONS sip:a@b HTTP/1.1"),
+            Err(WireError::MalformedStartLine)
+        );
+        assert_eq!(
+            parse(b"OPTIONS sip:a@b SIP/2"),
+            Err(WireError::MalformedStartLine)
+        );
+        assert_eq!(
+            parse(b"OPT\"IONS sip:a@b SIP/2.0"),
+            Err(WireError::MalformedStartLine)
+        );
+        assert_eq!(parse(b""), Err(WireError::MalformedStartLine));
+    }
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(
+            parse(b"SIP/2.0 100 "),
+            Ok(StartLine::Response {
+                code: 100,
+                reason: b""
+            })
+        );
+        assert_eq!(
+            parse(b"sip/2.0 699 x y"),
+            Ok(StartLine::Response {
+                code: 699,
+                reason: b"x y"
+            })
+        );
+        for bad in [
+            &b"SIP/2.0 4294967301 x"[..],
+            b"SIP/2.0 700 x",
+            b"SIP/2.0 099 x",
+            b"SIP/2.0 20 x",
+        ] {
+            assert_eq!(parse(bad), Err(WireError::InvalidStatusCode));
+        }
+        assert_eq!(
+            parse(b"SIP/2.1 200 OK"),
+            Err(WireError::VersionNotSupported)
+        );
+        assert_eq!(parse(b"SIP/2.0"), Err(WireError::MalformedStartLine));
+    }
+}

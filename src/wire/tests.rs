@@ -1,0 +1,153 @@
+use super::*;
+
+fn msg(headers: &str) -> Vec<u8> {
+    format!("INVITE sip:bob@b.example SIP/2.0\r\n{headers}\r\n").into_bytes()
+}
+
+const BASE: &str = "Via: SIP/2.0/UDP a.example;branch=z9hG4bK1\r\n\
+Call-ID: c1\r\nFrom: <sip:a@a.example>;tag=f1\r\nTo: <sip:b@b.example>\r\nCSeq: 1 INVITE\r\n";
+
+#[test]
+fn minimal_request() {
+    let m = msg(BASE);
+    let v = MessageView::parse(&m).unwrap();
+    assert_eq!(v.method(), Some(Method::Invite));
+    assert_eq!(v.request_uri(), Some(&b"sip:bob@b.example"[..]));
+    assert_eq!(v.call_id(), b"c1");
+    assert_eq!((v.from_tag(), v.to_tag()), (Some(&b"f1"[..]), None));
+    assert_eq!(v.via_sent_by(), Some(&b"a.example"[..]));
+    assert_eq!(v.content_length(), None);
+    assert_eq!(v.body(), b"");
+}
+
+#[test]
+fn body_framing() {
+    let m = msg(&format!("{BASE}Content-Length:    4\r\n"));
+    let mut with_body = m.clone();
+    with_body.extend_from_slice(b"abcdTRAILING");
+    let v = MessageView::parse(&with_body).unwrap();
+    assert_eq!(v.body(), b"abcd");
+    assert!(v.as_bytes().ends_with(b"\r\n\r\nabcd"));
+    assert_eq!(
+        MessageView::parse(&m).unwrap_err(),
+        WireError::ContentLengthExceedsMessage
+    );
+    let m = msg(&format!("{BASE}l: -1\r\n"));
+    assert_eq!(
+        MessageView::parse(&m).unwrap_err(),
+        WireError::InvalidContentLength
+    );
+    let m = msg(&format!("{BASE}l: 0\r\nContent-Length: 0\r\n"));
+    assert_eq!(
+        MessageView::parse(&m).unwrap_err(),
+        WireError::DuplicateHeader(HeaderName::ContentLength)
+    );
+}
+
+#[test]
+fn identity_errors() {
+    for (name, line) in [
+        (HeaderName::CallId, "i: c2\r\n"),
+        (HeaderName::From, "f: <sip:x@y>\r\n"),
+        (HeaderName::To, "t: <sip:x@y>\r\n"),
+        (HeaderName::CSeq, "CSEQ: 1 INVITE\r\n"),
+    ] {
+        let m = msg(&format!("{BASE}{line}"));
+        assert_eq!(
+            MessageView::parse(&m).unwrap_err(),
+            WireError::DuplicateHeader(name)
+        );
+        let without: String = BASE
+            .lines()
+            .filter(|l| HeaderName::classify(l.split(':').next().unwrap().as_bytes()) != name)
+            .map(|l| format!("{l}\r\n"))
+            .collect();
+        let m = msg(&without);
+        assert_eq!(
+            MessageView::parse(&m).unwrap_err(),
+            WireError::MissingHeader(name)
+        );
+    }
+    let m = msg(&BASE.replace("CSeq: 1 INVITE", "CSeq: 2147483648 INVITE"));
+    assert_eq!(
+        MessageView::parse(&m).unwrap_err(),
+        WireError::CSeqOutOfRange
+    );
+    let m = msg(&BASE.replace("CSeq: 1 INVITE", "CSeq: 2147483647 INVITE"));
+    assert_eq!(MessageView::parse(&m).unwrap().cseq().number, 2_147_483_647);
+    let m = msg(&BASE.replace("CSeq: 1 INVITE", "CSeq: 1 BYE"));
+    assert_eq!(
+        MessageView::parse(&m).unwrap_err(),
+        WireError::CSeqMethodMismatch
+    );
+    assert_eq!(WireError::CSeqMethodMismatch.status().0, 400);
+    let m = msg(&BASE.replace("Call-ID: c1", "Call-ID: c 1"));
+    assert_eq!(
+        MessageView::parse(&m).unwrap_err(),
+        WireError::MalformedHeader(HeaderName::CallId)
+    );
+}
+
+#[test]
+fn compact_forms_and_cold_headers() {
+    let m = msg(
+        "v: SIP/2.0/TCP h:5061;branch=z9hG4bKx, SIP/2.0/UDP other\r\ni: c9\r\n\
+         f: sip:a@a;tag=A\r\nt: sip:b@b;tag=B\r\nCSeq: 5 INVITE\r\nm: <sip:a@10.0.0.1>\r\n\
+         r: <sip:carol@c>\r\nb: <sip:a@a>\r\no: refer;id=5\r\nReplaces: x;to-tag=1;from-tag=2\r\n\
+         Subscription-State: active;expires=60\r\nRoute: <sip:r1;lr>\r\nRoute: <sip:r2;lr>\r\n",
+    );
+    let v = MessageView::parse(&m).unwrap();
+    assert_eq!(v.via_sent_by(), Some(&b"h:5061"[..]));
+    assert_eq!(v.via_branch(), Some(&b"z9hG4bKx"[..]));
+    assert_eq!(v.contact(), Some(&b"<sip:a@10.0.0.1>"[..]));
+    assert_eq!(v.refer_to(), Some(&b"<sip:carol@c>"[..]));
+    assert_eq!(v.referred_by(), Some(&b"<sip:a@a>"[..]));
+    assert_eq!(v.event(), Some(&b"refer;id=5"[..]));
+    assert_eq!(v.replaces(), Some(&b"x;to-tag=1;from-tag=2"[..]));
+    assert_eq!(v.subscription_state(), Some(&b"active;expires=60"[..]));
+    assert_eq!(v.route(), Some(&b"<sip:r1;lr>"[..]));
+    assert_eq!(v.values(HeaderName::Route).count(), 2);
+    assert_eq!(v.values(HeaderName::Via).count(), 2);
+    assert_eq!(v.headers().count(), 13);
+}
+
+#[test]
+fn responses() {
+    let m = b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\ni: c\r\n\
+f: <sip:a@a>;tag=1\r\nt: <sip:b@b>;tag=2\r\nCSeq: 7 INVITE\r\n\r\n";
+    let v = MessageView::parse(m).unwrap();
+    assert_eq!(v.status_code(), Some(180));
+    assert_eq!(v.method(), None);
+    assert_eq!(v.cseq().method, b"INVITE");
+}
+
+#[test]
+fn limits_and_garbage() {
+    assert_eq!(MessageView::parse(b"").unwrap_err(), WireError::Empty);
+    assert_eq!(
+        MessageView::parse(b"\r\n\r\n").unwrap_err(),
+        WireError::Empty
+    );
+    let m = msg(BASE);
+    let tight = ScanLimits {
+        max_message: m.len() - 1,
+        ..ScanLimits::DEFAULT
+    };
+    assert!(matches!(
+        MessageView::parse_with(&m, &tight),
+        Err(WireError::MessageTooLarge { .. })
+    ));
+    let few = ScanLimits {
+        max_headers: 3,
+        ..ScanLimits::DEFAULT
+    };
+    assert_eq!(
+        MessageView::parse_with(&m, &few).unwrap_err(),
+        WireError::TooManyHeaders { max: 3 }
+    );
+    assert_eq!(WireError::TooManyHeaders { max: 3 }.status().0, 513);
+    // Every prefix of a valid message either parses or fails cleanly.
+    for i in 0..m.len() {
+        let _ = MessageView::parse(&m[..i]);
+    }
+}

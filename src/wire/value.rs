@@ -1,0 +1,415 @@
+//! Bounds-checked readers for the header values the dialog layer needs: name-addr tags, CSeq,
+//! Via, decimal numbers and comma-separated lists. No indexing that can panic: every read goes
+//! through [`Cursor`], which answers `None` past the end.
+
+use memchr::memchr3;
+
+use super::header::is_token_byte;
+
+/// Linear white space as it appears in a raw (possibly folded) value.
+pub(crate) const fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// `value` without leading and trailing LWS (folds included).
+pub(crate) fn trim_lws(value: &[u8]) -> &[u8] {
+    let start = value
+        .iter()
+        .position(|&b| !is_lws(b))
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|&b| !is_lws(b))
+        .map_or(start, |i| i + 1);
+    &value[start..end]
+}
+
+/// A read position in a value.
+pub(crate) struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Cursor<'a> {
+        Cursor { buf, pos: 0 }
+    }
+
+    pub(crate) fn peek(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
+    pub(crate) fn at_end(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    /// Skips LWS; answers whether any was skipped.
+    pub(crate) fn skip_lws(&mut self) -> bool {
+        let start = self.pos;
+        while self.peek().is_some_and(is_lws) {
+            self.pos += 1;
+        }
+        self.pos > start
+    }
+
+    pub(crate) fn eat(&mut self, b: u8) -> bool {
+        if self.peek() == Some(b) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(crate) fn take_while(&mut self, pred: impl Fn(u8) -> bool) -> &'a [u8] {
+        let start = self.pos;
+        while self.peek().is_some_and(&pred) {
+            self.pos += 1;
+        }
+        &self.buf[start..self.pos]
+    }
+
+    /// A quoted string, quotes included; `None` if it is not terminated.
+    pub(crate) fn take_quoted(&mut self) -> Option<&'a [u8]> {
+        let start = self.pos;
+        if !self.eat(b'"') {
+            return None;
+        }
+        loop {
+            match self.peek()? {
+                b'\\' => self.pos += 2,
+                b'"' => {
+                    self.pos += 1;
+                    return self.buf.get(start..self.pos);
+                }
+                _ => self.pos += 1,
+            }
+        }
+    }
+
+    /// Moves past the next `b`; `false` if there is none.
+    fn skip_past(&mut self, b: u8) -> bool {
+        match self.buf.get(self.pos..).and_then(|r| memchr::memchr(b, r)) {
+            Some(i) => {
+                self.pos += i + 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The next `;name[=value]` parameter, or `None` at the end of the value or at a `,` that
+    /// starts the next list element. `Err` on anything else.
+    pub(crate) fn next_param(&mut self) -> Result<Option<(&'a [u8], Option<&'a [u8]>)>, ()> {
+        self.skip_lws();
+        match self.peek() {
+            None | Some(b',') => return Ok(None),
+            Some(b';') => self.pos += 1,
+            Some(_) => return Err(()),
+        }
+        self.skip_lws();
+        let name = self.take_while(is_token_byte);
+        if name.is_empty() {
+            return Err(());
+        }
+        self.skip_lws();
+        if !self.eat(b'=') {
+            return Ok(Some((name, None)));
+        }
+        self.skip_lws();
+        let value = if self.peek() == Some(b'"') {
+            self.take_quoted().ok_or(())?
+        } else {
+            self.take_while(|b| is_token_byte(b) || matches!(b, b'[' | b']' | b':'))
+        };
+        if value.is_empty() {
+            return Err(());
+        }
+        Ok(Some((name, Some(value))))
+    }
+}
+
+/// The `tag` parameter of a From or To value (`name-addr` or `addr-spec`, RFC 3261 §20.20).
+///
+/// `Ok(None)` when there is no tag; `Err` when the value does not parse, holds more than one
+/// element, or has more than one (or an empty) tag.
+pub(crate) fn tag_param(value: &[u8]) -> Result<Option<&[u8]>, ()> {
+    let mut c = Cursor::new(value);
+    c.skip_lws();
+    match c.peek() {
+        None => return Err(()),
+        Some(b'"') => {
+            c.take_quoted().ok_or(())?;
+            c.skip_lws();
+            if !c.eat(b'<') || !c.skip_past(b'>') {
+                return Err(());
+            }
+        }
+        Some(_) => {
+            let rest = &value[c.pos..];
+            match memchr3(b'<', b';', b'"', rest).map(|i| (i, rest[i])) {
+                // A display name of tokens (or, liberally, other unquoted text) before `<`.
+                Some((i, b'<')) => {
+                    c.pos += i + 1;
+                    if !c.skip_past(b'>') {
+                        return Err(());
+                    }
+                }
+                Some((_, b'"')) => return Err(()),
+                // addr-spec: header parameters start at the first `;` (§20.10).
+                Some((i, _)) => c.pos += i,
+                None => return Ok(None),
+            }
+        }
+    }
+    let mut tag = None;
+    while let Some((name, val)) = c.next_param()? {
+        if name.eq_ignore_ascii_case(b"tag") {
+            if tag.is_some() {
+                return Err(());
+            }
+            tag = Some(val.ok_or(())?);
+        }
+    }
+    if c.at_end() {
+        Ok(tag)
+    } else {
+        Err(())
+    }
+}
+
+/// A CSeq value: `(number, method)`. The number is checked against 2^31 by the caller.
+pub(crate) enum CSeqValue<'a> {
+    Ok(u64, &'a [u8]),
+    OutOfRange,
+    Malformed,
+}
+
+pub(crate) fn cseq(value: &[u8]) -> CSeqValue<'_> {
+    let mut c = Cursor::new(value);
+    c.skip_lws();
+    let digits = c.take_while(|b| b.is_ascii_digit());
+    let number = match decimal_digits(digits) {
+        Some(n) => n,
+        None if digits.is_empty() => return CSeqValue::Malformed,
+        None => return CSeqValue::OutOfRange,
+    };
+    if !c.skip_lws() {
+        return CSeqValue::Malformed;
+    }
+    let method = c.take_while(is_token_byte);
+    c.skip_lws();
+    if method.is_empty() || !c.at_end() {
+        return CSeqValue::Malformed;
+    }
+    CSeqValue::Ok(number, method)
+}
+
+/// Decimal digits to a number; `None` if empty, not all digits, or over 18 significant digits.
+fn decimal_digits(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let significant = match digits.iter().position(|&b| b != b'0') {
+        Some(i) => &digits[i..],
+        None => return Some(0),
+    };
+    if significant.len() > 18 {
+        return None;
+    }
+    Some(
+        significant
+            .iter()
+            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
+    )
+}
+
+/// A whole value that is one decimal number, LWS around it allowed.
+pub(crate) fn decimal(value: &[u8]) -> Option<u64> {
+    decimal_digits(trim_lws(value))
+}
+
+/// The top Via element: its sent-by and branch parameter.
+pub(crate) struct ViaValue<'a> {
+    pub(crate) sent_by: &'a [u8],
+    pub(crate) branch: Option<&'a [u8]>,
+}
+
+pub(crate) fn via(value: &[u8]) -> Result<ViaValue<'_>, ()> {
+    let mut c = Cursor::new(value);
+    for i in 0..3 {
+        c.skip_lws();
+        if c.take_while(is_token_byte).is_empty() {
+            return Err(());
+        }
+        c.skip_lws();
+        if i < 2 && !c.eat(b'/') {
+            return Err(());
+        }
+    }
+    let start = c.pos;
+    if c.peek() == Some(b'[') {
+        if !c.skip_past(b']') {
+            return Err(());
+        }
+    } else if c.take_while(|b| is_token_byte(b) && b != b'%').is_empty() {
+        return Err(());
+    }
+    let mut end = c.pos;
+    c.skip_lws();
+    if c.eat(b':') {
+        c.skip_lws();
+        if c.take_while(|b| b.is_ascii_digit()).is_empty() {
+            return Err(());
+        }
+        end = c.pos;
+    }
+    let sent_by = &value[start..end];
+    let mut branch = None;
+    while let Some((name, val)) = c.next_param()? {
+        if branch.is_none() && name.eq_ignore_ascii_case(b"branch") {
+            branch = Some(val.ok_or(())?);
+        }
+    }
+    Ok(ViaValue { sent_by, branch })
+}
+
+/// Splits a header value at the commas that separate list elements, ignoring commas inside
+/// quoted strings and `<...>`; elements are LWS-trimmed and empty ones skipped.
+#[derive(Clone, Debug)]
+pub struct ValueList<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> ValueList<'a> {
+    /// The elements of one header value.
+    pub fn new(value: &'a [u8]) -> ValueList<'a> {
+        ValueList { rest: value }
+    }
+}
+
+impl<'a> Iterator for ValueList<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            if self.rest.is_empty() {
+                return None;
+            }
+            let (mut quoted, mut angle, mut escaped) = (false, false, false);
+            let mut split = self.rest.len();
+            for (i, &b) in self.rest.iter().enumerate() {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' if quoted => escaped = true,
+                    b'"' => quoted = !quoted,
+                    b'<' if !quoted => angle = true,
+                    b'>' if !quoted => angle = false,
+                    b',' if !quoted && !angle => {
+                        split = i;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let element = trim_lws(&self.rest[..split]);
+            self.rest = self.rest.get(split + 1..).unwrap_or(&[]);
+            if !element.is_empty() {
+                return Some(element);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags() {
+        let ok: &[(&[u8], Option<&[u8]>)] = &[
+            (b"<sip:a@b>;tag=1", Some(b"1")),
+            (b"sip:a@b;TAG = x ;q=1", Some(b"x")),
+            (b"\"A;b,c>\" <sip:a@b>;tag=2", Some(b"2")),
+            (b"\"x\\\"\" <sip:a@b;tag=uri>", None),
+            (b"sip:a@b", None),
+            (b"Bell, Alexander <sip:a@b>;tag=43", Some(b"43")),
+            (b"tok <sip:a@b>;p=\"q;tag=no\";tag=3", Some(b"3")),
+            (b" sip:a@b\r\n ;\r\n tag\r\n =\r\n 9", Some(b"9")),
+        ];
+        for (v, want) in ok {
+            assert_eq!(tag_param(v), Ok(*want), "{}", String::from_utf8_lossy(v));
+        }
+        let bad: &[&[u8]] = &[
+            b"",
+            b"\"open <sip:a@b>",
+            b"<sip:a@b",
+            b"<sip:a@b>;tag=1;tag=2",
+            b"<sip:a@b>;tag=",
+            b"<sip:a@b>;tag",
+            b"<sip:a@b>, <sip:c@d>",
+            b"<sip:a@b> junk",
+            b"na\"me <sip:a@b>",
+        ];
+        for v in bad {
+            assert_eq!(tag_param(v), Err(()), "{}", String::from_utf8_lossy(v));
+        }
+    }
+
+    #[test]
+    fn cseq_values() {
+        assert!(matches!(
+            cseq(b" 0009\r\n  INVITE "),
+            CSeqValue::Ok(9, b"INVITE")
+        ));
+        assert!(matches!(
+            cseq(b"000000000000000000001 BYE"),
+            CSeqValue::Ok(1, b"BYE")
+        ));
+        assert!(matches!(
+            cseq(b"36893488147419103232 REGISTER"),
+            CSeqValue::OutOfRange
+        ));
+        for bad in [
+            &b"1INVITE"[..],
+            b"INVITE",
+            b"1",
+            b"1 INVITE x",
+            b"-1 INVITE",
+        ] {
+            assert!(matches!(cseq(bad), CSeqValue::Malformed));
+        }
+    }
+
+    #[test]
+    fn via_values() {
+        let v = via(b" SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!(
+            (v.sent_by, v.branch),
+            (&b"192.0.2.2"[..], Some(&b"390skdjuw"[..]))
+        );
+        let v = via(b"SIP/2.0/TCP [::1]:5060 ; rport; branch = z9hG4bK1 , SIP/2.0/UDP x").unwrap();
+        assert_eq!(
+            (v.sent_by, v.branch),
+            (&b"[::1]:5060"[..], Some(&b"z9hG4bK1"[..]))
+        );
+        let v = via(b"SIP/2.0/UDP iftgw.example.com").unwrap();
+        assert_eq!((v.sent_by, v.branch), (&b"iftgw.example.com"[..], None));
+        assert!(via(b"SIP/2.0 host").is_err());
+        assert!(via(b"SIP/2.0/UDP host:").is_err());
+    }
+
+    #[test]
+    fn lists_and_numbers() {
+        let items: Vec<&[u8]> =
+            ValueList::new(b"<sip:a;x=1,2>, \"b,\\\"c\" <sip:b>,, sip:c").collect();
+        assert_eq!(
+            items,
+            [&b"<sip:a;x=1,2>"[..], b"\"b,\\\"c\" <sip:b>", b"sip:c"]
+        );
+        assert_eq!(decimal(b"  0068 "), Some(68));
+        assert_eq!(decimal(b"-999"), None);
+        assert_eq!(decimal(b"1 2"), None);
+        assert_eq!(decimal(b"9999999999999999999"), None);
+    }
+}
