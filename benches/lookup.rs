@@ -1,1 +1,111 @@
-fn main() {}
+//! Finding the dialog of an in-dialog request from its raw bytes (scan, fingerprint, index,
+//! slot check) with 1 000 and 1 000 000 live dialogs. Baseline in the same run, the ordinary
+//! way: parse with `rsip`, build a `String` key, look it up in `RwLock<HashMap<String, _>>`.
+//!
+//! Each iteration first copies the next request into one receive buffer, as `recv` would, so
+//! the message is in cache as it is on a real SBC while the dialogs it hits are spread over
+//! the whole table. Both sides pay the same copy.
+
+mod support;
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::RwLock;
+
+use criterion::{BenchmarkId, Criterion};
+use rsip::prelude::*;
+use support::{calls, filled_table, Report};
+
+const GROUP: &str = "lookup";
+const SIZES: [usize; 2] = [1_000, 1_000_000];
+/// Requests cycled through: spread over the whole table, so the 1 M case misses the caches
+/// the way a busy SBC does.
+const SAMPLE: usize = 8_192;
+
+/// The ordinary way: full parse, owned key string, locked map.
+fn rsip_lookup(map: &RwLock<HashMap<String, u32>>, bytes: &[u8]) -> Option<u32> {
+    let msg = rsip::SipMessage::try_from(bytes).ok()?;
+    let call_id = msg.call_id_header().ok()?.value().to_string();
+    let from_tag = msg.from_header().ok()?.tag().ok()??;
+    let to_tag = msg.to_header().ok()?.tag().ok()??;
+    // A received request: local tag = To tag, remote tag = From tag.
+    let key = format!("{call_id}|{to_tag}|{from_tag}");
+    map.read().ok()?.get(&key).copied()
+}
+
+/// Copies a datagram into the receive buffer, as the socket read would.
+fn receive<'b>(buf: &'b mut [u8; 2048], datagram: &[u8]) -> &'b [u8] {
+    let len = datagram.len().min(buf.len());
+    buf[..len].copy_from_slice(&datagram[..len]);
+    &buf[..len]
+}
+
+fn string_key(id: &calls::Identity) -> String {
+    format!("{}|{}|{}", id.call_id, id.local_tag, id.remote_tag)
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group(GROUP);
+    for n in SIZES {
+        let ids = calls::identities(n, 42);
+        let mut rng = calls::Rng::new(n as u64);
+        let picks: Vec<usize> = (0..SAMPLE).map(|_| rng.below(n as u64) as usize).collect();
+        let messages: Vec<Vec<u8>> = picks
+            .iter()
+            .map(|&i| calls::in_dialog_request(&ids[i], "BYE", 3))
+            .collect();
+
+        let (table, handles) = filled_table(&ids, 0);
+        for (bytes, &i) in messages.iter().zip(&picks) {
+            assert_eq!(
+                table.lookup_message(bytes).unwrap().dialog,
+                Some(handles[i])
+            );
+        }
+        let mut next = 0;
+        let mut recv_buf = [0u8; 2048];
+        g.bench_with_input(BenchmarkId::new("sipdialog", n), &n, |b, _| {
+            b.iter(|| {
+                next = (next + 1) % SAMPLE;
+                let datagram = receive(&mut recv_buf, &messages[next]);
+                table.lookup_message(black_box(datagram)).map(|m| m.dialog)
+            })
+        });
+        drop(table);
+
+        let map: RwLock<HashMap<String, u32>> = RwLock::new(
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| (string_key(id), i as u32))
+                .collect(),
+        );
+        for (bytes, &i) in messages.iter().zip(&picks) {
+            assert_eq!(rsip_lookup(&map, bytes), Some(i as u32));
+        }
+        let mut next = 0;
+        g.bench_with_input(BenchmarkId::new("rsip_string_rwlock", n), &n, |b, _| {
+            b.iter(|| {
+                next = (next + 1) % SAMPLE;
+                let datagram = receive(&mut recv_buf, &messages[next]);
+                rsip_lookup(&map, black_box(datagram))
+            })
+        });
+    }
+    g.finish();
+}
+
+fn main() {
+    let mut report = Report::new();
+    let mut c = Criterion::default().configure_from_args();
+    bench(&mut c);
+    c.final_summary();
+    for n in SIZES {
+        report.ratio(
+            &format!("lookup from raw bytes, {n} dialogs"),
+            GROUP,
+            &format!("sipdialog/{n}"),
+            &format!("rsip_string_rwlock/{n}"),
+        );
+    }
+    report.print();
+}

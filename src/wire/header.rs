@@ -70,32 +70,60 @@ impl HeaderName {
                 _ => HeaderName::Other,
             };
         }
-        // Candidates by length first, so most names cost one comparison.
-        let candidates: &[HeaderName] = match name.len() {
-            2 => &[HeaderName::To],
-            3 => &[HeaderName::Via],
-            4 => &[HeaderName::From, HeaderName::CSeq],
-            5 => &[HeaderName::Route, HeaderName::Event],
-            7 => &[HeaderName::CallId, HeaderName::Contact, HeaderName::Subject],
-            8 => &[HeaderName::ReferTo, HeaderName::Replaces],
-            9 => &[HeaderName::Supported],
-            11 => &[HeaderName::ReferredBy],
-            12 => &[
-                HeaderName::MaxForwards,
-                HeaderName::RecordRoute,
-                HeaderName::ContentType,
-            ],
-            14 => &[HeaderName::ContentLength],
-            16 => &[HeaderName::ContentEncoding],
-            18 => &[HeaderName::SubscriptionState],
-            _ => &[],
+        // Length and first letter leave at most one candidate to compare.
+        let first = name.first().map_or(0, u8::to_ascii_lowercase);
+        let candidate = match (name.len(), first) {
+            (2, b't') => HeaderName::To,
+            (3, b'v') => HeaderName::Via,
+            (4, b'f') => HeaderName::From,
+            (4, b'c') => HeaderName::CSeq,
+            (5, b'r') => HeaderName::Route,
+            (5, b'e') => HeaderName::Event,
+            (7, b'c') if name[1].eq_ignore_ascii_case(&b'a') => HeaderName::CallId,
+            (7, b'c') => HeaderName::Contact,
+            (7, b's') => HeaderName::Subject,
+            (8, b'r') if name[2].eq_ignore_ascii_case(&b'f') => HeaderName::ReferTo,
+            (8, b'r') => HeaderName::Replaces,
+            (9, b's') => HeaderName::Supported,
+            (11, b'r') => HeaderName::ReferredBy,
+            (12, b'm') => HeaderName::MaxForwards,
+            (12, b'r') => HeaderName::RecordRoute,
+            (12, b'c') => HeaderName::ContentType,
+            (14, b'c') => HeaderName::ContentLength,
+            (16, b'c') => HeaderName::ContentEncoding,
+            (18, b's') => HeaderName::SubscriptionState,
+            _ => return HeaderName::Other,
         };
-        for &h in candidates {
-            if name.eq_ignore_ascii_case(h.as_str().as_bytes()) {
-                return h;
-            }
+        if eq_lowercase(name, candidate.lowercase()) {
+            return candidate;
         }
         HeaderName::Other
+    }
+
+    /// The full name in lower case, for matching.
+    const fn lowercase(self) -> &'static [u8] {
+        match self {
+            HeaderName::CallId => b"call-id",
+            HeaderName::From => b"from",
+            HeaderName::To => b"to",
+            HeaderName::CSeq => b"cseq",
+            HeaderName::Via => b"via",
+            HeaderName::MaxForwards => b"max-forwards",
+            HeaderName::ContentLength => b"content-length",
+            HeaderName::Contact => b"contact",
+            HeaderName::RecordRoute => b"record-route",
+            HeaderName::Route => b"route",
+            HeaderName::Event => b"event",
+            HeaderName::ReferTo => b"refer-to",
+            HeaderName::Replaces => b"replaces",
+            HeaderName::ReferredBy => b"referred-by",
+            HeaderName::SubscriptionState => b"subscription-state",
+            HeaderName::ContentType => b"content-type",
+            HeaderName::Supported => b"supported",
+            HeaderName::Subject => b"subject",
+            HeaderName::ContentEncoding => b"content-encoding",
+            HeaderName::Other => b"",
+        }
     }
 
     /// The full name as RFC 3261 spells it (`"Other"` for unknown headers).
@@ -123,6 +151,16 @@ impl HeaderName {
             HeaderName::Other => "Other",
         }
     }
+}
+
+/// Whether `name` equals `lower` (lower-case letters and '-') ignoring ASCII case.
+#[inline]
+fn eq_lowercase(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len()
+        && name
+            .iter()
+            .zip(lower)
+            .all(|(&a, &b)| a == b || (a | 0x20 == b && b.is_ascii_lowercase()))
 }
 
 /// One header field as received: its name and its raw value, which may span folded lines
@@ -183,7 +221,8 @@ impl<'a> HeaderIter<'a> {
         Some((from, end, next))
     }
 
-    fn next_field(&mut self) -> Result<Option<RawHeader<'a>>, WireError> {
+    #[inline]
+    pub(crate) fn next_field(&mut self) -> Result<Option<RawHeader<'a>>, WireError> {
         if self.body_start.is_some() {
             return Ok(None);
         }
@@ -200,29 +239,28 @@ impl<'a> HeaderIter<'a> {
             return Ok(None);
         }
         let line = &self.buf[start..end];
-        if matches!(line.first(), Some(b' ' | b'\t')) {
-            return Err(WireError::MalformedHeaderLine);
-        }
-        let name_len = line
+        // Name, optional SP/HT, colon. A known name is validated by the comparison in
+        // `classify`; only unknown names need their bytes checked against `token`.
+        // Names are short: a plain scan beats memchr's setup here.
+        let colon = line
             .iter()
-            .position(|&b| !is_token_byte(b))
-            .unwrap_or(line.len());
-        if name_len == 0 {
-            return Err(WireError::MalformedHeaderLine);
+            .position(|&b| b == b':')
+            .ok_or(WireError::MalformedHeaderLine)?;
+        let mut name = &line[..colon];
+        while let [rest @ .., b' ' | b'\t'] = name {
+            name = rest;
         }
-        let mut colon = name_len;
-        while matches!(line.get(colon), Some(b' ' | b'\t')) {
-            colon += 1;
-        }
-        if line.get(colon) != Some(&b':') {
+        let kind = HeaderName::classify(name);
+        if kind == HeaderName::Other && (name.is_empty() || !name.iter().all(|&b| is_token_byte(b)))
+        {
             return Err(WireError::MalformedHeaderLine);
         }
         let value_start = start + colon + 1;
         // Continuation lines start with SP or HT and extend this field.
-        while let Some((s, e, n)) = self.line(next) {
-            if !matches!(self.buf.get(s), Some(b' ' | b'\t')) {
+        while matches!(self.buf.get(next), Some(b' ' | b'\t')) {
+            let Some((s, e, n)) = self.line(next) else {
                 break;
-            }
+            };
             if e - s > self.max_line {
                 return Err(WireError::LineTooLong { max: self.max_line });
             }
@@ -230,10 +268,9 @@ impl<'a> HeaderIter<'a> {
             next = n;
         }
         self.pos = next;
-        let name = &line[..name_len];
         Ok(Some(RawHeader {
             name,
-            kind: HeaderName::classify(name),
+            kind,
             value: &self.buf[value_start..end.max(value_start)],
         }))
     }
@@ -255,11 +292,38 @@ impl<'a> Iterator for HeaderIter<'a> {
     }
 }
 
-/// RFC 3261 `token` characters.
-pub(crate) const fn is_token_byte(b: u8) -> bool {
-    matches!(b,
-        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
-        | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
+/// Byte classes as bit sets, one table load per byte on the scanning path.
+const TOKEN_BIT: u8 = 1;
+/// `token` plus the `[`, `]` and `:` of an IPv6 reference in a parameter value.
+const PARAM_VALUE_BIT: u8 = 2;
+
+static CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let token = matches!(b as u8,
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+            | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
+        if token {
+            table[b] = TOKEN_BIT | PARAM_VALUE_BIT;
+        } else if matches!(b as u8, b'[' | b']' | b':') {
+            table[b] = PARAM_VALUE_BIT;
+        }
+        b += 1;
+    }
+    table
+};
+
+/// Whether `b` is an RFC 3261 `token` character.
+#[inline]
+pub(crate) fn is_token_byte(b: u8) -> bool {
+    CLASSES[b as usize] & TOKEN_BIT != 0
+}
+
+/// Whether `b` may appear in an unquoted parameter value (`token` or an IPv6 reference).
+#[inline]
+pub(crate) fn is_param_value_byte(b: u8) -> bool {
+    CLASSES[b as usize] & PARAM_VALUE_BIT != 0
 }
 
 #[cfg(test)]
@@ -278,6 +342,8 @@ mod tests {
         );
         assert_eq!(HeaderName::classify(b"C%6Fntact"), HeaderName::Other);
         assert_eq!(HeaderName::classify(b"x"), HeaderName::Other);
+        assert_eq!(HeaderName::classify(b"Call\rID"), HeaderName::Other);
+        assert_eq!(HeaderName::classify(b"Call-\x09D"), HeaderName::Other);
     }
 
     #[test]

@@ -53,6 +53,15 @@ pub struct CSeq<'a> {
     pub method: &'a [u8],
 }
 
+/// The top Via of a message: where to send responses, and the transaction branch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Via<'a> {
+    /// `host[:port]` as written.
+    pub sent_by: &'a [u8],
+    /// The `branch` parameter, if any.
+    pub branch: Option<&'a [u8]>,
+}
+
 /// One SIP message, scanned: slices of the caller's buffer, nothing copied.
 ///
 /// ```
@@ -83,8 +92,7 @@ pub struct MessageView<'a> {
     from_tag: Option<&'a [u8]>,
     to_tag: Option<&'a [u8]>,
     cseq: CSeq<'a>,
-    via_sent_by: Option<&'a [u8]>,
-    via_branch: Option<&'a [u8]>,
+    via: Option<&'a [u8]>,
     max_forwards: Option<u32>,
     content_length: Option<u32>,
     body: (usize, usize),
@@ -190,14 +198,14 @@ impl<'a> MessageView<'a> {
         let mut raw = Raw::default();
         let mut iter = HeaderIter::new(bytes, headers_start, limits.max_line);
         let mut count = 0;
-        for header in iter.by_ref() {
+        while let Some(header) = iter.next_field()? {
             count += 1;
             if count > limits.max_headers {
                 return Err(WireError::TooManyHeaders {
                     max: limits.max_headers,
                 });
             }
-            raw.record(header?)?;
+            raw.record(header)?;
         }
         let body_start = iter.body_start().unwrap_or(bytes.len());
 
@@ -236,14 +244,6 @@ impl<'a> MessageView<'a> {
                 });
             }
         }
-        let (via_sent_by, via_branch) = match raw
-            .via
-            .map(|v| ValueList::new(v).next().ok_or(()).and_then(value::via))
-        {
-            Some(Ok(v)) => (Some(v.sent_by), v.branch),
-            Some(Err(())) => return Err(WireError::MalformedHeader(HeaderName::Via)),
-            None => (None, None),
-        };
         let max_forwards = match raw.max_forwards {
             Some(v) => Some(
                 value::decimal(v)
@@ -277,8 +277,7 @@ impl<'a> MessageView<'a> {
             from_tag,
             to_tag,
             cseq,
-            via_sent_by,
-            via_branch,
+            via: raw.via,
             max_forwards,
             content_length,
             body: (body_start, body_end),
@@ -352,14 +351,29 @@ impl<'a> MessageView<'a> {
         self.cseq
     }
 
-    /// The `branch` parameter of the top Via.
-    pub fn via_branch(&self) -> Option<&'a [u8]> {
-        self.via_branch
+    /// The top Via value, decoded on demand: the dialog layer does not need it to find a
+    /// dialog, so scanning leaves it to the transaction layer that does. `Ok(None)` when the
+    /// message has no Via; [`WireError::MalformedHeader`] when the top value does not parse.
+    pub fn top_via(&self) -> Result<Option<Via<'a>>, WireError> {
+        match self.via.map(value::via) {
+            None => Ok(None),
+            Some(Ok(v)) => Ok(Some(Via {
+                sent_by: v.sent_by,
+                branch: v.branch,
+            })),
+            Some(Err(())) => Err(WireError::MalformedHeader(HeaderName::Via)),
+        }
     }
 
-    /// The sent-by (`host[:port]`) of the top Via.
+    /// The `branch` parameter of the top Via; `None` when absent or when the Via is malformed
+    /// (see [`MessageView::top_via`] for the error).
+    pub fn via_branch(&self) -> Option<&'a [u8]> {
+        self.top_via().ok().flatten()?.branch
+    }
+
+    /// The sent-by (`host[:port]`) of the top Via; `None` when absent or malformed.
     pub fn via_sent_by(&self) -> Option<&'a [u8]> {
-        self.via_sent_by
+        Some(self.top_via().ok().flatten()?.sent_by)
     }
 
     /// Max-Forwards, if present.

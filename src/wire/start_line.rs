@@ -112,15 +112,21 @@ pub(crate) fn parse(line: &[u8]) -> Result<StartLine<'_>, WireError> {
     if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
         return parse_status(line);
     }
-    let mut parts = line
-        .split(|&b| b == b' ' || b == b'\t')
-        .filter(|p| !p.is_empty());
-    let (Some(method_token), Some(uri), Some(ver), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    // Runs of SP between the parts and trailing SP are tolerated; a fourth part is not.
+    let line = trim_sp(line);
+    let (Some(first), Some(last)) = (memchr::memchr(b' ', line), memchr::memrchr(b' ', line))
     else {
         return Err(WireError::MalformedStartLine);
     };
-    if !method_token.iter().all(|&b| is_token_byte(b)) {
+    let (method_token, uri, ver) = (
+        &line[..first],
+        trim_sp(&line[first..last]),
+        &line[last + 1..],
+    );
+    if uri.is_empty() || memchr::memchr2(b' ', b'\t', uri).is_some() {
+        return Err(WireError::MalformedStartLine);
+    }
+    if method_token.is_empty() || !method_token.iter().all(|&b| is_token_byte(b)) {
         return Err(WireError::MalformedStartLine);
     }
     version(ver)?;
@@ -129,6 +135,15 @@ pub(crate) fn parse(line: &[u8]) -> Result<StartLine<'_>, WireError> {
         method_token,
         uri,
     })
+}
+
+fn trim_sp(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b' ')
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
 }
 
 fn parse_status(line: &[u8]) -> Result<StartLine<'_>, WireError> {

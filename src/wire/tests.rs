@@ -112,6 +112,22 @@ fn compact_forms_and_cold_headers() {
 }
 
 #[test]
+fn top_via_is_decoded_on_demand() {
+    let m = msg(&BASE.replace(
+        "Via: SIP/2.0/UDP a.example;branch=z9hG4bK1",
+        "Via: SIP/2.0 a.example",
+    ));
+    let v = MessageView::parse(&m).unwrap();
+    assert_eq!(
+        v.top_via(),
+        Err(WireError::MalformedHeader(HeaderName::Via))
+    );
+    assert_eq!(v.via_branch(), None);
+    let m = msg(&BASE.replace("Via: SIP/2.0/UDP a.example;branch=z9hG4bK1\r\n", ""));
+    assert_eq!(MessageView::parse(&m).unwrap().top_via(), Ok(None));
+}
+
+#[test]
 fn responses() {
     let m = b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\ni: c\r\n\
 f: <sip:a@a>;tag=1\r\nt: <sip:b@b>;tag=2\r\nCSeq: 7 INVITE\r\n\r\n";

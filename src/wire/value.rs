@@ -4,7 +4,7 @@
 
 use memchr::memchr3;
 
-use super::header::is_token_byte;
+use super::header::{is_param_value_byte, is_token_byte};
 
 /// Linear white space as it appears in a raw (possibly folded) value.
 pub(crate) const fn is_lws(b: u8) -> bool {
@@ -24,6 +24,9 @@ pub(crate) fn trim_lws(value: &[u8]) -> &[u8] {
     &value[start..end]
 }
 
+/// One `;name[=value]` parameter.
+pub(crate) type Param<'a> = (&'a [u8], Option<&'a [u8]>);
+
 /// A read position in a value.
 pub(crate) struct Cursor<'a> {
     buf: &'a [u8],
@@ -35,6 +38,7 @@ impl<'a> Cursor<'a> {
         Cursor { buf, pos: 0 }
     }
 
+    #[inline]
     pub(crate) fn peek(&self) -> Option<u8> {
         self.buf.get(self.pos).copied()
     }
@@ -44,14 +48,12 @@ impl<'a> Cursor<'a> {
     }
 
     /// Skips LWS; answers whether any was skipped.
+    #[inline]
     pub(crate) fn skip_lws(&mut self) -> bool {
-        let start = self.pos;
-        while self.peek().is_some_and(is_lws) {
-            self.pos += 1;
-        }
-        self.pos > start
+        !self.take_while(is_lws).is_empty()
     }
 
+    #[inline]
     pub(crate) fn eat(&mut self, b: u8) -> bool {
         if self.peek() == Some(b) {
             self.pos += 1;
@@ -61,12 +63,13 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// The longest run from here whose bytes satisfy `pred`, consumed.
+    #[inline]
     pub(crate) fn take_while(&mut self, pred: impl Fn(u8) -> bool) -> &'a [u8] {
-        let start = self.pos;
-        while self.peek().is_some_and(&pred) {
-            self.pos += 1;
-        }
-        &self.buf[start..self.pos]
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        let n = rest.iter().position(|&b| !pred(b)).unwrap_or(rest.len());
+        self.pos += n;
+        &rest[..n]
     }
 
     /// A quoted string, quotes included; `None` if it is not terminated.
@@ -100,7 +103,7 @@ impl<'a> Cursor<'a> {
 
     /// The next `;name[=value]` parameter, or `None` at the end of the value or at a `,` that
     /// starts the next list element. `Err` on anything else.
-    pub(crate) fn next_param(&mut self) -> Result<Option<(&'a [u8], Option<&'a [u8]>)>, ()> {
+    pub(crate) fn next_param(&mut self) -> Result<Option<Param<'a>>, ()> {
         self.skip_lws();
         match self.peek() {
             None | Some(b',') => return Ok(None),
@@ -120,7 +123,7 @@ impl<'a> Cursor<'a> {
         let value = if self.peek() == Some(b'"') {
             self.take_quoted().ok_or(())?
         } else {
-            self.take_while(|b| is_token_byte(b) || matches!(b, b'[' | b']' | b':'))
+            self.take_while(is_param_value_byte)
         };
         if value.is_empty() {
             return Err(());

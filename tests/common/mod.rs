@@ -2,6 +2,8 @@
 //! (`#[path]`) and the demo. Deterministic: the same seed gives the same calls.
 #![allow(dead_code)]
 
+pub mod alloc;
+
 use sipdialog::id::DialogKey;
 
 /// One dialog's identity as an SBC sees it.

@@ -1,0 +1,234 @@
+//! `MessageView::parse` on arbitrary bytes.
+//!
+//! - never panics; every refusal maps to 400, 501, 505 or 513;
+//! - every accepted message has the identity (start line, Call-ID, From/To tags, CSeq) that
+//!   the independent reference extractor (`sipdialog_fuzz::reference`) reads from the same
+//!   bytes, and satisfies the scanner's documented rules (one Call-ID/From/To/CSeq, CSeq below
+//!   2^31 and equal to the request method, body framed by Content-Length within the buffer);
+//! - the header list, the raw-header accessors and Content-Length/Max-Forwards agree with the
+//!   reference's split of the header block;
+//! - tighter `ScanLimits` never accept what the defaults refuse, nor read a different identity.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sipdialog::id::DialogKey;
+use sipdialog::wire::{HeaderName, Method, MessageView, ScanLimits, StartLine, WireError};
+use sipdialog_fuzz::reference::{self, unfold_raw, Identity, Leniency, Split, Which};
+
+/// Grammar violations RFC 4475 lets a parser tolerate, with the identity still well defined
+/// (see `reference::Leniency`).
+const TOLERATED: &[Leniency] = &[
+    // §3.1.2.9, §3.1.2.10: runs of SP in the request line.
+    Leniency::StartLineSpacing,
+    // §3.1.2.15: an unquoted display name with non-token characters ("infer the quotes").
+    Leniency::DisplayNameNotToken,
+];
+
+/// Violations RFC 3261 does not allow that the scanner accepts anyway. The identity it reads is
+/// still the one the reference reads; each one is reported as a leniency finding and let
+/// through here so the target runs clean. `--features known-bugs` refuses them.
+const KNOWN_LENIENT: &[Leniency] = &[
+    // A bare CR inside a header value is read as white space (`value::is_lws` holds CR):
+    // `l: 0\r\r\n` is accepted as Content-Length 0, `CSeq: 1\rINVITE` as 1 INVITE.
+    Leniency::BareCr,
+    // HT separates the request line parts (`OPTIONS\tsip:a SIP/2.0`); RFC 3261 says SP.
+    Leniency::StartLineTab,
+    // `SIP/2.0 200` with no SP before the (empty) reason phrase.
+    Leniency::StatusLineNoReasonSp,
+    // Call-ID bytes outside `word ["@" word]` (UTF-8, NUL, `;`, `,`, `=`, two `@`).
+    Leniency::CallIdNotWord,
+    // `tag="..."`: tag-param = "tag" EQUAL token. The library returns the quotes, and a folded
+    // quoted tag raw (CRLF included).
+    Leniency::QuotedTag,
+    // A tag with `[`, `]` or `:` (generic-param value characters, not token ones).
+    Leniency::TagNotToken,
+    // `sip:a@b?x,y;tag=1`: §20.10 wants name-addr when the URI has `,` or `?`.
+    Leniency::AddrSpecNeedsBrackets,
+];
+
+fn show(data: &[u8]) -> String {
+    data.escape_ascii().to_string()
+}
+
+fn check_error(e: &WireError) {
+    let (code, reason) = e.status();
+    assert!(
+        matches!(code, 400 | 501 | 505 | 513),
+        "{e:?} maps to {code} {reason}"
+    );
+    assert!(!reason.is_empty());
+    let _ = e.to_string();
+}
+
+fn check_accepted(data: &[u8], view: &MessageView<'_>, split: &Split, id: &Identity) {
+    let ctx = || show(data);
+    for l in &id.lenient {
+        let known = !cfg!(feature = "known-bugs") && KNOWN_LENIENT.contains(l);
+        assert!(
+            TOLERATED.contains(l) || known,
+            "accepted despite {l:?}: {}",
+            ctx()
+        );
+    }
+
+    // Start line.
+    match view.start_line() {
+        StartLine::Request {
+            method,
+            method_token,
+            ..
+        } => {
+            assert_eq!(Some(method_token), id.method.as_deref(), "method: {}", ctx());
+            assert_eq!(method, Method::from_bytes(method_token));
+            assert_eq!(view.method(), Some(method));
+            assert!(view.is_request() && view.status_code().is_none());
+            assert!(view.request_uri().is_some_and(|u| !u.is_empty()));
+        }
+        StartLine::Response { code, .. } => {
+            assert_eq!(Some(code), id.status, "status: {}", ctx());
+            assert!((100..=699).contains(&code));
+            assert!(!view.is_request() && view.method().is_none());
+            assert_eq!(view.status_code(), Some(code));
+        }
+    }
+
+    // Identity.
+    assert_eq!(view.call_id(), &id.call_id[..], "Call-ID: {}", ctx());
+    // A quoted tag may be folded: the library gives it raw, the reference unfolded.
+    let quoted = id.lenient.contains(&Leniency::QuotedTag);
+    let tag_text = |t: Option<&[u8]>| t.map(|t| if quoted { unfold_raw(t) } else { t.to_vec() });
+    assert_eq!(tag_text(view.from_tag()), id.from_tag, "From tag: {}", ctx());
+    assert_eq!(tag_text(view.to_tag()), id.to_tag, "To tag: {}", ctx());
+    let cseq = view.cseq();
+    assert!(cseq.number < 1 << 31);
+    assert_eq!(cseq.number, id.cseq_number, "CSeq number: {}", ctx());
+    assert_eq!(cseq.method, &id.cseq_method[..], "CSeq method: {}", ctx());
+    if let StartLine::Request { method_token, .. } = view.start_line() {
+        assert_eq!(method_token, cseq.method);
+    }
+    let key = DialogKey::received(view);
+    let (local, remote) = if view.is_request() {
+        (view.to_tag(), view.from_tag())
+    } else {
+        (view.from_tag(), view.to_tag())
+    };
+    assert_eq!(key.call_id, view.call_id());
+    assert_eq!(key.local_tag, local.unwrap_or_default());
+    assert_eq!(key.remote_tag, remote.unwrap_or_default());
+    let sent = DialogKey::sent(view);
+    assert_eq!((sent.local_tag, sent.remote_tag), (key.remote_tag, key.local_tag));
+
+    // Exactly one of each identity header (the reference counted them too).
+    for w in [Which::CallId, Which::From, Which::To, Which::CSeq] {
+        assert_eq!(reference::values_of(split, w).len(), 1, "{w:?}: {}", ctx());
+    }
+
+    // Framing.
+    assert_eq!(view.content_length().map(u64::from), id.content_length, "Content-Length: {}", ctx());
+    assert_eq!(view.body(), &data[id.body.0..id.body.1], "body: {}", ctx());
+    if let Some(n) = view.content_length() {
+        assert_eq!(view.body().len(), n as usize);
+    }
+    let as_bytes = view.as_bytes();
+    assert!(as_bytes.as_ptr() as usize >= data.as_ptr() as usize);
+    assert!(as_bytes.ends_with(view.body()));
+    assert_eq!(
+        as_bytes.as_ptr() as usize + as_bytes.len(),
+        data.as_ptr() as usize + id.body.1,
+        "as_bytes must end where the body ends: {}",
+        ctx()
+    );
+    if cfg!(feature = "known-bugs") {
+        // Documented: "from the start line to the end of the body".
+        assert_eq!(as_bytes, &data[split.start_offset..id.body.1], "as_bytes: {}", ctx());
+    }
+
+    // The header list, unfolded, equals the reference's fields.
+    let headers: Vec<_> = view.headers().collect();
+    assert_eq!(headers.len(), split.fields.len(), "header count: {}", ctx());
+    for (h, f) in headers.iter().zip(&split.fields) {
+        assert_eq!(h.name, &f.name[..], "header name: {}", ctx());
+        assert_eq!(unfold_raw(h.value), f.value, "header value: {}", ctx());
+        assert_eq!(h.kind, HeaderName::classify(h.name));
+    }
+
+    // Raw accessors: the first value of each header, trimmed.
+    let first = |w: Which| {
+        reference::values_of(split, w)
+            .first()
+            .map(|v| reference::trim_value(v).to_vec())
+    };
+    let accessors: [(Which, Option<&[u8]>); 8] = [
+        (Which::Contact, view.contact()),
+        (Which::RecordRoute, view.record_route()),
+        (Which::Route, view.route()),
+        (Which::Event, view.event()),
+        (Which::ReferTo, view.refer_to()),
+        (Which::Replaces, view.replaces()),
+        (Which::ReferredBy, view.referred_by()),
+        (Which::SubscriptionState, view.subscription_state()),
+    ];
+    for (w, got) in accessors {
+        assert_eq!(got.map(unfold_raw), first(w), "{w:?}: {}", ctx());
+    }
+    match reference::values_of(split, Which::MaxForwards)[..] {
+        [] => assert_eq!(view.max_forwards(), None),
+        [one] => assert_eq!(
+            view.max_forwards().map(u64::from),
+            reference::decimal_value(one).ok().flatten(),
+            "Max-Forwards: {}",
+            ctx()
+        ),
+        _ => panic!("accepted two Max-Forwards: {}", ctx()),
+    }
+    // `values` never panics and yields only non-empty, trimmed elements.
+    for name in [HeaderName::Via, HeaderName::RecordRoute, HeaderName::Contact, HeaderName::Other] {
+        for v in view.values(name) {
+            assert!(!v.is_empty());
+        }
+    }
+    if view.via_branch().is_some() {
+        assert!(view.via_sent_by().is_some());
+    }
+}
+
+/// Limits derived from the input, so that the fuzzer explores them without a header of its own.
+fn tight_limits(data: &[u8]) -> ScanLimits {
+    let h = data
+        .iter()
+        .fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    ScanLimits {
+        max_message: data.len().saturating_sub((h & 3) as usize),
+        max_line: 1 + (h >> 2) as usize % 128,
+        max_headers: 1 + (h >> 10) as usize % 24,
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let parsed = MessageView::parse(data);
+    match &parsed {
+        Err(e) => check_error(e),
+        Ok(view) => match reference::extract(data) {
+            Ok((split, id)) => check_accepted(data, view, &split, &id),
+            Err(p) => panic!("accepted, but the reference finds {p:?}: {}", show(data)),
+        },
+    }
+
+    // Tighter limits: refuse more, never accept more, never read differently.
+    let limits = tight_limits(data);
+    match (MessageView::parse_with(data, &limits), &parsed) {
+        (Err(e), _) => check_error(&e),
+        (Ok(tight), Ok(view)) => {
+            assert_eq!(tight.call_id(), view.call_id());
+            assert_eq!(tight.from_tag(), view.from_tag());
+            assert_eq!(tight.to_tag(), view.to_tag());
+            assert_eq!(tight.cseq(), view.cseq());
+            assert_eq!(tight.body(), view.body());
+            assert_eq!(tight.start_line(), view.start_line());
+        }
+        (Ok(_), Err(e)) => panic!(
+            "accepted under {limits:?} but refused ({e:?}) under the defaults: {}",
+            show(data)
+        ),
+    }
+});

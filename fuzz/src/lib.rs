@@ -1,0 +1,8 @@
+//! Support code for the sipdialog fuzz targets.
+//!
+//! - [`reference`]: a slow, independent extractor of the dialog identity, the oracle of the
+//!   `wire_parse` target.
+//! - [`model`]: the operations of the `table_ops` target and the raw messages it builds.
+
+pub mod model;
+pub mod reference;
