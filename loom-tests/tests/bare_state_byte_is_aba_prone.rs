@@ -1,4 +1,3 @@
-#![cfg(sipdialog_loom)]
 //! Why the library packs the generation and the state byte into one lifecycle word.
 //!
 //! A self-contained model of the naive design (not library code): a slot with a state
@@ -11,6 +10,7 @@
 //!
 //! The same model with generation and state in one `AtomicU64`, as `table::slot` does it,
 //! passes.
+#![cfg(sipdialog_loom)]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

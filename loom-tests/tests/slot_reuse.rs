@@ -1,9 +1,9 @@
-#![cfg(sipdialog_loom)]
 //! A handle outlives its dialog: thread A keeps using it while thread B removes the dialog and
 //! inserts a different one, which (capacity 1) reuses the very same slot. Every call through the
 //! old handle must either act on the old dialog (it linearizes before the removal) or answer
 //! `TableError::Stale`, once stale it stays stale, and the new dialog ends up exactly as B
 //! created it.
+#![cfg(sipdialog_loom)]
 
 use std::fmt::Debug;
 
@@ -40,6 +40,8 @@ fn fingerprint_of(call_id: &'static str) -> Fingerprint {
 struct Observer {
     handle: DialogHandle,
     stale: bool,
+    /// Whether a CSeq CAS through the old handle succeeded (see [`check_new_cseqs`]).
+    cseq_written: bool,
 }
 
 impl Observer {
@@ -55,11 +57,36 @@ impl Observer {
             Err(e) => panic!("{what}: unexpected {e:?}"),
         }
     }
+
+    /// `next_local_cseq` through the old handle: the old dialog's next CSeq or `Stale`.
+    fn next_local_cseq(&mut self, t: &DialogTable, old_next: u32) {
+        let res = t.next_local_cseq(self.handle);
+        self.cseq_written |= res.is_ok();
+        self.expect("next_local_cseq", res, old_next);
+    }
+
+    /// `advance_remote_cseq` through the old handle to a CSeq above the old dialog's.
+    fn advance_remote_cseq(&mut self, t: &DialogTable, cseq: u32) {
+        let res = t.advance_remote_cseq(self.handle, cseq);
+        self.cseq_written |= res.is_ok();
+        self.expect("advance_remote_cseq", res, CSeqOrder::Newer);
+    }
+}
+
+/// The new dialog's CSeqs are exactly what B inserted: no CSeq change through the stale
+/// handle lands on it. (`claim` writes the CSeq words with swaps, so this holds under loom's
+/// model too, which orders a plain store after an earlier CAS more weakly than hardware.)
+fn check_new_cseqs(table: &DialogTable, new: DialogHandle, init: &NewDialog, _obs_wrote: bool) {
+    assert_eq!(
+        table.cseqs(new),
+        Ok((init.local_cseq, init.remote_cseq)),
+        "a CSeq change through the stale handle landed on the new dialog"
+    );
 }
 
 /// Runs `a` on a handle to the old dialog while B removes it and inserts a new dialog (whose
-/// initial state is `new_state`) in the same slot. Returns what `a` returned, B's result of
-/// `remove`, and the table plus the new handle for the final checks, which `check` receives.
+/// initial state is `new_state`) in the same slot, checks the new dialog, then hands `check`
+/// what `a` returned, B's result of `remove`, the table and the new handle.
 fn reuse_model<R, F, C>(new_state: DialogState, a: F, check: C)
 where
     R: Send + 'static,
@@ -75,8 +102,10 @@ where
             let mut obs = Observer {
                 handle: old,
                 stale: false,
+                cseq_written: false,
             };
-            a(&t, &mut obs)
+            let res = a(&t, &mut obs);
+            (res, obs.cseq_written)
         });
         let t = table.clone();
         let thread_b = thread::spawn(move || {
@@ -86,7 +115,7 @@ where
                 .expect("the removed dialog's slot must be free again");
             (last, new)
         });
-        let res = thread_a.join().unwrap();
+        let (res, cseq_written) = thread_a.join().unwrap();
         let (last, new) = thread_b.join().unwrap();
 
         // B got the very same slot back, under a new generation.
@@ -100,11 +129,7 @@ where
         let init = new_dialog(new_state);
         assert_eq!(table.fingerprint(new), Ok(fingerprint_of("new")));
         assert_eq!(table.times(new), Ok((init.now_ms, init.now_ms)));
-        assert_eq!(
-            table.cseqs(new),
-            Ok((init.local_cseq, init.remote_cseq)),
-            "a CSeq change through the stale handle landed on the new dialog"
-        );
+        check_new_cseqs(&table, new, &init, cseq_written);
         assert_eq!(
             table.state(new),
             Ok(init.state),
@@ -151,14 +176,9 @@ fn cseq_updates_through_stale_handle() {
     reuse_model(
         DialogState::EARLY,
         |t, obs| {
-            let h = obs.handle;
-            obs.expect("next_local_cseq", t.next_local_cseq(h), 11);
-            obs.expect(
-                "advance_remote_cseq",
-                t.advance_remote_cseq(h, 25),
-                CSeqOrder::Newer,
-            );
-            obs.expect("cseqs", t.cseqs(h), (11, Some(25)));
+            obs.next_local_cseq(t, 11);
+            obs.advance_remote_cseq(t, 25);
+            obs.next_local_cseq(t, 12);
         },
         |(), _, _, _| {},
     );
@@ -191,12 +211,8 @@ fn every_call_through_stale_handle() {
             let h = obs.handle;
             let confirmed = t.transition(h, Event::Confirm);
             obs.expect("transition", confirmed, DialogState::CONFIRMED);
-            obs.expect("next_local_cseq", t.next_local_cseq(h), 11);
-            obs.expect(
-                "advance_remote_cseq",
-                t.advance_remote_cseq(h, 25),
-                CSeqOrder::Newer,
-            );
+            obs.next_local_cseq(t, 11);
+            obs.advance_remote_cseq(t, 25);
             obs.expect("fingerprint", t.fingerprint(h), fingerprint_of("old"));
             obs.expect("times", t.times(h), (OLD.now_ms, OLD.now_ms));
             obs.expect("state", t.state(h), DialogState::CONFIRMED);
@@ -217,4 +233,34 @@ fn every_call_through_stale_handle() {
             assert_eq!(table.next_local_cseq(new), Ok(1001));
         },
     );
+}
+
+// ===== Regressions: stale handles and `cseqs` =====
+
+/// `cseqs` through the old handle must be as stale as every other call. The CSeq words keep
+/// the old generation tag from the removal until the slot is claimed again, so `Slot::cseqs`
+/// must also check the lifecycle word (this model found the version that did not).
+#[test]
+fn cseqs_through_stale_handle_stays_stale() {
+    reuse_model(
+        DialogState::EARLY,
+        |t, obs| {
+            let h = obs.handle;
+            obs.expect("state", t.state(h), OLD.state);
+            obs.expect("cseqs", t.cseqs(h), (OLD.local_cseq, OLD.remote_cseq));
+        },
+        |(), _, _, _| {},
+    );
+}
+
+/// The single-threaded form of the defect above.
+#[test]
+fn cseqs_after_remove_is_stale() {
+    builder().check(|| {
+        let table = table(1);
+        let h = table.insert(&key("old"), &OLD).unwrap();
+        table.remove(h).unwrap();
+        assert_eq!(table.state(h), Err(TableError::Stale));
+        assert_eq!(table.cseqs(h), Err(TableError::Stale), "cseqs after remove");
+    });
 }

@@ -1,8 +1,8 @@
-#![cfg(sipdialog_loom)]
 //! Two threads race state changes on one dialog through `DialogTable::transition` and
 //! `DialogTable::remove`: every change is one CAS on the slot's lifecycle word, so exactly one
 //! of two conflicting changes wins, the loser gets the typed error computed from the winner's
 //! state, and the final state is the winner's result.
+#![cfg(sipdialog_loom)]
 
 use loom::sync::Arc;
 use loom::thread;

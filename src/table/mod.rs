@@ -250,14 +250,17 @@ impl DialogTable {
             index,
             generation: slot.claim(fp, init),
         };
+        // Counted before it can be found: whoever removes it decrements exactly once.
+        self.live.fetch_add(1, Ordering::Relaxed);
         if self.index.try_insert(fp, handle, &guard).is_err() {
-            // Another thread inserted the same key between our check and now.
+            // Another thread inserted the same key between our check and now. Whoever wins
+            // the release (we, or a remover that saw the slot through `iter`) un-counts it.
             if slot.release(handle.generation).is_ok() {
                 self.slab.free(index);
+                self.live.fetch_sub(1, Ordering::Relaxed);
             }
             return Err(TableError::Duplicate);
         }
-        self.live.fetch_add(1, Ordering::Relaxed);
         Ok(handle)
     }
 

@@ -106,9 +106,12 @@ impl Slot {
         crate::sync::fence(Ordering::Release);
         self.fp_lo.store(fp.0 as u64, Ordering::Relaxed);
         self.fp_hi.store((fp.0 >> 64) as u64, Ordering::Relaxed);
+        // Swaps, not stores: a read-modify-write is ordered after any CAS a stale handle made
+        // on the old word, which keeps the loom model exact (a plain store is too, on real
+        // hardware; loom 0.7 models it more weakly).
         self.local_cseq
-            .store(pack(generation, init.local_cseq), Ordering::Relaxed);
-        self.remote_cseq.store(
+            .swap(pack(generation, init.local_cseq), Ordering::Relaxed);
+        self.remote_cseq.swap(
             pack(generation, init.remote_cseq.unwrap_or(NO_CSEQ)),
             Ordering::Relaxed,
         );
@@ -252,7 +255,12 @@ impl Slot {
     pub(crate) fn cseqs(&self, generation: u32) -> Option<(u32, Option<u32>)> {
         let local = self.local_cseq.load(Ordering::Acquire);
         let remote = self.remote_cseq.load(Ordering::Acquire);
-        if generation_of(local) != generation || generation_of(remote) != generation {
+        // The tags keep the old generation after release, until the next claim: the
+        // lifecycle word is what says whether the dialog still lives.
+        if generation_of(local) != generation
+            || generation_of(remote) != generation
+            || self.generation() != generation
+        {
             return None;
         }
         let remote = remote as u32;
