@@ -67,6 +67,12 @@ fn main() {
             ),
             Err(p) => println!("reference: reject {p:?}"),
         }
+        if let (Ok(v), Ok((split, _))) = (MessageView::parse(&data), reference::extract(&data)) {
+            let mut l = Vec::new();
+            let r = reference::top_via(&split, &mut l);
+            println!("library   top_via: {:?}", v.top_via());
+            println!("reference top_via: {r:?} lenient={l:?}");
+        }
         println!();
     }
 }

@@ -109,6 +109,9 @@ pub enum Leniency {
     /// The request line parts are separated by something other than exactly one SP
     /// (RFC 4475 §3.1.2.9, §3.1.2.10), or the Request-URI holds white space (§3.1.2.8).
     StartLineSpacing,
+    /// The request line starts with SP (RFC 4475 tolerates extra SP only between and after
+    /// the parts).
+    StartLineLeadingSp,
     /// The request line uses HT to separate (or surround) its parts.
     StartLineTab,
     /// The status line has no SP after the status code (RFC 3261 §25.1 requires it).
@@ -122,11 +125,11 @@ pub enum Leniency {
     QuotedTag,
     /// The tag value is not a token (holds `[`, `]` or `:`, allowed in generic-param values).
     TagNotToken,
-    /// A bare CR (not followed by LF) in the Call-ID, From, To, CSeq or Content-Length value,
-    /// read as white space. RFC 3261 allows CR only as part of CRLF.
+    /// A bare CR (not followed by LF) in the Call-ID, From, To, CSeq, Content-Length or
+    /// Max-Forwards value, read as white space. RFC 3261 allows CR only as part of CRLF.
     BareCr,
-    /// An addr-spec (no `<>`) that carries header parameters holds `?` or `,` before them
-    /// (§20.10: such a URI must be written in name-addr form).
+    /// An addr-spec (no `<>`) holds `?` or `,` in its URI (§20.10: such a URI must be
+    /// written in name-addr form).
     AddrSpecNeedsBrackets,
 }
 
@@ -193,7 +196,9 @@ pub fn trim_value(v: &[u8]) -> &[u8] {
     &v[a..b]
 }
 
-fn trim(v: &[u8]) -> &[u8] {
+/// `v` without leading and trailing SP and HT: RFC 3261 white space once folds are unfolded
+/// (a bare CR is not white space).
+pub fn trim(v: &[u8]) -> &[u8] {
     let mut a = 0;
     let mut b = v.len();
     while a < b && is_wsp(v[a]) {
@@ -356,7 +361,10 @@ pub fn decimal_value(v: &[u8]) -> Result<Option<u64>, ()> {
 }
 
 /// The start line: request method token, or status code.
-fn start_line(line: &[u8], lenient: &mut Vec<Leniency>) -> Result<(Option<Vec<u8>>, Option<u16>), Problem> {
+fn start_line(
+    line: &[u8],
+    lenient: &mut Vec<Leniency>,
+) -> Result<(Option<Vec<u8>>, Option<u16>), Problem> {
     let is_version = |v: &[u8]| v.len() == 7 && lower(v) == b"sip/2.0";
     let is_other_version = |v: &[u8]| {
         // SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT
@@ -377,7 +385,10 @@ fn start_line(line: &[u8], lenient: &mut Vec<Leniency>) -> Result<(Option<Vec<u8
     };
     if line.len() >= 4 && lower(&line[..4]) == b"sip/" {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-        let sp = line.iter().position(|&b| b == SP).ok_or(Problem::BadStartLine)?;
+        let sp = line
+            .iter()
+            .position(|&b| b == SP)
+            .ok_or(Problem::BadStartLine)?;
         let version = &line[..sp];
         if !is_version(version) {
             return Err(if is_other_version(version) {
@@ -409,27 +420,32 @@ fn start_line(line: &[u8], lenient: &mut Vec<Leniency>) -> Result<(Option<Vec<u8
     }
     // Request-Line = Method SP Request-URI SP SIP-Version
     let strict: Vec<&[u8]> = line.split(|&b| b == SP).collect();
-    let parts: Vec<&[u8]> = if strict.len() == 3 && strict.iter().all(|p| !p.is_empty() && !p.contains(&HT)) {
-        strict
-    } else {
-        // Tolerated by RFC 4475 (§3.1.2.9, §3.1.2.10): runs of SP between and after the parts.
-        let by_sp: Vec<&[u8]> = line.split(|&b| b == SP).filter(|p| !p.is_empty()).collect();
-        if by_sp.len() == 3 && !line.contains(&HT) {
-            lenient.push(Leniency::StartLineSpacing);
-            by_sp
+    let parts: Vec<&[u8]> =
+        if strict.len() == 3 && strict.iter().all(|p| !p.is_empty() && !p.contains(&HT)) {
+            strict
         } else {
-            // HT as a separator: no RFC tolerates it.
-            let by_ws: Vec<&[u8]> = line
-                .split(|&b| is_wsp(b))
-                .filter(|p| !p.is_empty())
-                .collect();
-            if by_ws.len() != 3 {
-                return Err(Problem::BadStartLine);
+            // Tolerated by RFC 4475 (§3.1.2.9, §3.1.2.10): runs of SP between and after the parts.
+            let by_sp: Vec<&[u8]> = line.split(|&b| b == SP).filter(|p| !p.is_empty()).collect();
+            if by_sp.len() == 3 && !line.contains(&HT) {
+                lenient.push(if line[0] == SP {
+                    Leniency::StartLineLeadingSp
+                } else {
+                    Leniency::StartLineSpacing
+                });
+                by_sp
+            } else {
+                // HT as a separator: no RFC tolerates it.
+                let by_ws: Vec<&[u8]> = line
+                    .split(|&b| is_wsp(b))
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                if by_ws.len() != 3 {
+                    return Err(Problem::BadStartLine);
+                }
+                lenient.push(Leniency::StartLineTab);
+                by_ws
             }
-            lenient.push(Leniency::StartLineTab);
-            by_ws
-        }
-    };
+        };
     let method = parts[0];
     if !method.iter().all(|&b| is_token_char(b)) {
         return Err(Problem::BadStartLine);
@@ -504,6 +520,9 @@ pub fn tag(value: &[u8], lenient: &mut Vec<Leniency>) -> Result<Option<Vec<u8>>,
         loop {
             if j == v.len() {
                 // A bare addr-spec with no parameters.
+                if v.iter().any(|&b| b == b'?' || b == b',') {
+                    lenient.push(Leniency::AddrSpecNeedsBrackets);
+                }
                 return Ok(None);
             }
             match v[j] {
@@ -635,9 +654,11 @@ pub fn extract(data: &[u8]) -> Result<(Split, Identity), Problem> {
     let to = exactly_one(&split, Which::To)?;
     let cseq_raw = exactly_one(&split, Which::CSeq)?;
     let cl_values = values_of(&split, Which::ContentLength);
+    let mf_values = values_of(&split, Which::MaxForwards);
     if [call_id_raw, from, to, cseq_raw]
         .iter()
         .chain(cl_values.iter())
+        .chain(mf_values.iter())
         .any(|v| v.contains(&b'\r'))
     {
         lenient.push(Leniency::BareCr);
@@ -648,7 +669,11 @@ pub fn extract(data: &[u8]) -> Result<(Split, Identity), Problem> {
     }
     // callid = word [ "@" word ]
     let words: Vec<&[u8]> = call_id.split(|&b| b == b'@').collect();
-    if words.len() > 2 || words.iter().any(|w| w.is_empty() || !w.iter().all(|&b| is_word_char(b))) {
+    if words.len() > 2
+        || words
+            .iter()
+            .any(|w| w.is_empty() || !w.iter().all(|&b| is_word_char(b)))
+    {
         lenient.push(Leniency::CallIdNotWord);
     }
     let from_tag = tag(from, &mut lenient).map_err(|()| Problem::Malformed(Which::From))?;
@@ -658,6 +683,15 @@ pub fn extract(data: &[u8]) -> Result<(Split, Identity), Problem> {
         if *m != cseq_method {
             return Err(Problem::CSeqMethodMismatch);
         }
+    }
+    // Max-Forwards = 1*DIGIT, once at most (the library keeps it as a u32).
+    match values_of(&split, Which::MaxForwards)[..] {
+        [] => {}
+        [one] => match decimal_value(one) {
+            Ok(Some(n)) if n <= u64::from(u32::MAX) => {}
+            _ => return Err(Problem::Malformed(Which::MaxForwards)),
+        },
+        _ => return Err(Problem::Duplicate(Which::MaxForwards)),
     }
     let content_length = match values_of(&split, Which::ContentLength)[..] {
         [] => None,
@@ -690,6 +724,192 @@ pub fn extract(data: &[u8]) -> Result<(Split, Identity), Problem> {
         lenient,
     };
     Ok((split, identity))
+}
+
+/// The top Via element as the reference reads it (RFC 3261 §20.42, §25.1):
+///
+/// ```text
+/// via-parm      = sent-protocol LWS sent-by *( SEMI via-params )
+/// sent-protocol = protocol-name SLASH protocol-version SLASH transport   (all tokens)
+/// sent-by       = host [ COLON port ]          COLON = SWS ":" SWS, port = 1*DIGIT
+/// via-branch    = "branch" EQUAL token
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopVia {
+    /// `host [COLON port]` as written (unfolded).
+    pub sent_by: Vec<u8>,
+    /// The branch parameter.
+    pub branch: Option<Vec<u8>>,
+}
+
+/// Grammar violations in the top Via that a scanner may accept or refuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ViaLeniency {
+    /// No LWS between the transport and the sent-by (`SIP/2.0/UDP[::1]`).
+    NoLwsBeforeSentBy,
+    /// The host holds token characters that no hostname has (`_`, `!`, `~`, ...), or an IPv6
+    /// reference holds something other than hex digits, `:` and `.`.
+    HostChars,
+    /// `branch` appears more than once (§7.3.1: a parameter name must not repeat); the first
+    /// one counts.
+    DuplicateBranch,
+    /// The branch value is a quoted string.
+    QuotedBranch,
+    /// The branch value holds `[`, `]` or `:`.
+    BranchNotToken,
+    /// A bare CR (not part of CRLF) in the element, read here as white space; RFC 3261 allows
+    /// CR only as part of CRLF.
+    BareCr,
+}
+
+/// The first element of the first Via header: `None` when there is no Via, `Err` when it does
+/// not parse.
+pub fn top_via(split: &Split, lenient: &mut Vec<ViaLeniency>) -> Option<Result<TopVia, ()>> {
+    let first = *values_of(split, Which::Via).first()?;
+    // The first element ends at the first comma outside a quoted string.
+    let mut end = first.len();
+    let mut i = 0;
+    while i < first.len() {
+        match first[i] {
+            b'"' => match skip_quoted(first, i) {
+                Some(after) => i = after,
+                None => return Some(Err(())),
+            },
+            b',' => {
+                end = i;
+                break;
+            }
+            _ => i += 1,
+        }
+    }
+    // The value is unfolded, so any CR left in it is bare.
+    if first[..end].contains(&b'\r') {
+        lenient.push(ViaLeniency::BareCr);
+    }
+    Some(via_element(trim_value(&first[..end]), lenient))
+}
+
+fn via_element(e: &[u8], lenient: &mut Vec<ViaLeniency>) -> Result<TopVia, ()> {
+    let mut i = 0;
+    let skip_ws = |i: &mut usize| {
+        let start = *i;
+        while *i < e.len() && is_value_ws(e[*i]) {
+            *i += 1;
+        }
+        *i > start
+    };
+    for part in 0..3 {
+        skip_ws(&mut i);
+        let start = i;
+        while i < e.len() && is_token_char(e[i]) {
+            i += 1;
+        }
+        if i == start {
+            return Err(());
+        }
+        let ws = skip_ws(&mut i);
+        if part < 2 {
+            if i >= e.len() || e[i] != b'/' {
+                return Err(());
+            }
+            i += 1;
+        } else if !ws {
+            lenient.push(ViaLeniency::NoLwsBeforeSentBy);
+        }
+    }
+    let host_start = i;
+    if i < e.len() && e[i] == b'[' {
+        let close = e[i..].iter().position(|&b| b == b']').ok_or(())?;
+        let inside = &e[i + 1..i + close];
+        if !inside
+            .iter()
+            .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            lenient.push(ViaLeniency::HostChars);
+        }
+        i += close + 1;
+    } else {
+        while i < e.len() && is_token_char(e[i]) {
+            if !(e[i].is_ascii_alphanumeric() || e[i] == b'-' || e[i] == b'.') {
+                lenient.push(ViaLeniency::HostChars);
+            }
+            i += 1;
+        }
+        if i == host_start {
+            return Err(());
+        }
+    }
+    let mut sent_by_end = i;
+    let mut k = i;
+    skip_ws(&mut k);
+    if k < e.len() && e[k] == b':' {
+        k += 1;
+        skip_ws(&mut k);
+        let port_start = k;
+        while k < e.len() && e[k].is_ascii_digit() {
+            k += 1;
+        }
+        if k == port_start {
+            return Err(());
+        }
+        sent_by_end = k;
+        i = k;
+    }
+    let sent_by = e[host_start..sent_by_end].to_vec();
+    let mut branch: Option<Vec<u8>> = None;
+    loop {
+        skip_ws(&mut i);
+        if i == e.len() {
+            break;
+        }
+        if e[i] != b';' {
+            return Err(());
+        }
+        i += 1;
+        skip_ws(&mut i);
+        let name_start = i;
+        while i < e.len() && is_token_char(e[i]) {
+            i += 1;
+        }
+        let name = &e[name_start..i];
+        if name.is_empty() {
+            return Err(());
+        }
+        let mut k = i;
+        skip_ws(&mut k);
+        let mut value: Option<&[u8]> = None;
+        if k < e.len() && e[k] == b'=' {
+            k += 1;
+            skip_ws(&mut k);
+            let value_start = k;
+            if k < e.len() && e[k] == b'"' {
+                k = skip_quoted(e, k).ok_or(())?;
+            } else {
+                while k < e.len() && (is_token_char(e[k]) || b"[]:".contains(&e[k])) {
+                    k += 1;
+                }
+            }
+            if k == value_start {
+                return Err(());
+            }
+            value = Some(&e[value_start..k]);
+            i = k;
+        }
+        if lower(name) == b"branch" {
+            if branch.is_some() {
+                lenient.push(ViaLeniency::DuplicateBranch);
+                continue;
+            }
+            let b = value.ok_or(())?;
+            if b[0] == b'"' {
+                lenient.push(ViaLeniency::QuotedBranch);
+            } else if !b.iter().all(|&c| is_token_char(c)) {
+                lenient.push(ViaLeniency::BranchNotToken);
+            }
+            branch = Some(b.to_vec());
+        }
+    }
+    Ok(TopVia { sent_by, branch })
 }
 
 /// Undoes folding in a raw value as the library returns it (a slice of the buffer that may
@@ -727,7 +947,12 @@ mod tests {
             (b"<sip:a@b;tag=u>;x;tag=h", Some(b"h")),
         ];
         for (v, want) in ok {
-            assert_eq!(tag(v, &mut l), Ok(want.map(|w| w.to_vec())), "{}", String::from_utf8_lossy(v));
+            assert_eq!(
+                tag(v, &mut l),
+                Ok(want.map(|w| w.to_vec())),
+                "{}",
+                String::from_utf8_lossy(v)
+            );
         }
         let bad: &[&[u8]] = &[
             b"",
@@ -750,9 +975,46 @@ mod tests {
         assert_eq!(cseq(b" 0009   INVITE "), Ok((9, b"INVITE".to_vec())));
         assert_eq!(cseq(b"2147483647 A"), Ok((2147483647, b"A".to_vec())));
         assert_eq!(cseq(b"2147483648 A"), Err(Problem::CSeqTooLarge));
-        assert_eq!(cseq(b"36893488147419103232 REGISTER"), Err(Problem::CSeqTooLarge));
+        assert_eq!(
+            cseq(b"36893488147419103232 REGISTER"),
+            Err(Problem::CSeqTooLarge)
+        );
         assert!(cseq(b"1INVITE").is_err());
         assert!(cseq(b"1 INVITE x").is_err());
+    }
+
+    #[test]
+    fn via_by_hand() {
+        let via = |v: &[u8]| {
+            let mut l = Vec::new();
+            let r = via_element(trim_value(v), &mut l);
+            r.map(|t| (t.sent_by, t.branch, l))
+        };
+        assert_eq!(
+            via(b" SIP  /   2.0 /UDP    192.0.2.2;branch=390skdjuw"),
+            Ok((b"192.0.2.2".to_vec(), Some(b"390skdjuw".to_vec()), vec![]))
+        );
+        assert_eq!(
+            via(b"SIP/2.0/TCP [::1] : 5060 ; rport; branch = z9hG4bK1"),
+            Ok((b"[::1] : 5060".to_vec(), Some(b"z9hG4bK1".to_vec()), vec![]))
+        );
+        assert_eq!(
+            via(b"SIP/2.0/UDP h;branch=a;BRANCH=b"),
+            Ok((
+                b"h".to_vec(),
+                Some(b"a".to_vec()),
+                vec![ViaLeniency::DuplicateBranch]
+            ))
+        );
+        for bad in [
+            &b"SIP/2.0 host"[..],
+            b"SIP/2.0/UDP host:",
+            b"SIP/2.0/UDP",
+            b"SIP/2.0/UDP h;;",
+            b"SIP/2.0/UDP h;branch",
+        ] {
+            assert_eq!(via(bad), Err(()), "{}", bad.escape_ascii());
+        }
     }
 
     #[test]
@@ -787,10 +1049,15 @@ mod tests {
                 "{file}\t{verdict}\t{:?}",
                 result.as_ref().map(|(_, id)| &id.lenient).map_err(|p| *p)
             );
-            let text = |b: Option<&[u8]>| b.map_or("-".to_string(), |b| String::from_utf8_lossy(b).into_owned());
+            let text = |b: Option<&[u8]>| {
+                b.map_or("-".to_string(), |b| String::from_utf8_lossy(b).into_owned())
+            };
             match result {
                 Ok((_, id)) => {
-                    assert!(!verdict.starts_with("reject"), "{file}: reference accepts a {verdict} row");
+                    assert!(
+                        !verdict.starts_with("reject"),
+                        "{file}: reference accepts a {verdict} row"
+                    );
                     let first = match (&id.method, id.status) {
                         (Some(m), _) => text(Some(m)),
                         (None, Some(s)) => s.to_string(),
@@ -804,8 +1071,15 @@ mod tests {
                         id.cseq_number.to_string(),
                         text(Some(&id.cseq_method)),
                     ];
-                    let want = ["method_or_status", "call_id", "from_tag", "to_tag", "cseq_num", "cseq_method"]
-                        .map(|c| cells[col(c)].to_string());
+                    let want = [
+                        "method_or_status",
+                        "call_id",
+                        "from_tag",
+                        "to_tag",
+                        "cseq_num",
+                        "cseq_method",
+                    ]
+                    .map(|c| cells[col(c)].to_string());
                     assert_eq!(got, want, "{file}");
                     if verdict == "accept" {
                         // `accept` rows are valid: nothing needs tolerating.

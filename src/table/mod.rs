@@ -72,6 +72,8 @@ pub enum TableError {
     },
     /// The local CSeq would reach 2^31.
     CSeqExhausted,
+    /// A CSeq of 2^31 or more was passed in (RFC 3261 §8.1.1.5 keeps them below).
+    CSeqOutOfRange,
 }
 
 impl TableError {
@@ -89,7 +91,8 @@ impl TableError {
             TableError::State(e) => e.status(),
             TableError::Duplicate
             | TableError::CSeqOutOfOrder { .. }
-            | TableError::CSeqExhausted => (500, "Server Internal Error"),
+            | TableError::CSeqExhausted
+            | TableError::CSeqOutOfRange => (500, "Server Internal Error"),
         }
     }
 }
@@ -103,6 +106,7 @@ impl fmt::Display for TableError {
             TableError::State(e) => e.fmt(f),
             TableError::CSeqOutOfOrder { last } => write!(f, "CSeq lower than the last ({last})"),
             TableError::CSeqExhausted => f.write_str("local CSeq space exhausted"),
+            TableError::CSeqOutOfRange => f.write_str("CSeq of 2^31 or more"),
         }
     }
 }
@@ -116,6 +120,7 @@ impl From<SlotError> for TableError {
             SlotError::State(s) => TableError::State(s),
             SlotError::CSeqOutOfOrder { last } => TableError::CSeqOutOfOrder { last },
             SlotError::CSeqExhausted => TableError::CSeqExhausted,
+            SlotError::CSeqOutOfRange => TableError::CSeqOutOfRange,
         }
     }
 }
@@ -225,13 +230,19 @@ impl DialogTable {
         self.slab.page_bytes()
     }
 
-    /// Inserts a dialog. Fails with [`TableError::Full`] at capacity and
-    /// [`TableError::Duplicate`] if the key is live already.
+    /// Inserts a dialog. Fails with [`TableError::Full`] at capacity,
+    /// [`TableError::Duplicate`] if the key is live already, and [`TableError::CSeqOutOfRange`]
+    /// for a CSeq of 2^31 or more.
     pub fn insert(
         &self,
         key: &DialogKey<'_>,
         init: &NewDialog,
     ) -> Result<DialogHandle, TableError> {
+        if init.local_cseq >= slot::CSEQ_LIMIT
+            || init.remote_cseq.is_some_and(|c| c >= slot::CSEQ_LIMIT)
+        {
+            return Err(TableError::CSeqOutOfRange);
+        }
         let fp = self.fingerprinter.fingerprint(key);
         let guard = self.index.guard();
         if self.index.get(&fp, &guard).is_some() {

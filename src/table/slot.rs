@@ -23,6 +23,9 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// Remote CSeq before the peer has sent a request in the dialog (real values are < 2^31).
 pub(crate) const NO_CSEQ: u32 = u32::MAX;
 
+/// CSeq numbers are below 2^31 (RFC 3261 §8.1.1.5); larger values never enter a slot.
+pub(crate) const CSEQ_LIMIT: u32 = 1 << 31;
+
 /// Why a slot refused an operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SlotError {
@@ -30,6 +33,7 @@ pub(crate) enum SlotError {
     State(StateError),
     CSeqOutOfOrder { last: u32 },
     CSeqExhausted,
+    CSeqOutOfRange,
 }
 
 /// How a remote CSeq compares with the last one seen.
@@ -205,7 +209,7 @@ impl Slot {
                 return Err(SlotError::Stale);
             }
             let next = (word as u32).wrapping_add(1);
-            if next >= 1 << 31 {
+            if next >= CSEQ_LIMIT {
                 return Err(SlotError::CSeqExhausted);
             }
             match self.local_cseq.compare_exchange_weak(
@@ -227,6 +231,9 @@ impl Slot {
         generation: u32,
         cseq: u32,
     ) -> Result<CSeqOrder, SlotError> {
+        if cseq >= CSEQ_LIMIT {
+            return Err(SlotError::CSeqOutOfRange);
+        }
         let mut word = self.remote_cseq.load(Ordering::Acquire);
         loop {
             if generation_of(word) != generation || self.generation() != generation {

@@ -97,6 +97,33 @@ fn transitions_and_cseq_rules() {
     };
     let g = t.insert(&key("y"), &last).unwrap();
     assert_eq!(t.next_local_cseq(g), Err(TableError::CSeqExhausted));
+    for bad in [1 << 31, u32::MAX] {
+        let too_big = NewDialog {
+            local_cseq: bad,
+            ..INIT
+        };
+        assert_eq!(
+            t.insert(&key("z"), &too_big),
+            Err(TableError::CSeqOutOfRange)
+        );
+        let too_big = NewDialog {
+            remote_cseq: Some(bad),
+            ..INIT
+        };
+        assert_eq!(
+            t.insert(&key("z"), &too_big),
+            Err(TableError::CSeqOutOfRange)
+        );
+        assert_eq!(
+            t.advance_remote_cseq(h, bad),
+            Err(TableError::CSeqOutOfRange)
+        );
+    }
+    assert_eq!(
+        t.cseqs(h),
+        Ok((3, Some(25))),
+        "refused CSeqs change nothing"
+    );
 }
 
 const BYE_FROM_PEER: &[u8] = b"BYE sip:me@h SIP/2.0\r\nVia: SIP/2.0/UDP p;branch=z9hG4bK1\r\n\

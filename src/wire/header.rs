@@ -296,6 +296,8 @@ impl<'a> Iterator for HeaderIter<'a> {
 const TOKEN_BIT: u8 = 1;
 /// `token` plus the `[`, `]` and `:` of an IPv6 reference in a parameter value.
 const PARAM_VALUE_BIT: u8 = 2;
+/// The `word` characters of a Call-ID (RFC 3261 §25.1).
+const WORD_BIT: u8 = 4;
 
 static CLASSES: [u8; 256] = {
     let mut table = [0u8; 256];
@@ -305,9 +307,14 @@ static CLASSES: [u8; 256] = {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
             | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
         if token {
-            table[b] = TOKEN_BIT | PARAM_VALUE_BIT;
+            table[b] = TOKEN_BIT | PARAM_VALUE_BIT | WORD_BIT;
         } else if matches!(b as u8, b'[' | b']' | b':') {
-            table[b] = PARAM_VALUE_BIT;
+            table[b] = PARAM_VALUE_BIT | WORD_BIT;
+        } else if matches!(
+            b as u8,
+            b'(' | b')' | b'<' | b'>' | b'\\' | b'"' | b'/' | b'?' | b'{' | b'}'
+        ) {
+            table[b] = WORD_BIT;
         }
         b += 1;
     }
@@ -318,6 +325,12 @@ static CLASSES: [u8; 256] = {
 #[inline]
 pub(crate) fn is_token_byte(b: u8) -> bool {
     CLASSES[b as usize] & TOKEN_BIT != 0
+}
+
+/// Whether `b` is a `word` character (Call-ID).
+#[inline]
+pub(crate) fn is_word_byte(b: u8) -> bool {
+    CLASSES[b as usize] & WORD_BIT != 0
 }
 
 /// Whether `b` may appear in an unquoted parameter value (`token` or an IPv6 reference).

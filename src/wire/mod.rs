@@ -84,7 +84,11 @@ pub struct Via<'a> {
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct MessageView<'a> {
+    /// From byte 0 (keepalive CRLFs included: the offsets below count from there) to the end
+    /// of the body.
     message: &'a [u8],
+    /// Where the start line begins.
+    start: usize,
     start_line: StartLine<'a>,
     headers: (usize, usize),
     max_line: usize,
@@ -213,7 +217,7 @@ impl<'a> MessageView<'a> {
         let from = required(raw.from, HeaderName::From)?;
         let to = required(raw.to, HeaderName::To)?;
         let cseq = required(raw.cseq, HeaderName::CSeq)?;
-        if call_id.is_empty() || call_id.iter().any(|&b| value::is_lws(b)) {
+        if !value::is_call_id(call_id) {
             return Err(WireError::MalformedHeader(HeaderName::CallId));
         }
         let from_tag = tag(from, HeaderName::From)?;
@@ -270,6 +274,7 @@ impl<'a> MessageView<'a> {
         };
         Ok(MessageView {
             message: &bytes[..body_end],
+            start,
             start_line,
             headers: (headers_start, body_start),
             max_line: limits.max_line,
@@ -294,7 +299,7 @@ impl<'a> MessageView<'a> {
 
     /// The message bytes, from the start line to the end of the body (trailing octets cut).
     pub fn as_bytes(&self) -> &'a [u8] {
-        self.message
+        &self.message[self.start..]
     }
 
     /// The start line.

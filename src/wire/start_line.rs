@@ -113,6 +113,9 @@ pub(crate) fn parse(line: &[u8]) -> Result<StartLine<'_>, WireError> {
         return parse_status(line);
     }
     // Runs of SP between the parts and trailing SP are tolerated; a fourth part is not.
+    if line.first() == Some(&b' ') {
+        return Err(WireError::MalformedStartLine);
+    }
     let line = trim_sp(line);
     let (Some(first), Some(last)) = (memchr::memchr(b' ', line), memchr::memrchr(b' ', line))
     else {
@@ -152,9 +155,10 @@ fn parse_status(line: &[u8]) -> Result<StartLine<'_>, WireError> {
         None => return Err(WireError::MalformedStartLine),
     };
     version(ver)?;
+    // The SP after the code is required, even before an empty reason phrase.
     let (code, reason) = match memchr::memchr(b' ', rest) {
         Some(i) => (&rest[..i], &rest[i + 1..]),
-        None => (rest, &rest[rest.len()..]),
+        None => return Err(WireError::MalformedStartLine),
     };
     match code {
         [a @ b'1'..=b'6', b @ b'0'..=b'9', c @ b'0'..=b'9'] => Ok(StartLine::Response {

@@ -138,6 +138,74 @@ f: <sip:a@a>;tag=1\r\nt: <sip:b@b>;tag=2\r\nCSeq: 7 INVITE\r\n\r\n";
 }
 
 #[test]
+fn keepalives_before_the_start_line_are_skipped() {
+    let mut m = b"\r\n\r\n".to_vec();
+    m.extend_from_slice(&msg(BASE));
+    let v = MessageView::parse(&m).unwrap();
+    assert!(v.as_bytes().starts_with(b"INVITE "));
+    assert_eq!(v.call_id(), b"c1");
+}
+
+#[test]
+fn rfc3261_strictness_where_other_parsers_could_disagree() {
+    let bad = [
+        // A bare CR is not white space.
+        BASE.replace("CSeq: 1 INVITE", "CSeq: 1\rINVITE"),
+        BASE.replace("To: <sip:b@b.example>", "To: <sip:b@b.example>\r;tag=x"),
+        format!("{BASE}l: 0\r\r\n"),
+        // tag-param is a token.
+        BASE.replace(";tag=f1", ";tag=\"f1\""),
+        BASE.replace(";tag=f1", ";tag=[::1]"),
+        // A URI with `,` or `?` must be in `<>`.
+        BASE.replace("To: <sip:b@b.example>", "To: sip:b@b.example?x=1;tag=2"),
+        BASE.replace(
+            "To: <sip:b@b.example>",
+            "To: sip:b@b.example, sip:c@c.example",
+        ),
+        // Call-ID = word ["@" word].
+        BASE.replace("Call-ID: c1", "Call-ID: c1@a@b"),
+        BASE.replace("Call-ID: c1", "Call-ID: c;1"),
+        BASE.replace("Call-ID: c1", "Call-ID: @b"),
+    ];
+    for headers in &bad {
+        let m = msg(headers);
+        assert_eq!(
+            MessageView::parse(&m).unwrap_err().status().0,
+            400,
+            "{headers:?}"
+        );
+    }
+    let folded = BASE.replace("CSeq: 1 INVITE", "CSeq: 1\r\n INVITE");
+    assert_eq!(MessageView::parse(&msg(&folded)).unwrap().cseq().number, 1);
+    let m = b" INVITE sip:a@b SIP/2.0\r\n\r\n";
+    assert_eq!(
+        MessageView::parse(m).unwrap_err(),
+        WireError::MalformedStartLine
+    );
+    let m = b"SIP/2.0 200\r\n\r\n";
+    assert_eq!(
+        MessageView::parse(m).unwrap_err(),
+        WireError::MalformedStartLine
+    );
+    for via in [
+        "SIP/2.0/UDP[::1]",
+        "SIP/2.0/UDP a_b",
+        "SIP/2.0/UDP [zz]",
+        "SIP/2.0/UDP a;branch=1;branch=2",
+        "SIP/2.0/UDP a;branch=\"x\"",
+        "SIP/2.0/UDP a;branch=z9]K",
+    ] {
+        let m = msg(&BASE.replace("SIP/2.0/UDP a.example;branch=z9hG4bK1", via));
+        let v = MessageView::parse(&m).unwrap();
+        assert_eq!(
+            v.top_via(),
+            Err(WireError::MalformedHeader(HeaderName::Via)),
+            "{via}"
+        );
+    }
+}
+
+#[test]
 fn limits_and_garbage() {
     assert_eq!(MessageView::parse(b"").unwrap_err(), WireError::Empty);
     assert_eq!(

@@ -4,24 +4,50 @@
 
 use memchr::memchr3;
 
-use super::header::{is_param_value_byte, is_token_byte};
+use super::header::{is_param_value_byte, is_token_byte, is_word_byte};
 
-/// Linear white space as it appears in a raw (possibly folded) value.
-pub(crate) const fn is_lws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+/// The length of the LWS at the start of a raw value: SP, HT and folds. Inside a value an LF
+/// only ever starts a fold (the line splitter guarantees SP or HT after it); a CR is white
+/// space only as the first half of CRLF, so a bare CR is not (other parsers would read it
+/// differently, which is how smuggling starts).
+fn lws_prefix(bytes: &[u8]) -> usize {
+    let mut i = 0;
+    loop {
+        match bytes.get(i) {
+            Some(b' ' | b'\t' | b'\n') => i += 1,
+            Some(b'\r') if bytes.get(i + 1) == Some(&b'\n') => i += 2,
+            _ => return i,
+        }
+    }
+}
+
+/// The length of the LWS at the end of a raw value (see [`lws_prefix`]).
+fn lws_suffix(bytes: &[u8]) -> usize {
+    let mut end = bytes.len();
+    loop {
+        match bytes[..end] {
+            [.., b'\r', b'\n'] => end -= 2,
+            [.., b' ' | b'\t' | b'\n'] => end -= 1,
+            _ => return bytes.len() - end,
+        }
+    }
 }
 
 /// `value` without leading and trailing LWS (folds included).
 pub(crate) fn trim_lws(value: &[u8]) -> &[u8] {
-    let start = value
-        .iter()
-        .position(|&b| !is_lws(b))
-        .unwrap_or(value.len());
-    let end = value
-        .iter()
-        .rposition(|&b| !is_lws(b))
-        .map_or(start, |i| i + 1);
+    let start = lws_prefix(value);
+    let end = value.len() - lws_suffix(&value[start..]);
     &value[start..end]
+}
+
+/// Whether a trimmed Call-ID is `word ["@" word]` (RFC 3261 §25.1).
+pub(crate) fn is_call_id(value: &[u8]) -> bool {
+    let (local, host) = match memchr::memchr(b'@', value) {
+        Some(at) => (&value[..at], Some(&value[at + 1..])),
+        None => (value, None),
+    };
+    let word = |w: &[u8]| !w.is_empty() && w.iter().all(|&b| is_word_byte(b));
+    word(local) && host.is_none_or(word)
 }
 
 /// One `;name[=value]` parameter.
@@ -50,7 +76,9 @@ impl<'a> Cursor<'a> {
     /// Skips LWS; answers whether any was skipped.
     #[inline]
     pub(crate) fn skip_lws(&mut self) -> bool {
-        !self.take_while(is_lws).is_empty()
+        let n = lws_prefix(self.buf.get(self.pos..).unwrap_or_default());
+        self.pos += n;
+        n > 0
     }
 
     #[inline]
@@ -137,6 +165,10 @@ impl<'a> Cursor<'a> {
 /// `Ok(None)` when there is no tag; `Err` when the value does not parse, holds more than one
 /// element, or has more than one (or an empty) tag.
 pub(crate) fn tag_param(value: &[u8]) -> Result<Option<&[u8]>, ()> {
+    // The URI between `<>` and quoted text are skipped whole below: refuse a bare CR anywhere.
+    if memchr::memchr_iter(b'\r', value).any(|i| value.get(i + 1) != Some(&b'\n')) {
+        return Err(());
+    }
     let mut c = Cursor::new(value);
     c.skip_lws();
     match c.peek() {
@@ -159,19 +191,29 @@ pub(crate) fn tag_param(value: &[u8]) -> Result<Option<&[u8]>, ()> {
                     }
                 }
                 Some((_, b'"')) => return Err(()),
-                // addr-spec: header parameters start at the first `;` (§20.10).
-                Some((i, _)) => c.pos += i,
-                None => return Ok(None),
+                // addr-spec: header parameters start at the first `;`, and a URI holding `,`
+                // or `?` must have been written in `<>` (§20.10).
+                found => {
+                    let uri_end = found.map_or(rest.len(), |(i, _)| i);
+                    if memchr::memchr2(b',', b'?', &rest[..uri_end]).is_some() {
+                        return Err(());
+                    }
+                    if found.is_none() {
+                        return Ok(None);
+                    }
+                    c.pos += uri_end;
+                }
             }
         }
     }
     let mut tag = None;
     while let Some((name, val)) = c.next_param()? {
         if name.eq_ignore_ascii_case(b"tag") {
-            if tag.is_some() {
-                return Err(());
+            // tag-param = "tag" EQUAL token: once, not quoted, not empty.
+            match val {
+                Some(v) if tag.is_none() && v.iter().all(|&b| is_token_byte(b)) => tag = Some(v),
+                _ => return Err(()),
             }
-            tag = Some(val.ok_or(())?);
         }
     }
     if c.at_end() {
@@ -240,22 +282,34 @@ pub(crate) struct ViaValue<'a> {
 
 pub(crate) fn via(value: &[u8]) -> Result<ViaValue<'_>, ()> {
     let mut c = Cursor::new(value);
+    // sent-protocol: name SLASH version SLASH transport, SLASH = SWS "/" SWS.
     for i in 0..3 {
         c.skip_lws();
         if c.take_while(is_token_byte).is_empty() {
             return Err(());
         }
-        c.skip_lws();
-        if i < 2 && !c.eat(b'/') {
-            return Err(());
+        if i < 2 {
+            c.skip_lws();
+            if !c.eat(b'/') {
+                return Err(());
+            }
         }
     }
+    if !c.skip_lws() {
+        return Err(());
+    }
+    // sent-by: a host name or IPv4 address, or an IPv6 reference, then an optional port.
     let start = c.pos;
-    if c.peek() == Some(b'[') {
-        if !c.skip_past(b']') {
+    let host = if c.eat(b'[') {
+        let inner = c.take_while(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        if inner.is_empty() || !c.eat(b']') {
             return Err(());
         }
-    } else if c.take_while(|b| is_token_byte(b) && b != b'%').is_empty() {
+        inner
+    } else {
+        c.take_while(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    if host.is_empty() {
         return Err(());
     }
     let mut end = c.pos;
@@ -270,8 +324,14 @@ pub(crate) fn via(value: &[u8]) -> Result<ViaValue<'_>, ()> {
     let sent_by = &value[start..end];
     let mut branch = None;
     while let Some((name, val)) = c.next_param()? {
-        if branch.is_none() && name.eq_ignore_ascii_case(b"branch") {
-            branch = Some(val.ok_or(())?);
+        if name.eq_ignore_ascii_case(b"branch") {
+            // via-branch = "branch" EQUAL token, once.
+            match val {
+                Some(v) if branch.is_none() && v.iter().all(|&b| is_token_byte(b)) => {
+                    branch = Some(v)
+                }
+                _ => return Err(()),
+            }
         }
     }
     Ok(ViaValue { sent_by, branch })
@@ -335,6 +395,7 @@ mod tests {
             (b"sip:a@b;TAG = x ;q=1", Some(b"x")),
             (b"\"A;b,c>\" <sip:a@b>;tag=2", Some(b"2")),
             (b"\"x\\\"\" <sip:a@b;tag=uri>", None),
+            (b"\"folded\r\n name\" <sip:a@b>;tag=5", Some(b"5")),
             (b"sip:a@b", None),
             (b"Bell, Alexander <sip:a@b>;tag=43", Some(b"43")),
             (b"tok <sip:a@b>;p=\"q;tag=no\";tag=3", Some(b"3")),
@@ -353,6 +414,8 @@ mod tests {
             b"<sip:a@b>, <sip:c@d>",
             b"<sip:a@b> junk",
             b"na\"me <sip:a@b>",
+            b"<sip:a\r@b>;tag=1",
+            b"\"x\ry\" <sip:a@b>;tag=1",
         ];
         for v in bad {
             assert_eq!(tag_param(v), Err(()), "{}", String::from_utf8_lossy(v));
