@@ -1,5 +1,6 @@
-//! sipdialog
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+
 pub mod id;
 pub mod state;
 mod sync;

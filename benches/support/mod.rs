@@ -81,7 +81,7 @@ impl Report {
     pub fn ratio(&mut self, label: &str, group: &str, subject: &str, baseline: &str) {
         let line = match (self.median_ns(group, subject), self.median_ns(group, baseline)) {
             (Some(s), Some(b)) => format!(
-                "{label}: {subject} {s:.1} ns, {baseline} {b:.1} ns (medians) -> {baseline}/{subject} = {:.1}x",
+                "{label}: {subject} {s:.1} ns vs {baseline} {b:.1} ns (medians) -> the baseline takes {:.2}x as long",
                 b / s
             ),
             _ => format!("{label}: not measured in this run (filtered out?)"),

@@ -153,14 +153,47 @@ impl HeaderName {
     }
 }
 
-/// Whether `name` equals `lower` (lower-case letters and '-') ignoring ASCII case.
+/// Whether `name` equals `lower` (lower-case letters and '-' only) ignoring ASCII case.
+///
+/// Compares a word at a time, with overlapping loads for the tail: in `lower` a byte has bit
+/// 0x40 set exactly when it is a letter, so `(w & 0x40..) >> 1` puts 0x20 under each letter,
+/// and `x | that == w` holds for a letter in either case and, under '-', only for '-'.
 #[inline]
 fn eq_lowercase(name: &[u8], lower: &[u8]) -> bool {
-    name.len() == lower.len()
-        && name
+    let n = name.len();
+    if n != lower.len() {
+        return false;
+    }
+    let same = |x: u64, w: u64| x | ((w & 0x4040_4040_4040_4040) >> 1) == w;
+    let word8 = |s: &[u8], i: usize| {
+        s.get(i..i + 8)
+            .and_then(|c| c.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let word4 = |s: &[u8], i: usize| {
+        s.get(i..i + 4)
+            .and_then(|c| c.try_into().ok())
+            .map_or(0, |c| u64::from(u32::from_le_bytes(c)))
+    };
+    match n {
+        0..=3 => name
             .iter()
             .zip(lower)
-            .all(|(&a, &b)| a == b || (a | 0x20 == b && b.is_ascii_lowercase()))
+            .all(|(&x, &w)| same(u64::from(x), u64::from(w))),
+        4..=7 => {
+            same(word4(name, 0), word4(lower, 0)) && same(word4(name, n - 4), word4(lower, n - 4))
+        }
+        _ => {
+            let mut i = 0;
+            while i + 8 < n {
+                if !same(word8(name, i), word8(lower, i)) {
+                    return false;
+                }
+                i += 8;
+            }
+            same(word8(name, n - 8), word8(lower, n - 8))
+        }
+    }
 }
 
 /// One header field as received: its name and its raw value, which may span folded lines
@@ -357,6 +390,35 @@ mod tests {
         assert_eq!(HeaderName::classify(b"x"), HeaderName::Other);
         assert_eq!(HeaderName::classify(b"Call\rID"), HeaderName::Other);
         assert_eq!(HeaderName::classify(b"Call-\x09D"), HeaderName::Other);
+        assert_eq!(HeaderName::classify(b"Call\x0dID"), HeaderName::Other);
+        assert_eq!(
+            HeaderName::classify(b"CONTENT-LENGTH"),
+            HeaderName::ContentLength
+        );
+        assert_eq!(HeaderName::classify(b"Content-Lengti"), HeaderName::Other);
+        assert_eq!(
+            HeaderName::classify(b"Subscription-StatE"),
+            HeaderName::SubscriptionState
+        );
+        assert_eq!(
+            HeaderName::classify(b"Subscription-State\x00"),
+            HeaderName::Other
+        );
+        assert_eq!(HeaderName::classify(b"VIA"), HeaderName::Via);
+        assert_eq!(HeaderName::classify(b"Vi\x01"), HeaderName::Other);
+        // Every name in every case mix it can be written in.
+        for h in [
+            HeaderName::CallId,
+            HeaderName::MaxForwards,
+            HeaderName::ReferredBy,
+        ] {
+            let upper = h.as_str().to_ascii_uppercase();
+            assert_eq!(HeaderName::classify(upper.as_bytes()), h);
+            let mut broken = upper.into_bytes();
+            let last = broken.len() - 1;
+            broken[last] ^= 0x01;
+            assert_eq!(HeaderName::classify(&broken), HeaderName::Other);
+        }
     }
 
     #[test]

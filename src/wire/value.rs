@@ -100,7 +100,8 @@ impl<'a> Cursor<'a> {
         &rest[..n]
     }
 
-    /// A quoted string, quotes included; `None` if it is not terminated.
+    /// A quoted string, quotes included; `None` if it is not terminated or holds a CR or LF
+    /// that is not part of a fold (RFC 3261 §25.1: qdtext and quoted-pair exclude them).
     pub(crate) fn take_quoted(&mut self) -> Option<&'a [u8]> {
         let start = self.pos;
         if !self.eat(b'"') {
@@ -108,24 +109,36 @@ impl<'a> Cursor<'a> {
         }
         loop {
             match self.peek()? {
+                b'\\' if matches!(self.buf.get(self.pos + 1), Some(b'\r' | b'\n')) => return None,
                 b'\\' => self.pos += 2,
                 b'"' => {
                     self.pos += 1;
                     return self.buf.get(start..self.pos);
+                }
+                b'\r' | b'\n' => {
+                    let fold = lws_prefix(&self.buf[self.pos..]);
+                    if fold == 0 {
+                        return None;
+                    }
+                    self.pos += fold;
                 }
                 _ => self.pos += 1,
             }
         }
     }
 
-    /// Moves past the next `b`; `false` if there is none.
-    fn skip_past(&mut self, b: u8) -> bool {
-        match self.buf.get(self.pos..).and_then(|r| memchr::memchr(b, r)) {
-            Some(i) => {
-                self.pos += i + 1;
-                true
+    /// Moves past the next `b`, refusing a bare CR on the way; `false` if there is no `b`.
+    fn skip_past_checked(&mut self, b: u8) -> bool {
+        loop {
+            let rest = self.buf.get(self.pos..).unwrap_or_default();
+            match memchr::memchr2(b, b'\r', rest) {
+                Some(i) if rest[i] == b => {
+                    self.pos += i + 1;
+                    return true;
+                }
+                Some(i) if rest.get(i + 1) == Some(&b'\n') => self.pos += i + 2,
+                _ => return false,
             }
-            None => false,
         }
     }
 
@@ -165,10 +178,6 @@ impl<'a> Cursor<'a> {
 /// `Ok(None)` when there is no tag; `Err` when the value does not parse, holds more than one
 /// element, or has more than one (or an empty) tag.
 pub(crate) fn tag_param(value: &[u8]) -> Result<Option<&[u8]>, ()> {
-    // The URI between `<>` and quoted text are skipped whole below: refuse a bare CR anywhere.
-    if memchr::memchr_iter(b'\r', value).any(|i| value.get(i + 1) != Some(&b'\n')) {
-        return Err(());
-    }
     let mut c = Cursor::new(value);
     c.skip_lws();
     match c.peek() {
@@ -176,7 +185,7 @@ pub(crate) fn tag_param(value: &[u8]) -> Result<Option<&[u8]>, ()> {
         Some(b'"') => {
             c.take_quoted().ok_or(())?;
             c.skip_lws();
-            if !c.eat(b'<') || !c.skip_past(b'>') {
+            if !c.eat(b'<') || !c.skip_past_checked(b'>') {
                 return Err(());
             }
         }
@@ -185,8 +194,11 @@ pub(crate) fn tag_param(value: &[u8]) -> Result<Option<&[u8]>, ()> {
             match memchr3(b'<', b';', b'"', rest).map(|i| (i, rest[i])) {
                 // A display name of tokens (or, liberally, other unquoted text) before `<`.
                 Some((i, b'<')) => {
+                    if has_bare_cr(&rest[..i]) {
+                        return Err(());
+                    }
                     c.pos += i + 1;
-                    if !c.skip_past(b'>') {
+                    if !c.skip_past_checked(b'>') {
                         return Err(());
                     }
                 }
@@ -195,7 +207,8 @@ pub(crate) fn tag_param(value: &[u8]) -> Result<Option<&[u8]>, ()> {
                 // or `?` must have been written in `<>` (§20.10).
                 found => {
                     let uri_end = found.map_or(rest.len(), |(i, _)| i);
-                    if memchr::memchr2(b',', b'?', &rest[..uri_end]).is_some() {
+                    let uri = &rest[..uri_end];
+                    if memchr::memchr2(b',', b'?', uri).is_some() || has_bare_cr(uri) {
                         return Err(());
                     }
                     if found.is_none() {
@@ -221,6 +234,14 @@ pub(crate) fn tag_param(value: &[u8]) -> Result<Option<&[u8]>, ()> {
     } else {
         Err(())
     }
+}
+
+/// Whether a short stretch of a value holds a CR that does not start a CRLF.
+fn has_bare_cr(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
 }
 
 /// A CSeq value: `(number, method)`. The number is checked against 2^31 by the caller.
