@@ -11,7 +11,7 @@ use std::sync::RwLock;
 use criterion::Criterion;
 use sipdialog::state::DialogState;
 use sipdialog::table::NewDialog;
-use support::{calls, filled_table, Record, Report};
+use support::{calls, filled_table, Record};
 
 const GROUP: &str = "insert_remove";
 const LIVE: usize = 1_000_000;
@@ -62,10 +62,7 @@ fn bench(c: &mut Criterion) {
 }
 
 fn main() {
-    let mut report = Report::new();
-    let mut c = Criterion::default().configure_from_args();
-    bench(&mut c);
-    c.final_summary();
+    let mut report = support::run(bench);
     report.ratio(
         "insert + remove at 1 M live dialogs",
         GROUP,

@@ -14,7 +14,7 @@ use std::sync::RwLock;
 
 use criterion::{BenchmarkId, Criterion};
 use rsip::prelude::*;
-use support::{calls, filled_table, Report};
+use support::{calls, filled_table};
 
 const GROUP: &str = "lookup";
 const SIZES: [usize; 2] = [1_000, 1_000_000];
@@ -95,10 +95,7 @@ fn bench(c: &mut Criterion) {
 }
 
 fn main() {
-    let mut report = Report::new();
-    let mut c = Criterion::default().configure_from_args();
-    bench(&mut c);
-    c.final_summary();
+    let mut report = support::run(bench);
     for n in SIZES {
         report.ratio(
             &format!("lookup from raw bytes, {n} dialogs"),

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use criterion::Criterion;
 use sipdialog::state::{DialogState, Event};
-use support::{calls, filled_table, Report};
+use support::{calls, filled_table};
 
 const GROUP: &str = "transition";
 
@@ -84,10 +84,7 @@ fn bench(c: &mut Criterion) {
 }
 
 fn main() {
-    let mut report = Report::new();
-    let mut c = Criterion::default().configure_from_args();
-    bench(&mut c);
-    c.final_summary();
+    let mut report = support::run(bench);
     report.median("transition, uncontended", GROUP, "table_uncontended");
     report.median(
         "transition, second thread on the table",

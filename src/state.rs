@@ -178,15 +178,19 @@ pub enum Event {
 }
 
 const EVENT_COUNT: usize = 7;
-const ALL_EVENTS: [Event; EVENT_COUNT] = [
-    Event::Confirm,
-    Event::ConfirmAwaitingAck,
-    Event::AckReceived,
-    Event::BeginInvite,
-    Event::EndInvite,
-    Event::BeginBye,
-    Event::Terminate,
-];
+
+impl Event {
+    /// Every event, in table column order.
+    pub const ALL: [Event; EVENT_COUNT] = [
+        Event::Confirm,
+        Event::ConfirmAwaitingAck,
+        Event::AckReceived,
+        Event::BeginInvite,
+        Event::EndInvite,
+        Event::BeginBye,
+        Event::Terminate,
+    ];
+}
 
 /// Why a transition was refused. The state is left as it was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -279,7 +283,7 @@ const fn build_table() -> [[Result<DialogState, StateError>; EVENT_COUNT]; 256] 
     while bits < 256 {
         let mut e = 0;
         while e < EVENT_COUNT {
-            table[bits][e] = rule(bits as u8, ALL_EVENTS[e]);
+            table[bits][e] = rule(bits as u8, Event::ALL[e]);
             e += 1;
         }
         bits += 1;
@@ -392,7 +396,7 @@ mod tests {
     #[test]
     fn table_matches_rule_and_never_leaves_terminated() {
         for s in all_valid_states() {
-            for e in ALL_EVENTS {
+            for e in Event::ALL {
                 let next = s.apply(e);
                 assert_eq!(next, rule(s.bits(), e));
                 if s.is_terminated() {

@@ -49,6 +49,16 @@ fn criterion_dir() -> PathBuf {
     target.join("criterion")
 }
 
+/// Runs one bench binary's criterion benches, then hands back a report that reads the medians
+/// they measured.
+pub fn run(bench: fn(&mut criterion::Criterion)) -> Report {
+    let report = Report::new();
+    let mut c = criterion::Criterion::default().configure_from_args();
+    bench(&mut c);
+    c.final_summary();
+    report
+}
+
 /// Collects medians measured since the report was created.
 pub struct Report {
     started: SystemTime,

@@ -11,9 +11,9 @@ use std::collections::{HashMap, HashSet};
 
 use libfuzzer_sys::fuzz_target;
 use sipdialog::id::{DialogKey, Fingerprinter};
-use sipdialog::state::DialogState;
+use sipdialog::state::{DialogState, Event};
 use sipdialog::table::{CSeqOrder, DialogHandle, DialogTable, NewDialog, TableError};
-use sipdialog_fuzz::model::{build_message, state_from, CSeqSel, KeySel, Op, Script, EVENTS};
+use sipdialog_fuzz::model::{build_message, state_from, CSeqSel, KeySel, Op, Script};
 
 type Key = (&'static str, &'static str, &'static str);
 
@@ -209,7 +209,7 @@ fn run(script: Script) {
                 let Some((h, k)) = model.pick(handle) else {
                     continue;
                 };
-                let event = EVENTS[usize::from(event) % EVENTS.len()];
+                let event = Event::ALL[usize::from(event) % Event::ALL.len()];
                 let got = table.transition(h, event);
                 match model.live(h, k) {
                     None => assert_eq!(got, Err(TableError::Stale), "transition through {h:?}"),

@@ -2,7 +2,7 @@
 //! raw in-dialog messages built for `DialogTable::lookup_message`.
 
 use arbitrary::Arbitrary;
-use sipdialog::state::{DialogState, Event};
+use sipdialog::state::DialogState;
 
 /// Call-IDs the keys are drawn from (all valid `word ["@" word]`).
 pub const CALL_IDS: [&str; 4] = ["a84b4c76e66710@pc33.atlanta.com", "c1", "C1", "x.y!z@[::1]"];
@@ -61,17 +61,6 @@ impl CSeqSel {
     }
 }
 
-/// Every event, indexed by a byte.
-pub const EVENTS: [Event; 7] = [
-    Event::Confirm,
-    Event::ConfirmAwaitingAck,
-    Event::AckReceived,
-    Event::BeginInvite,
-    Event::EndInvite,
-    Event::BeginBye,
-    Event::Terminate,
-];
-
 /// A valid dialog state from a byte (all 3 phases x 8 flag sets).
 pub fn state_from(b: u8) -> DialogState {
     let valid: Vec<DialogState> = (0..=255u8).filter_map(DialogState::from_bits).collect();
@@ -125,7 +114,7 @@ pub enum Op {
     Transition {
         /// Handle index.
         handle: u8,
-        /// Event index into [`EVENTS`].
+        /// Event index into [`Event::ALL`].
         event: u8,
     },
     /// `next_local_cseq(handle)`.

@@ -100,6 +100,12 @@ pub struct MessageView<'a> {
     max_forwards: Option<u32>,
     content_length: Option<u32>,
     body: (usize, usize),
+    cold: ColdHeaders<'a>,
+}
+
+/// First values of the headers only the cold paths read (REFER, NOTIFY, routing), kept raw.
+#[derive(Clone, Copy, Debug, Default)]
+struct ColdHeaders<'a> {
     contact: Option<&'a [u8]>,
     record_route: Option<&'a [u8]>,
     route: Option<&'a [u8]>,
@@ -108,6 +114,22 @@ pub struct MessageView<'a> {
     replaces: Option<&'a [u8]>,
     referred_by: Option<&'a [u8]>,
     subscription_state: Option<&'a [u8]>,
+}
+
+impl<'a> ColdHeaders<'a> {
+    fn trimmed(self) -> ColdHeaders<'a> {
+        let t = |v: Option<&'a [u8]>| v.map(value::trim_lws);
+        ColdHeaders {
+            contact: t(self.contact),
+            record_route: t(self.record_route),
+            route: t(self.route),
+            event: t(self.event),
+            refer_to: t(self.refer_to),
+            replaces: t(self.replaces),
+            referred_by: t(self.referred_by),
+            subscription_state: t(self.subscription_state),
+        }
+    }
 }
 
 /// Raw values gathered in one pass over the header block, parsed afterwards.
@@ -120,14 +142,7 @@ struct Raw<'a> {
     via: Option<&'a [u8]>,
     max_forwards: Option<&'a [u8]>,
     content_length: Option<&'a [u8]>,
-    contact: Option<&'a [u8]>,
-    record_route: Option<&'a [u8]>,
-    route: Option<&'a [u8]>,
-    event: Option<&'a [u8]>,
-    refer_to: Option<&'a [u8]>,
-    replaces: Option<&'a [u8]>,
-    referred_by: Option<&'a [u8]>,
-    subscription_state: Option<&'a [u8]>,
+    cold: ColdHeaders<'a>,
 }
 
 impl<'a> Raw<'a> {
@@ -140,14 +155,14 @@ impl<'a> Raw<'a> {
             HeaderName::MaxForwards => (&mut self.max_forwards, true),
             HeaderName::ContentLength => (&mut self.content_length, true),
             HeaderName::Via => (&mut self.via, false),
-            HeaderName::Contact => (&mut self.contact, false),
-            HeaderName::RecordRoute => (&mut self.record_route, false),
-            HeaderName::Route => (&mut self.route, false),
-            HeaderName::Event => (&mut self.event, false),
-            HeaderName::ReferTo => (&mut self.refer_to, false),
-            HeaderName::Replaces => (&mut self.replaces, false),
-            HeaderName::ReferredBy => (&mut self.referred_by, false),
-            HeaderName::SubscriptionState => (&mut self.subscription_state, false),
+            HeaderName::Contact => (&mut self.cold.contact, false),
+            HeaderName::RecordRoute => (&mut self.cold.record_route, false),
+            HeaderName::Route => (&mut self.cold.route, false),
+            HeaderName::Event => (&mut self.cold.event, false),
+            HeaderName::ReferTo => (&mut self.cold.refer_to, false),
+            HeaderName::Replaces => (&mut self.cold.replaces, false),
+            HeaderName::ReferredBy => (&mut self.cold.referred_by, false),
+            HeaderName::SubscriptionState => (&mut self.cold.subscription_state, false),
             _ => return Ok(()),
         };
         match slot {
@@ -286,14 +301,7 @@ impl<'a> MessageView<'a> {
             max_forwards,
             content_length,
             body: (body_start, body_end),
-            contact: raw.contact.map(value::trim_lws),
-            record_route: raw.record_route.map(value::trim_lws),
-            route: raw.route.map(value::trim_lws),
-            event: raw.event.map(value::trim_lws),
-            refer_to: raw.refer_to.map(value::trim_lws),
-            replaces: raw.replaces.map(value::trim_lws),
-            referred_by: raw.referred_by.map(value::trim_lws),
-            subscription_state: raw.subscription_state.map(value::trim_lws),
+            cold: raw.cold.trimmed(),
         })
     }
 
@@ -398,42 +406,42 @@ impl<'a> MessageView<'a> {
 
     /// The raw value of the first Contact header.
     pub fn contact(&self) -> Option<&'a [u8]> {
-        self.contact
+        self.cold.contact
     }
 
     /// The raw value of the first Record-Route header; [`MessageView::values`] gives all.
     pub fn record_route(&self) -> Option<&'a [u8]> {
-        self.record_route
+        self.cold.record_route
     }
 
     /// The raw value of the first Route header; [`MessageView::values`] gives all.
     pub fn route(&self) -> Option<&'a [u8]> {
-        self.route
+        self.cold.route
     }
 
     /// The raw value of the first Event header.
     pub fn event(&self) -> Option<&'a [u8]> {
-        self.event
+        self.cold.event
     }
 
     /// The raw value of the first Refer-To header.
     pub fn refer_to(&self) -> Option<&'a [u8]> {
-        self.refer_to
+        self.cold.refer_to
     }
 
     /// The raw value of the first Replaces header.
     pub fn replaces(&self) -> Option<&'a [u8]> {
-        self.replaces
+        self.cold.replaces
     }
 
     /// The raw value of the first Referred-By header.
     pub fn referred_by(&self) -> Option<&'a [u8]> {
-        self.referred_by
+        self.cold.referred_by
     }
 
     /// The raw value of the first Subscription-State header.
     pub fn subscription_state(&self) -> Option<&'a [u8]> {
-        self.subscription_state
+        self.cold.subscription_state
     }
 
     /// All header fields, in order, as raw name/value slices.
