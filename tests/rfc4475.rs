@@ -135,7 +135,10 @@ fn corpus_matches_the_shared_copy_when_present() {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/rfc4475");
     if !shared.is_dir() {
         // A clone outside the project checkout has no shared/ beside it; CI always has.
-        eprintln!("no shared conformance copy at {}: nothing to compare", shared.display());
+        eprintln!(
+            "no shared conformance copy at {}: nothing to compare",
+            shared.display()
+        );
         return;
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rfc4475");
