@@ -66,7 +66,7 @@ impl fmt::Debug for Flags {
         ];
         let mut list = f.debug_set();
         for (flag, name) in names {
-            if self.contains(flag) && flag.0 != 0 {
+            if self.contains(flag) {
                 list.entry(&format_args!("{name}"));
             }
         }

@@ -251,12 +251,10 @@ impl DialogTable {
         let index = self.slab.alloc().ok_or(TableError::Full {
             capacity: self.capacity(),
         })?;
-        let Some(slot) = self.slab.slot(index) else {
-            self.slab.free(index);
-            return Err(TableError::Full {
-                capacity: self.capacity(),
-            });
-        };
+        // `alloc` created the slot's page, so this lookup cannot miss.
+        let slot = self.slab.slot(index).ok_or(TableError::Full {
+            capacity: self.capacity(),
+        })?;
         let handle = DialogHandle {
             index,
             generation: slot.claim(fp, init),
