@@ -59,6 +59,27 @@ impl Method {
             _ => Method::Extension,
         }
     }
+
+    /// The method token, or `None` for [`Method::Extension`] (whose token is in the message).
+    pub const fn as_str(self) -> Option<&'static str> {
+        Some(match self {
+            Method::Invite => "INVITE",
+            Method::Ack => "ACK",
+            Method::Bye => "BYE",
+            Method::Cancel => "CANCEL",
+            Method::Options => "OPTIONS",
+            Method::Register => "REGISTER",
+            Method::Prack => "PRACK",
+            Method::Subscribe => "SUBSCRIBE",
+            Method::Notify => "NOTIFY",
+            Method::Publish => "PUBLISH",
+            Method::Info => "INFO",
+            Method::Refer => "REFER",
+            Method::Message => "MESSAGE",
+            Method::Update => "UPDATE",
+            Method::Extension => return None,
+        })
+    }
 }
 
 /// The first line of a message.

@@ -1,0 +1,1 @@
+//! Writing in-dialog requests and responses into a caller-owned buffer.
