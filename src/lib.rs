@@ -2,8 +2,11 @@
 #![deny(missing_docs)]
 
 pub mod build;
+pub mod dialog;
 pub mod id;
+pub mod manager;
 pub mod state;
 mod sync;
 pub mod table;
+mod timer;
 pub mod wire;

@@ -33,7 +33,7 @@ const _: () = assert!(HOT_SLOT_BYTES <= 250);
 /// A reference to one dialog: slot index plus the generation the slot had when the dialog was
 /// inserted. Once the dialog is removed the slot's generation moves on and the handle is stale
 /// for good: every operation through it answers [`TableError::Stale`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DialogHandle {
     index: u32,
     generation: u32,
@@ -327,6 +327,13 @@ impl DialogTable {
     /// Takes the next local CSeq for a new request in the dialog.
     pub fn next_local_cseq(&self, handle: DialogHandle) -> Result<u32, TableError> {
         Ok(self.slot(handle)?.next_local_cseq(handle.generation)?)
+    }
+
+    /// Raises the local CSeq to at least `cseq` (for an observed dialog: the caller's side).
+    pub fn raise_local_cseq(&self, handle: DialogHandle, cseq: u32) -> Result<(), TableError> {
+        Ok(self
+            .slot(handle)?
+            .raise_local_cseq(handle.generation, cseq)?)
     }
 
     /// Records the CSeq of a request received in the dialog; lower than the last is refused

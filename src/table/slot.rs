@@ -224,6 +224,32 @@ impl Slot {
         }
     }
 
+    /// Raises the local CSeq to at least `cseq` (an observing proxy follows the caller's
+    /// requests this way); a lower value leaves it as it is.
+    pub(crate) fn raise_local_cseq(&self, generation: u32, cseq: u32) -> Result<(), SlotError> {
+        if cseq >= CSEQ_LIMIT {
+            return Err(SlotError::CSeqOutOfRange);
+        }
+        let mut word = self.local_cseq.load(Ordering::Acquire);
+        loop {
+            if generation_of(word) != generation || self.generation() != generation {
+                return Err(SlotError::Stale);
+            }
+            if word as u32 >= cseq {
+                return Ok(());
+            }
+            match self.local_cseq.compare_exchange_weak(
+                word,
+                pack(generation, cseq),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
     /// Records the CSeq of a request the peer sent (RFC 3261 §12.2.2): lower than the last one
     /// is refused, equal is a retransmission, higher (gaps allowed) moves the counter.
     pub(crate) fn advance_remote_cseq(

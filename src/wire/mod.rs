@@ -16,6 +16,8 @@ pub use header::{HeaderIter, HeaderName, RawHeader};
 pub use start_line::{Method, StartLine};
 pub use value::ValueList;
 
+pub(crate) use value::trim_lws;
+
 use memchr::memchr;
 
 /// Bounds the scanner enforces, so a hostile message costs bounded work.

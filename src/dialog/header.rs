@@ -1,0 +1,86 @@
+//! The few header-value operations dialog creation needs beyond what the scanner extracts.
+
+use memchr::memchr;
+
+pub(crate) use crate::wire::trim_lws as trim;
+
+/// The URI of a Contact (or Route) value: inside `<>` for a name-addr, up to the first `;`
+/// for an addr-spec. `None` for `*` or a value with no URI.
+///
+/// ```
+/// use sipdialog::dialog::contact_uri;
+///
+/// assert_eq!(contact_uri(b"\"B <x>\" <sip:b@192.0.2.4;transport=tcp>;expires=60"),
+///            Some(&b"sip:b@192.0.2.4;transport=tcp"[..]));
+/// assert_eq!(contact_uri(b"sip:b@192.0.2.4;expires=60"), Some(&b"sip:b@192.0.2.4"[..]));
+/// assert_eq!(contact_uri(b"*"), None);
+/// ```
+pub fn contact_uri(value: &[u8]) -> Option<&[u8]> {
+    let value = trim(value);
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, &b) in value.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => {
+                let rest = value.get(i + 1..)?;
+                let end = memchr(b'>', rest)?;
+                let uri = trim(rest.get(..end)?);
+                return (!uri.is_empty()).then_some(uri);
+            }
+            _ => {}
+        }
+    }
+    let end = memchr(b';', value).unwrap_or(value.len());
+    let uri = trim(value.get(..end)?);
+    (!uri.is_empty() && uri != b"*" && !quoted).then_some(uri)
+}
+
+/// A From or To value with its `tag` parameter cut out, as the two pieces around it: what a
+/// dialog keeps as the party's URI (the tag is kept apart).
+///
+/// ```
+/// use sipdialog::dialog::without_tag;
+///
+/// let (a, b) = without_tag(b"\"A\" <sip:a@h>;tag=x1;foo=bar");
+/// assert_eq!([a, b].concat(), b"\"A\" <sip:a@h>;foo=bar");
+/// ```
+pub fn without_tag(value: &[u8]) -> (&[u8], &[u8]) {
+    let value = trim(value);
+    // Parameters start after the `>` of a name-addr (a `;` inside the URI is no header param).
+    let params_from = last_angle(value).map_or(0, |i| i + 1);
+    let mut i = params_from;
+    while let Some(off) = value.get(i..).and_then(|rest| memchr(b';', rest)) {
+        let semi = i + off;
+        let param_end = value
+            .get(semi + 1..)
+            .and_then(|rest| memchr(b';', rest))
+            .map_or(value.len(), |e| semi + 1 + e);
+        let param = trim(value.get(semi + 1..param_end).unwrap_or_default());
+        let name_end = memchr(b'=', param).unwrap_or(param.len());
+        if trim(param.get(..name_end).unwrap_or_default()).eq_ignore_ascii_case(b"tag") {
+            let head = trim(value.get(..semi).unwrap_or_default());
+            return (head, value.get(param_end..).unwrap_or_default());
+        }
+        i = param_end;
+    }
+    (value, &[])
+}
+
+/// The position of the `>` closing a name-addr, outside any quoted display name.
+fn last_angle(value: &[u8]) -> Option<usize> {
+    let (mut quoted, mut escaped) = (false, false);
+    let mut found = None;
+    for (i, &b) in value.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'>' if !quoted => found = Some(i),
+            _ => {}
+        }
+    }
+    found
+}

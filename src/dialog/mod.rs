@@ -1,0 +1,261 @@
+//! The RFC 3261 §12 data of a dialog that in-dialog routing never reads: who we are, who the
+//! peer is, where requests go (remote target, route set). It lives in a cold side table next
+//! to the hot slot, so the slot stays one cache line.
+//!
+//! A [`DialogInfo`] is immutable; a target refresh publishes a new one through `arc-swap`, so
+//! readers building a request on another thread never see half an update and never lock.
+
+mod cold;
+mod header;
+
+pub(crate) use cold::ColdTable;
+pub use header::{contact_uri, without_tag};
+
+use crate::build::DialogParts;
+use crate::id::Fingerprint;
+use crate::table::DialogHandle;
+use crate::wire::{HeaderName, MessageView};
+
+/// Which side of the dialog this manager plays (RFC 3261 §12.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// We sent the dialog-creating request.
+    Uac,
+    /// We received the dialog-creating request.
+    Uas,
+    /// We only watch the dialog pass, as a dialog-stateful proxy does (SBC observation mode).
+    Observed,
+}
+
+/// A byte range inside [`DialogInfo`]'s buffer.
+#[derive(Clone, Copy, Debug, Default)]
+struct Span(u32, u32);
+
+/// Everything about one dialog that is read rarely: identity bytes, URIs, route set.
+#[derive(Debug)]
+pub struct DialogInfo {
+    handle: DialogHandle,
+    role: Role,
+    secure: bool,
+    invite_cseq: u32,
+    invite: Option<Fingerprint>,
+    bytes: Box<[u8]>,
+    call_id: Span,
+    local_tag: Span,
+    remote_tag: Span,
+    local_uri: Span,
+    remote_uri: Span,
+    remote_target: Span,
+    local_target: Span,
+    route_set: Box<[Box<[u8]>]>,
+}
+
+/// The fields a new [`DialogInfo`] is made of, borrowed from the messages that created it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InfoParts<'a> {
+    pub role: Role,
+    pub secure: bool,
+    pub invite_cseq: u32,
+    pub invite: Option<Fingerprint>,
+    pub call_id: &'a [u8],
+    pub local_tag: &'a [u8],
+    pub remote_tag: &'a [u8],
+    /// Local party as in From/To, possibly still carrying its tag (stripped here).
+    pub local_uri: &'a [u8],
+    pub remote_uri: &'a [u8],
+    pub remote_target: &'a [u8],
+    pub local_target: &'a [u8],
+}
+
+impl DialogInfo {
+    /// One buffer for all identity bytes: one allocation per dialog instead of seven.
+    pub(crate) fn new(
+        handle: DialogHandle,
+        p: &InfoParts<'_>,
+        route_set: Box<[Box<[u8]>]>,
+    ) -> DialogInfo {
+        let (local_a, local_b) = without_tag(p.local_uri);
+        let (remote_a, remote_b) = without_tag(p.remote_uri);
+        let len = p.call_id.len()
+            + p.local_tag.len()
+            + p.remote_tag.len()
+            + local_a.len()
+            + local_b.len()
+            + remote_a.len()
+            + remote_b.len()
+            + p.remote_target.len()
+            + p.local_target.len();
+        let mut bytes = Vec::with_capacity(len);
+        let mut put = |parts: &[&[u8]]| {
+            let start = bytes.len() as u32;
+            for part in parts {
+                bytes.extend_from_slice(part);
+            }
+            Span(start, bytes.len() as u32)
+        };
+        let call_id = put(&[p.call_id]);
+        let local_tag = put(&[p.local_tag]);
+        let remote_tag = put(&[p.remote_tag]);
+        let local_uri = put(&[local_a, local_b]);
+        let remote_uri = put(&[remote_a, remote_b]);
+        let remote_target = put(&[p.remote_target]);
+        let local_target = put(&[p.local_target]);
+        DialogInfo {
+            handle,
+            role: p.role,
+            secure: p.secure,
+            invite_cseq: p.invite_cseq,
+            invite: p.invite,
+            bytes: bytes.into_boxed_slice(),
+            call_id,
+            local_tag,
+            remote_tag,
+            local_uri,
+            remote_uri,
+            remote_target,
+            local_target,
+            route_set,
+        }
+    }
+
+    /// The same dialog with a new remote target (and, for a 2xx that confirms an early
+    /// dialog, a new route set): §12.2.1.2 and §13.2.2.4.
+    pub(crate) fn refreshed(
+        &self,
+        remote_target: &[u8],
+        route_set: Option<Box<[Box<[u8]>]>>,
+    ) -> DialogInfo {
+        let parts = InfoParts {
+            role: self.role,
+            secure: self.secure,
+            invite_cseq: self.invite_cseq,
+            invite: self.invite,
+            call_id: self.call_id(),
+            local_tag: self.local_tag(),
+            remote_tag: self.remote_tag(),
+            local_uri: self.get(self.local_uri),
+            remote_uri: self.get(self.remote_uri),
+            remote_target,
+            local_target: self.local_target(),
+        };
+        let routes = route_set.unwrap_or_else(|| self.route_set.clone());
+        DialogInfo::new(self.handle, &parts, routes)
+    }
+
+    fn get(&self, span: Span) -> &[u8] {
+        self.bytes
+            .get(span.0 as usize..span.1 as usize)
+            .unwrap_or_default()
+    }
+
+    /// The dialog's handle in the table.
+    pub fn handle(&self) -> DialogHandle {
+        self.handle
+    }
+
+    /// Our role in the dialog.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether the dialog was created with a `sips` URI (RFC 3261 §12.1.1).
+    pub fn secure(&self) -> bool {
+        self.secure
+    }
+
+    /// The CSeq of the INVITE that created the dialog (an ACK for its 2xx carries it).
+    pub fn invite_cseq(&self) -> u32 {
+        self.invite_cseq
+    }
+
+    /// The fingerprint of the INVITE transaction that created the dialog (its fork group).
+    pub(crate) fn invite(&self) -> Option<Fingerprint> {
+        self.invite
+    }
+
+    /// Call-ID.
+    pub fn call_id(&self) -> &[u8] {
+        self.get(self.call_id)
+    }
+
+    /// Our tag (for an observed dialog: the caller's).
+    pub fn local_tag(&self) -> &[u8] {
+        self.get(self.local_tag)
+    }
+
+    /// The peer's tag (for an observed dialog: the callee's).
+    pub fn remote_tag(&self) -> &[u8] {
+        self.get(self.remote_tag)
+    }
+
+    /// Where the peer receives in-dialog requests: its Contact URI.
+    pub fn remote_target(&self) -> &[u8] {
+        self.get(self.remote_target)
+    }
+
+    /// Our own Contact URI (for an observed dialog: the caller's).
+    pub fn local_target(&self) -> &[u8] {
+        self.get(self.local_target)
+    }
+
+    /// The route set, in the order our requests visit it.
+    pub fn route_set(&self) -> &[Box<[u8]>] {
+        &self.route_set
+    }
+
+    /// What the request builder needs, from our side.
+    pub fn parts(&self) -> DialogParts<'_> {
+        DialogParts {
+            call_id: self.call_id(),
+            local_uri: self.get(self.local_uri),
+            local_tag: self.local_tag(),
+            remote_uri: self.get(self.remote_uri),
+            remote_tag: self.remote_tag(),
+            remote_target: self.remote_target(),
+            route_set: &self.route_set,
+        }
+    }
+
+    /// What the request builder needs to speak for the peer toward us: an observing SBC ends a
+    /// call by sending BYE to both sides, each as if from the other.
+    pub fn mirrored_parts(&self) -> DialogParts<'_> {
+        DialogParts {
+            call_id: self.call_id(),
+            local_uri: self.get(self.remote_uri),
+            local_tag: self.remote_tag(),
+            remote_uri: self.get(self.local_uri),
+            remote_tag: self.local_tag(),
+            remote_target: self.local_target(),
+            route_set: &[],
+        }
+    }
+}
+
+/// The route set of a new dialog (§12.1.1, §12.1.2): the Record-Route values of `view` in
+/// order, reversed when we are the UAC.
+pub(crate) fn route_set(view: &MessageView<'_>, reverse: bool) -> Box<[Box<[u8]>]> {
+    let mut routes: Vec<Box<[u8]>> = view
+        .values(HeaderName::RecordRoute)
+        .map(Box::from)
+        .collect();
+    if reverse {
+        routes.reverse();
+    }
+    routes.into_boxed_slice()
+}
+
+/// Whether a URI uses the `sips` scheme.
+pub(crate) fn is_sips(uri: &[u8]) -> bool {
+    uri.get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case(b"sips:"))
+}
+
+/// The raw value of the first `name` header of `view`, LWS-trimmed.
+pub(crate) fn raw_header<'a>(view: &MessageView<'a>, name: HeaderName) -> &'a [u8] {
+    view.headers()
+        .find(|h| h.kind == name)
+        .map_or(&[][..], |h| header::trim(h.value))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,417 @@
+//! `DialogManager`: the one sans-IO entry point of an SBC or B2BUA.
+//!
+//! It takes bytes and the current time and returns a [`Verdict`]; whatever has to be sent
+//! (a 481, a BYE, an ACK…) is written into an [`Outbox`] the caller owns and reuses. It never
+//! opens a socket, spawns a thread or reads a clock.
+//!
+//! The in-dialog path (scan, lookup, CSeq check, state CAS, activity stamp) takes no lock and
+//! allocates nothing; dialog creation and teardown, transaction records and timers are the
+//! cold path.
+
+mod expiry;
+mod observe;
+mod outbox;
+mod pending;
+mod received;
+mod sent;
+#[cfg(test)]
+mod tests;
+
+pub use expiry::{Expiry, ExpiryReason, MAX_EXPIRIES_PER_CALL};
+pub use observe::Observation;
+pub use outbox::{OutMessage, Outbox};
+pub use sent::RequestBody;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::build::BuildError;
+use crate::dialog::{ColdTable, DialogInfo, InfoParts, Role};
+use crate::id::{BuildIdentityHasher, DialogKey, Fingerprint, Tag};
+use crate::state::{DialogState, StateError};
+use crate::table::{DialogHandle, DialogTable, NewDialog, TableError};
+use crate::timer::{Target, Timers};
+use crate::wire::{Method, WireError};
+use pending::PendingInvite;
+
+/// How a [`DialogManager`] is sized and timed. Times are milliseconds.
+#[derive(Clone, Debug)]
+pub struct ManagerConfig {
+    /// The most dialogs held at once; a new one beyond it is refused with 503.
+    pub capacity: u32,
+    /// The most INVITE transactions tracked at once (forking, CANCEL); beyond it, 503.
+    pub max_pending: usize,
+    /// RFC 3261 T1 (500 ms): the ACK wait and transaction lingering are 64×T1.
+    pub t1_ms: u64,
+    /// An early dialog older than this is ended (0: never).
+    pub early_timeout_ms: u64,
+    /// A confirmed dialog without any message for this long is ended with BYE (0: never).
+    pub idle_timeout_ms: u64,
+    /// A dialog older than this is ended with BYE (0: never).
+    pub max_duration_ms: u64,
+    /// Our Via up to the branch, e.g. `SIP/2.0/UDP 192.0.2.1:5060`; the manager appends a
+    /// fresh branch to every request it builds.
+    pub via: Box<[u8]>,
+    /// Our Contact, e.g. `<sip:sbc@192.0.2.1:5060>`: the remote target our peers use.
+    pub contact: Box<[u8]>,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> ManagerConfig {
+        ManagerConfig {
+            capacity: 1 << 20,
+            max_pending: 1 << 18,
+            t1_ms: 500,
+            early_timeout_ms: 180_000,
+            idle_timeout_ms: 7_200_000,
+            max_duration_ms: 0,
+            via: Box::from(&b"SIP/2.0/UDP 127.0.0.1:5060"[..]),
+            contact: Box::from(&b"<sip:sipdialog@127.0.0.1:5060>"[..]),
+        }
+    }
+}
+
+/// What a received message means for the dialogs, and what the caller does next. Anything to
+/// send has already been written to the [`Outbox`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// A new INVITE: answer it with [`DialogManager::respond`], which puts `to_tag` in every
+    /// response and creates the dialog from the 1xx/2xx.
+    NewInvite {
+        /// The To tag the manager chose for this INVITE's responses.
+        to_tag: Tag,
+    },
+    /// A request seen before (same INVITE, or same CSeq in the dialog): resend your answer.
+    Retransmission,
+    /// A request outside any dialog that creates none (OPTIONS, REGISTER, MESSAGE…).
+    OutOfDialog,
+    /// A request inside a dialog, accepted: answer it (re-INVITE, UPDATE, INFO, OPTIONS…).
+    Request {
+        /// The dialog.
+        dialog: DialogHandle,
+        /// Its method.
+        method: Method,
+    },
+    /// The ACK for a 2xx.
+    Ack {
+        /// The dialog.
+        dialog: DialogHandle,
+    },
+    /// The peer hung up: the dialog has ended and left the table; the 200 is in the outbox.
+    Bye {
+        /// The dialog that ended.
+        dialog: DialogHandle,
+    },
+    /// A CANCEL matched an INVITE being answered: its early dialogs ended; the 200 for the
+    /// CANCEL and the 487 for the INVITE are in the outbox.
+    Cancelled {
+        /// Early dialogs ended.
+        dialogs_ended: u32,
+    },
+    /// Refused: the response (481, 491, 500, 503…) is in the outbox.
+    Rejected {
+        /// The status sent.
+        status: u16,
+        /// The dialog, if the request matched one.
+        dialog: Option<DialogHandle>,
+    },
+    /// A provisional response to our INVITE; `dialog` is the early dialog of its To tag.
+    Provisional {
+        /// The early dialog, when the response carried a To tag.
+        dialog: Option<DialogHandle>,
+        /// Status code.
+        status: u16,
+    },
+    /// A 2xx to our INVITE confirmed a dialog: send the ACK ([`DialogManager::ack`]). When
+    /// `extra` is set another fork was confirmed first: ACK this one, then BYE it.
+    Confirmed {
+        /// The confirmed dialog.
+        dialog: DialogHandle,
+        /// CSeq of the INVITE (the ACK carries it).
+        cseq: u32,
+        /// Another 2xx already confirmed a dialog of the same INVITE.
+        extra: bool,
+    },
+    /// The INVITE failed (non-2xx final response): all its early dialogs ended.
+    Failed {
+        /// The final status.
+        status: u16,
+        /// Early dialogs ended.
+        dialogs_ended: u32,
+    },
+    /// A response to a request we sent inside a dialog.
+    Response {
+        /// The dialog.
+        dialog: DialogHandle,
+        /// Status code.
+        status: u16,
+        /// Method of the request answered.
+        method: Method,
+        /// CSeq of the request answered (an ACK for a re-INVITE 2xx carries it).
+        cseq: u32,
+    },
+    /// Our re-INVITE met glare (491): retry at `retry_at_ms` as RFC 3261 §14.1 says.
+    Glare {
+        /// The dialog.
+        dialog: DialogHandle,
+        /// When to retry, on the caller's clock.
+        retry_at_ms: u64,
+    },
+    /// A response ended the dialog (our BYE answered; 481 or 408 to our request, §12.2.1.2).
+    Ended {
+        /// The dialog that ended.
+        dialog: DialogHandle,
+        /// Status code.
+        status: u16,
+    },
+    /// A response for nothing we know of: drop it.
+    Stray,
+}
+
+/// Why the manager could not act on a message or a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ManagerError {
+    /// The bytes are not a valid SIP message.
+    Wire(WireError),
+    /// The dialog table refused (full, stale handle, illegal state change, CSeq).
+    Table(TableError),
+    /// A message could not be built.
+    Build(BuildError),
+    /// No live dialog (or INVITE transaction) matches.
+    UnknownDialog,
+    /// Too many INVITE transactions in progress.
+    PendingFull,
+    /// The OS random source failed (tag generation).
+    Random,
+}
+
+impl ManagerError {
+    /// The SIP status a request refused by this error is answered with.
+    pub fn status(&self) -> (u16, &'static str) {
+        match self {
+            ManagerError::Wire(e) => e.status(),
+            ManagerError::Table(e) => e.status(),
+            ManagerError::Build(e) => e.status(),
+            ManagerError::UnknownDialog => (481, "Call/Transaction Does Not Exist"),
+            ManagerError::PendingFull => (503, "Service Unavailable"),
+            ManagerError::Random => (500, "Server Internal Error"),
+        }
+    }
+}
+
+impl std::fmt::Display for ManagerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ManagerError::Wire(e) => write!(f, "bad message: {e}"),
+            ManagerError::Table(e) => write!(f, "dialog table: {e}"),
+            ManagerError::Build(e) => write!(f, "cannot build: {e:?}"),
+            ManagerError::UnknownDialog => f.write_str("no such dialog"),
+            ManagerError::PendingFull => f.write_str("too many INVITE transactions"),
+            ManagerError::Random => f.write_str("OS random source failed"),
+        }
+    }
+}
+
+impl std::error::Error for ManagerError {}
+
+impl From<WireError> for ManagerError {
+    fn from(e: WireError) -> ManagerError {
+        ManagerError::Wire(e)
+    }
+}
+
+impl From<TableError> for ManagerError {
+    fn from(e: TableError) -> ManagerError {
+        ManagerError::Table(e)
+    }
+}
+
+impl From<BuildError> for ManagerError {
+    fn from(e: BuildError) -> ManagerError {
+        ManagerError::Build(e)
+    }
+}
+
+impl From<StateError> for ManagerError {
+    fn from(e: StateError) -> ManagerError {
+        ManagerError::Table(TableError::State(e))
+    }
+}
+
+/// The dialog layer of one SBC, B2BUA or UA: see the [module docs](self).
+///
+/// ```
+/// use sipdialog::manager::{DialogManager, ManagerConfig, Outbox, Verdict};
+///
+/// let manager = DialogManager::new(ManagerConfig::default()).unwrap();
+/// let mut out = Outbox::new();
+/// // A BYE for a dialog nobody knows gets a ready 481.
+/// let bye = b"BYE sip:a@h SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK1\r\n\
+/// Call-ID: c1@h\r\nFrom: <sip:b@h>;tag=peer\r\nTo: <sip:a@h>;tag=mine\r\nCSeq: 2 BYE\r\n\r\n";
+/// let verdict = manager.on_received(bye, 0, &mut out).unwrap();
+/// assert_eq!(verdict, Verdict::Rejected { status: 481, dialog: None });
+/// let reply = out.iter().next().unwrap();
+/// assert!(reply.bytes.starts_with(b"SIP/2.0 481 "));
+/// assert_eq!(reply.next_hop, None); // a response goes back the way the request came
+/// ```
+pub struct DialogManager {
+    table: DialogTable,
+    cold: ColdTable,
+    pending: papaya::HashMap<Fingerprint, Arc<PendingInvite>, BuildIdentityHasher>,
+    pending_count: AtomicUsize,
+    timers: Timers,
+    config: ManagerConfig,
+    /// Branch parameters: a random per-manager prefix and a counter.
+    branch_prefix: Tag,
+    branch_seq: AtomicU64,
+    /// State of the generator behind glare back-off (jitter, not a secret).
+    jitter: AtomicU64,
+}
+
+impl std::fmt::Debug for DialogManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DialogManager")
+            .field("dialogs", &self.table.len())
+            .field("pending", &self.pending_count.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl DialogManager {
+    /// A manager with its own table, secret fingerprint key and branch prefix.
+    pub fn new(config: ManagerConfig) -> Result<DialogManager, ManagerError> {
+        let table =
+            DialogTable::with_capacity(config.capacity).map_err(|_| ManagerError::Random)?;
+        let branch_prefix = Tag::generate().map_err(|_| ManagerError::Random)?;
+        let seed = u64::from_le_bytes(branch_prefix.as_bytes()[..8].try_into().unwrap_or_default());
+        Ok(DialogManager {
+            cold: ColdTable::new(config.capacity),
+            table,
+            pending: papaya::HashMap::builder()
+                .hasher(BuildIdentityHasher)
+                .build(),
+            pending_count: AtomicUsize::new(0),
+            timers: Timers::new(),
+            config,
+            branch_prefix,
+            branch_seq: AtomicU64::new(0),
+            jitter: AtomicU64::new(seed),
+        })
+    }
+
+    /// The dialog table (states, CSeqs, iteration, counts).
+    pub fn table(&self) -> &DialogTable {
+        &self.table
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ManagerConfig {
+        &self.config
+    }
+
+    /// Live dialogs.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether no dialog is live.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// INVITE transactions tracked (for forking and CANCEL).
+    pub fn pending_invites(&self) -> usize {
+        self.pending_count.load(Ordering::Relaxed)
+    }
+
+    /// The cold data of a live dialog: URIs, tags, remote target, route set.
+    pub fn info(&self, dialog: DialogHandle) -> Option<Arc<DialogInfo>> {
+        self.cold.get(dialog).map(|(_, info)| info)
+    }
+
+    /// The dialog's state.
+    pub fn state(&self, dialog: DialogHandle) -> Result<DialogState, ManagerError> {
+        Ok(self.table.state(dialog)?)
+    }
+
+    /// Inserts a dialog and its cold data, and arms its timer.
+    fn create(
+        &self,
+        key: &DialogKey<'_>,
+        init: &NewDialog,
+        parts: &InfoParts<'_>,
+        route_set: Box<[Box<[u8]>]>,
+    ) -> Result<DialogHandle, ManagerError> {
+        let handle = self.table.insert(key, init)?;
+        self.cold.install(DialogInfo::new(handle, parts, route_set));
+        self.rearm(handle, init.now_ms);
+        Ok(handle)
+    }
+
+    /// Ends a dialog: out of the table and the cold table. Every handle copy goes stale.
+    fn end(&self, dialog: DialogHandle) -> bool {
+        let removed = self.table.remove(dialog).is_ok();
+        self.cold.clear(dialog);
+        removed
+    }
+
+    /// A fresh Via value: ours plus a unique branch (RFC 3261 §8.1.1.7 magic cookie).
+    fn via(&self, buf: &mut [u8; 128]) -> usize {
+        let n = self.branch_seq.fetch_add(1, Ordering::Relaxed);
+        let mut len = 0;
+        let mut put = |bytes: &[u8]| {
+            let end = (len + bytes.len()).min(buf.len());
+            if let Some(dst) = buf.get_mut(len..end) {
+                dst.copy_from_slice(&bytes[..end - len]);
+            }
+            len = end;
+        };
+        put(&self.config.via[..self.config.via.len().min(80)]);
+        put(b";branch=z9hG4bK");
+        put(self.branch_prefix.as_bytes());
+        let mut hex = [0u8; 16];
+        for (i, d) in hex.iter_mut().enumerate() {
+            *d = b"0123456789abcdef"[(n >> (60 - 4 * i)) as usize & 15];
+        }
+        put(&hex);
+        len
+    }
+
+    /// §14.1: the owner of the Call-ID (the UAC of the dialog) waits 2.1–4 s, the other side
+    /// 0–2 s, in units of 10 ms.
+    fn glare_retry_at(&self, role: Role, now_ms: u64) -> u64 {
+        let mut z = self
+            .jitter
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let wait = match role {
+            Role::Uac => 2_100 + (z % 191) * 10,
+            Role::Uas | Role::Observed => (z % 201) * 10,
+        };
+        now_ms + wait
+    }
+
+    /// Re-checks a dialog's deadlines and arms its one timer at the nearest.
+    fn rearm(&self, dialog: DialogHandle, now_ms: u64) {
+        let Some(at) = self.next_dialog_deadline(dialog) else {
+            return;
+        };
+        if let Some((entry, _)) = self.cold.get(dialog) {
+            let armed = entry.armed_at.load(Ordering::Relaxed);
+            if armed == 0 || at < armed || armed <= now_ms {
+                entry.armed_at.store(at, Ordering::Relaxed);
+                self.timers.arm(at, Target::Dialog(dialog));
+            }
+        }
+    }
+
+    /// Deadlines armed (stale entries included): for tests and health checks.
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
+    }
+}

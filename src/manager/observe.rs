@@ -1,0 +1,224 @@
+//! SBC observation mode: follow the dialogs of calls passing through, from both directions,
+//! as a dialog-stateful proxy does (Kamailio's `dlg_manage`). The key is direction-agnostic:
+//! the two tags in a fixed order, so a request from either side finds the same dialog.
+
+use std::sync::atomic::Ordering;
+
+use super::pending::PendingInvite;
+use super::{DialogManager, ManagerError};
+use crate::dialog::{self, contact_uri, InfoParts, Role};
+use crate::id::DialogKey;
+use crate::state::{DialogState, Event, Phase};
+use crate::table::{DialogHandle, NewDialog};
+use crate::wire::{HeaderName, MessageView, Method};
+
+/// What an observed message did to the dialogs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Observation {
+    /// A new INVITE: its transaction is tracked until the final response.
+    Invite,
+    /// A 1xx with a To tag: an early dialog (`created` when new).
+    Early {
+        /// The dialog.
+        dialog: DialogHandle,
+        /// Whether this response created it.
+        created: bool,
+    },
+    /// A 2xx to the INVITE: a confirmed dialog (`created` when new).
+    Confirmed {
+        /// The dialog.
+        dialog: DialogHandle,
+        /// Whether this response created it.
+        created: bool,
+    },
+    /// A non-2xx final response to the INVITE: its early dialogs ended.
+    Failed {
+        /// The status.
+        status: u16,
+        /// Early dialogs ended.
+        dialogs_ended: u32,
+    },
+    /// A message inside a tracked dialog.
+    InDialog {
+        /// The dialog.
+        dialog: DialogHandle,
+    },
+    /// The dialog ended (BYE answered, 481/408 to an in-dialog request) and left the table.
+    Ended {
+        /// The dialog.
+        dialog: DialogHandle,
+    },
+    /// An in-dialog request for no dialog this proxy tracks (it may answer 481).
+    Unknown,
+    /// Nothing to track (out-of-dialog request other than INVITE, CANCEL, 100 Trying…).
+    Other,
+}
+
+/// The direction-agnostic key: the tags in byte order.
+fn observed_key<'a>(call_id: &'a [u8], a: &'a [u8], b: &'a [u8]) -> DialogKey<'a> {
+    let (local_tag, remote_tag) = if a <= b { (a, b) } else { (b, a) };
+    DialogKey {
+        call_id,
+        local_tag,
+        remote_tag,
+    }
+}
+
+impl DialogManager {
+    /// Follows one message passing through (either direction) at `now_ms`.
+    pub fn observe(&self, bytes: &[u8], now_ms: u64) -> Result<Observation, ManagerError> {
+        let view = MessageView::parse(bytes)?;
+        let from = view.from_tag().unwrap_or_default();
+        let Some(to) = view.to_tag() else {
+            if view.method() == Some(Method::Invite) {
+                let key = self.pending_key(view.call_id(), from, Role::Observed);
+                let pending = PendingInvite::new(key, &view, None, now_ms);
+                if self.pending_insert(pending, now_ms)?.is_some() {
+                    return Ok(Observation::Invite);
+                }
+            }
+            return Ok(Observation::Other);
+        };
+        let key = observed_key(view.call_id(), from, to);
+        let found = self.table.lookup(&key);
+        if let Some(status) = view.status_code() {
+            let method = Method::from_bytes(view.cseq().method);
+            if method == Method::Invite {
+                let pkey = self.pending_key(view.call_id(), from, Role::Observed);
+                if let Some(pending) = self
+                    .pending_get(pkey)
+                    .filter(|p| p.cseq == view.cseq().number)
+                {
+                    return self.observed_invite_response(&view, &pending, found, status, now_ms);
+                }
+            }
+            let Some(dialog) = found else {
+                return Ok(Observation::Other);
+            };
+            let _ = self.table.touch(dialog, now_ms);
+            if matches!(status, 481 | 408) || (method == Method::Bye && status >= 200) {
+                self.end(dialog);
+                return Ok(Observation::Ended { dialog });
+            }
+            if method == Method::Invite && status >= 200 {
+                let _ = self.table.transition(dialog, Event::EndInvite);
+            }
+            return Ok(Observation::InDialog { dialog });
+        }
+        let Some(dialog) = found else {
+            return Ok(Observation::Unknown);
+        };
+        let _ = self.table.touch(dialog, now_ms);
+        let cseq = view.cseq().number;
+        let from_caller = self.info(dialog).is_some_and(|i| i.local_tag() == from);
+        match view.method() {
+            Some(Method::Ack) => {
+                let _ = self.table.transition(dialog, Event::AckReceived);
+            }
+            Some(method) => {
+                // Each side's CSeq, so an expiry BYE can follow them (§12.2.1.1).
+                let _ = if from_caller {
+                    self.table.raise_local_cseq(dialog, cseq)
+                } else {
+                    self.table.advance_remote_cseq(dialog, cseq).map(|_| ())
+                };
+                let event = match method {
+                    Method::Bye => Some(Event::BeginBye),
+                    Method::Invite => Some(Event::BeginInvite),
+                    _ => None,
+                };
+                // A proxy reports, it does not police: a refused event is the endpoints' business.
+                if let Some(event) = event {
+                    let _ = self.table.transition(dialog, event);
+                }
+            }
+            None => {}
+        }
+        Ok(Observation::InDialog { dialog })
+    }
+
+    fn observed_invite_response(
+        &self,
+        view: &MessageView<'_>,
+        pending: &PendingInvite,
+        found: Option<DialogHandle>,
+        status: u16,
+        now_ms: u64,
+    ) -> Result<Observation, ManagerError> {
+        if status >= 300 {
+            let dialogs_ended = self.end_early_dialogs(pending);
+            pending.finished.store(true, Ordering::Release);
+            self.pending_remove(pending.key);
+            return Ok(Observation::Failed {
+                status,
+                dialogs_ended,
+            });
+        }
+        if status <= 100 {
+            return Ok(Observation::Other);
+        }
+        let confirmed = status >= 200;
+        if let Some(dialog) = found {
+            let _ = self.table.touch(dialog, now_ms);
+            if !confirmed {
+                return Ok(Observation::Early {
+                    dialog,
+                    created: false,
+                });
+            }
+            if self.table.state(dialog)?.phase() == Phase::Early {
+                self.table.transition(dialog, Event::Confirm)?;
+                self.refresh_target(dialog, view, None);
+                self.rearm(dialog, now_ms);
+            }
+            pending.confirm();
+            return Ok(Observation::Confirmed {
+                dialog,
+                created: false,
+            });
+        }
+        let invite = pending.view().ok_or(ManagerError::UnknownDialog)?;
+        let caller_tag = invite.from_tag().unwrap_or_default();
+        let callee_tag = view.to_tag().unwrap_or_default();
+        let parts = InfoParts {
+            role: Role::Observed,
+            secure: invite.request_uri().is_some_and(dialog::is_sips),
+            invite_cseq: pending.cseq,
+            invite: Some(pending.key),
+            call_id: invite.call_id(),
+            local_tag: caller_tag,
+            remote_tag: callee_tag,
+            local_uri: dialog::raw_header(&invite, HeaderName::From),
+            remote_uri: dialog::raw_header(&invite, HeaderName::To),
+            remote_target: view.contact().and_then(contact_uri).unwrap_or_default(),
+            local_target: invite.contact().and_then(contact_uri).unwrap_or_default(),
+        };
+        let state = if confirmed {
+            DialogState::CONFIRMED
+        } else {
+            DialogState::EARLY
+        };
+        let init = NewDialog {
+            state,
+            local_cseq: pending.cseq,
+            remote_cseq: None,
+            now_ms,
+        };
+        let key = observed_key(invite.call_id(), caller_tag, callee_tag);
+        let dialog = self.create(&key, &init, &parts, Box::default())?;
+        pending.add_dialog(dialog);
+        if confirmed {
+            pending.confirm();
+            Ok(Observation::Confirmed {
+                dialog,
+                created: true,
+            })
+        } else {
+            Ok(Observation::Early {
+                dialog,
+                created: true,
+            })
+        }
+    }
+}

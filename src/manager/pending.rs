@@ -1,0 +1,153 @@
+//! INVITE transactions in progress: what the manager must remember between an INVITE and its
+//! final response (the To tag it chose, the early dialogs of each fork, the bytes a CANCEL or
+//! a 487 is built from).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use smallvec::SmallVec;
+
+use crate::dialog::Role;
+use crate::id::{DialogKey, Fingerprint, Fingerprinter, Tag};
+use crate::table::DialogHandle;
+use crate::wire::MessageView;
+
+/// One INVITE transaction, keyed by (Call-ID, From tag, role).
+#[derive(Debug)]
+pub(crate) struct PendingInvite {
+    pub key: Fingerprint,
+    /// The INVITE as sent or received.
+    pub invite: Box<[u8]>,
+    pub cseq: u32,
+    /// When the INVITE was sent or received (caller's clock).
+    pub created_ms: u64,
+    /// UAS: the To tag of every response to this INVITE.
+    pub to_tag: Option<Tag>,
+    /// Dialogs created by its responses, one per fork (usually one).
+    dialogs: Mutex<SmallVec<[DialogHandle; 2]>>,
+    /// A 2xx has been seen: a second one is an extra fork to ACK and BYE.
+    pub confirmed: AtomicBool,
+    /// A final response has been seen (or the INVITE was cancelled).
+    pub finished: AtomicBool,
+}
+
+/// The pending-table key: the role keeps apart a UA's own INVITE to itself as UAC and UAS.
+pub(crate) fn key(fp: &Fingerprinter, call_id: &[u8], from_tag: &[u8], role: Role) -> Fingerprint {
+    let marker: &[u8] = match role {
+        Role::Uac => b"\0uac",
+        Role::Uas => b"\0uas",
+        Role::Observed => b"\0obs",
+    };
+    fp.fingerprint(&DialogKey {
+        call_id,
+        local_tag: from_tag,
+        remote_tag: marker,
+    })
+}
+
+impl PendingInvite {
+    pub(crate) fn new(
+        key: Fingerprint,
+        invite: &MessageView<'_>,
+        to_tag: Option<Tag>,
+        now_ms: u64,
+    ) -> PendingInvite {
+        PendingInvite {
+            key,
+            invite: Box::from(invite.as_bytes()),
+            cseq: invite.cseq().number,
+            created_ms: now_ms,
+            to_tag,
+            dialogs: Mutex::new(SmallVec::new()),
+            confirmed: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+        }
+    }
+
+    /// The INVITE, scanned again (it parsed when it was stored).
+    pub(crate) fn view(&self) -> Option<MessageView<'_>> {
+        MessageView::parse(&self.invite).ok()
+    }
+
+    pub(crate) fn add_dialog(&self, dialog: DialogHandle) {
+        self.dialogs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(dialog);
+    }
+
+    /// The dialogs of this INVITE, taken out (for ending them all).
+    pub(crate) fn take_dialogs(&self) -> SmallVec<[DialogHandle; 2]> {
+        std::mem::take(&mut *self.dialogs.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Marks the first 2xx; `false` when another one came first.
+    pub(crate) fn confirm(&self) -> bool {
+        !self.confirmed.swap(true, Ordering::AcqRel)
+    }
+}
+
+impl super::DialogManager {
+    pub(crate) fn pending_key(&self, call_id: &[u8], from_tag: &[u8], role: Role) -> Fingerprint {
+        key(self.table.fingerprinter(), call_id, from_tag, role)
+    }
+
+    pub(crate) fn pending_get(&self, key: Fingerprint) -> Option<std::sync::Arc<PendingInvite>> {
+        self.pending.pin().get(&key).cloned()
+    }
+
+    /// Records a new INVITE transaction; `Ok(None)` when it is known already (a
+    /// retransmission). The record is dropped at the latest when its safety timer fires.
+    pub(crate) fn pending_insert(
+        &self,
+        pending: PendingInvite,
+        now_ms: u64,
+    ) -> Result<Option<std::sync::Arc<PendingInvite>>, super::ManagerError> {
+        let key = pending.key;
+        if self.pending.pin().contains_key(&key) {
+            return Ok(None);
+        }
+        if self.pending_count.fetch_add(1, Ordering::Relaxed) >= self.config.max_pending {
+            self.pending_count.fetch_sub(1, Ordering::Relaxed);
+            return Err(super::ManagerError::PendingFull);
+        }
+        let pending = std::sync::Arc::new(pending);
+        if self.pending.pin().try_insert(key, pending.clone()).is_err() {
+            self.pending_count.fetch_sub(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        self.timers.arm(
+            now_ms + self.pending_lifetime(),
+            crate::timer::Target::Pending(key),
+        );
+        Ok(Some(pending))
+    }
+
+    /// How long an INVITE transaction record may live: the early-dialog limit, plus 64×T1 for
+    /// late 2xx from other forks.
+    pub(crate) fn pending_lifetime(&self) -> u64 {
+        let early = if self.config.early_timeout_ms == 0 {
+            180_000
+        } else {
+            self.config.early_timeout_ms
+        };
+        early + 64 * self.config.t1_ms
+    }
+
+    pub(crate) fn pending_remove(&self, key: Fingerprint) {
+        if self.pending.pin().remove(&key).is_some() {
+            self.pending_count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Ends every early dialog of an INVITE (non-2xx final, CANCEL, timeout); returns how many.
+    pub(crate) fn end_early_dialogs(&self, pending: &PendingInvite) -> u32 {
+        let mut ended = 0;
+        for dialog in pending.take_dialogs() {
+            if self.is_early_dialog(dialog) && self.end(dialog) {
+                ended += 1;
+            }
+        }
+        ended
+    }
+}

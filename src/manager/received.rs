@@ -1,0 +1,393 @@
+//! Messages received from the network (RFC 3261 §12.1–§12.2, §13–§15).
+
+use std::sync::atomic::Ordering;
+
+use super::pending::PendingInvite;
+use super::{DialogManager, ManagerError, Outbox, Verdict};
+use crate::build::{self, ResponseParts};
+use crate::dialog::{self, contact_uri, InfoParts, Role};
+use crate::id::{DialogKey, Tag};
+use crate::state::{DialogState, Event, Phase, StateError};
+use crate::table::{CSeqOrder, DialogHandle, NewDialog, TableError};
+use crate::wire::{HeaderName, MessageView, Method};
+
+impl DialogManager {
+    /// Handles a message received from the network at `now_ms` (caller's clock). Responses the
+    /// manager answers with (481, 491, 500, 200 to BYE/CANCEL, 487) go to `out`.
+    ///
+    /// Bad bytes are an error carrying the status to answer with, when the caller can.
+    pub fn on_received(
+        &self,
+        bytes: &[u8],
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Result<Verdict, ManagerError> {
+        let view = MessageView::parse(bytes)?;
+        match view.method() {
+            Some(method) => self.request_received(&view, method, now_ms, out),
+            None => self.response_received(&view, now_ms),
+        }
+    }
+
+    fn request_received(
+        &self,
+        view: &MessageView<'_>,
+        method: Method,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Result<Verdict, ManagerError> {
+        if method == Method::Cancel {
+            return self.cancel_received(view, out);
+        }
+        if view.to_tag().is_none() {
+            return self.out_of_dialog_request(view, method, now_ms);
+        }
+        let Some(dialog) = self.table.lookup(&DialogKey::received(view)) else {
+            // ACK never gets a response; anything else gets a ready 481 (§12.2.2).
+            if method == Method::Ack {
+                return Ok(Verdict::Stray);
+            }
+            return self.reject(view, None, 481, out);
+        };
+        // ACK carries the INVITE's CSeq and is not part of the CSeq order (§12.2.2).
+        if method == Method::Ack {
+            let _ = self.table.transition(dialog, Event::AckReceived);
+            self.table.touch(dialog, now_ms)?;
+            return Ok(Verdict::Ack { dialog });
+        }
+        match self.table.advance_remote_cseq(dialog, view.cseq().number) {
+            Ok(CSeqOrder::Newer) => {}
+            Ok(CSeqOrder::Same) => return Ok(Verdict::Retransmission),
+            Err(TableError::CSeqOutOfOrder { .. }) => {
+                return self.reject(view, Some(dialog), 500, out)
+            }
+            Err(TableError::Stale) => return self.reject(view, None, 481, out),
+            Err(e) => return Err(e.into()),
+        }
+        let _ = self.table.touch(dialog, now_ms);
+        match method {
+            Method::Bye => {
+                self.end(dialog);
+                out.push(Some(dialog), false, |buf| {
+                    build::response(view, 200, "OK", None, &ResponseParts::default(), buf)
+                })?;
+                Ok(Verdict::Bye { dialog })
+            }
+            Method::Invite | Method::Update => {
+                if method == Method::Invite {
+                    match self.table.transition(dialog, Event::BeginInvite) {
+                        Ok(_) => {}
+                        Err(TableError::State(StateError::Glare)) => {
+                            return self.reject(view, Some(dialog), 491, out)
+                        }
+                        Err(TableError::State(StateError::Illegal { .. })) => {
+                            // A re-INVITE on an early dialog, or while our BYE is pending.
+                            return self.reject(view, Some(dialog), 500, out);
+                        }
+                        Err(TableError::State(StateError::ByePending)) => {
+                            return self.reject(view, Some(dialog), 481, out)
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                // A target refresh takes effect when we answer it 2xx (§12.2.2).
+                if let Some((entry, _)) = self.cold.get(dialog) {
+                    let target = view.contact().and_then(contact_uri).map(Box::from);
+                    entry.pending_target.store(target.map(std::sync::Arc::new));
+                }
+                Ok(Verdict::Request { dialog, method })
+            }
+            _ => Ok(Verdict::Request { dialog, method }),
+        }
+    }
+
+    /// A request with no To tag: a new INVITE (a UAS dialog in the making), or not ours.
+    fn out_of_dialog_request(
+        &self,
+        view: &MessageView<'_>,
+        method: Method,
+        now_ms: u64,
+    ) -> Result<Verdict, ManagerError> {
+        if method != Method::Invite {
+            return Ok(Verdict::OutOfDialog);
+        }
+        let from_tag = view.from_tag().unwrap_or_default();
+        let key = self.pending_key(view.call_id(), from_tag, Role::Uas);
+        if let Some(known) = self.pending_get(key) {
+            return Ok(if known.cseq == view.cseq().number {
+                Verdict::Retransmission
+            } else {
+                Verdict::OutOfDialog
+            });
+        }
+        let to_tag = Tag::generate().map_err(|_| ManagerError::Random)?;
+        match self.pending_insert(PendingInvite::new(key, view, Some(to_tag), now_ms), now_ms)? {
+            Some(_) => Ok(Verdict::NewInvite { to_tag }),
+            None => Ok(Verdict::Retransmission),
+        }
+    }
+
+    /// CANCEL (§9.2): ends the early dialogs of the INVITE it names; 200 for the CANCEL and
+    /// 487 for the INVITE go out. A CANCEL matching nothing gets 481.
+    fn cancel_received(
+        &self,
+        view: &MessageView<'_>,
+        out: &mut Outbox,
+    ) -> Result<Verdict, ManagerError> {
+        let from_tag = view.from_tag().unwrap_or_default();
+        let key = self.pending_key(view.call_id(), from_tag, Role::Uas);
+        let Some(pending) = self
+            .pending_get(key)
+            .filter(|p| p.cseq == view.cseq().number)
+        else {
+            return self.reject(view, None, 481, out);
+        };
+        out.push(None, false, |buf| {
+            build::response(view, 200, "OK", None, &ResponseParts::default(), buf)
+        })?;
+        if pending.finished.swap(true, Ordering::AcqRel) {
+            // The INVITE was answered already: the CANCEL changes nothing (§9.2).
+            return Ok(Verdict::Cancelled { dialogs_ended: 0 });
+        }
+        let dialogs_ended = self.end_early_dialogs(&pending);
+        if let Some(invite) = pending.view() {
+            let tag = pending.to_tag.as_ref().map(Tag::as_bytes);
+            out.push(None, false, |buf| {
+                build::response(
+                    &invite,
+                    487,
+                    "Request Terminated",
+                    tag,
+                    &ResponseParts::default(),
+                    buf,
+                )
+            })?;
+        }
+        self.pending_remove(key);
+        Ok(Verdict::Cancelled { dialogs_ended })
+    }
+
+    /// Writes a response refusing `view` and reports it.
+    pub(crate) fn reject(
+        &self,
+        view: &MessageView<'_>,
+        dialog: Option<DialogHandle>,
+        status: u16,
+        out: &mut Outbox,
+    ) -> Result<Verdict, ManagerError> {
+        out.push(dialog, false, |buf| {
+            build::response(
+                view,
+                status,
+                build::reason_phrase(status),
+                None,
+                &ResponseParts::default(),
+                buf,
+            )
+        })?;
+        Ok(Verdict::Rejected { status, dialog })
+    }
+
+    fn response_received(
+        &self,
+        view: &MessageView<'_>,
+        now_ms: u64,
+    ) -> Result<Verdict, ManagerError> {
+        let status = view.status_code().unwrap_or_default();
+        let method = Method::from_bytes(view.cseq().method);
+        let cseq = view.cseq().number;
+        let found = view
+            .to_tag()
+            .and_then(|_| self.table.lookup(&DialogKey::received(view)));
+        if method == Method::Invite {
+            let key = self.pending_key(
+                view.call_id(),
+                view.from_tag().unwrap_or_default(),
+                Role::Uac,
+            );
+            if let Some(pending) = self.pending_get(key).filter(|p| p.cseq == cseq) {
+                return self.invite_response(view, &pending, found, status, now_ms);
+            }
+        }
+        let Some(dialog) = found else {
+            return Ok(Verdict::Stray);
+        };
+        let _ = self.table.touch(dialog, now_ms);
+        if matches!(status, 481 | 408) || (method == Method::Bye && status >= 200) {
+            // §12.2.1.2: 481 or 408 to a request inside a dialog ends it; so does any final
+            // response to our BYE.
+            self.end(dialog);
+            return Ok(Verdict::Ended { dialog, status });
+        }
+        if method == Method::Invite && status >= 200 {
+            let _ = self.table.transition(dialog, Event::EndInvite);
+            if status == 491 {
+                let role = self.info(dialog).map_or(Role::Uas, |i| i.role());
+                return Ok(Verdict::Glare {
+                    dialog,
+                    retry_at_ms: self.glare_retry_at(role, now_ms),
+                });
+            }
+        }
+        if (200..300).contains(&status) && matches!(method, Method::Invite | Method::Update) {
+            self.refresh_target(dialog, view, None);
+        }
+        Ok(Verdict::Response {
+            dialog,
+            status,
+            method,
+            cseq,
+        })
+    }
+
+    /// A response to the INVITE that creates our dialogs as UAC (§12.1.2, §13.2.2).
+    fn invite_response(
+        &self,
+        view: &MessageView<'_>,
+        pending: &PendingInvite,
+        found: Option<DialogHandle>,
+        status: u16,
+        now_ms: u64,
+    ) -> Result<Verdict, ManagerError> {
+        if status >= 300 {
+            let dialogs_ended = self.end_early_dialogs(pending);
+            pending.finished.store(true, Ordering::Release);
+            self.pending_remove(pending.key);
+            return Ok(Verdict::Failed {
+                status,
+                dialogs_ended,
+            });
+        }
+        if view.to_tag().is_none() {
+            // 100 Trying (or a 1xx without a tag, which creates no dialog).
+            return Ok(Verdict::Provisional {
+                dialog: None,
+                status,
+            });
+        }
+        let confirmed = status >= 200;
+        let dialog = match found {
+            Some(dialog) => {
+                let _ = self.table.touch(dialog, now_ms);
+                if !confirmed {
+                    return Ok(Verdict::Provisional {
+                        dialog: Some(dialog),
+                        status,
+                    });
+                }
+                match self.table.transition(dialog, Event::Confirm) {
+                    Ok(_) => {
+                        // The 2xx fixes the route set and the target (§13.2.2.4).
+                        self.refresh_target(dialog, view, Some(dialog::route_set(view, true)));
+                        self.rearm(dialog, now_ms);
+                    }
+                    // Already confirmed: the 2xx was retransmitted; the ACK goes again.
+                    Err(TableError::State(StateError::Illegal { .. })) => {
+                        return Ok(Verdict::Confirmed {
+                            dialog,
+                            cseq: pending.cseq,
+                            extra: false,
+                        })
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                dialog
+            }
+            None => {
+                let state = if confirmed {
+                    DialogState::CONFIRMED
+                } else {
+                    DialogState::EARLY
+                };
+                let dialog = self.create_uac(view, pending, state, now_ms)?;
+                pending.add_dialog(dialog);
+                if !confirmed {
+                    return Ok(Verdict::Provisional {
+                        dialog: Some(dialog),
+                        status,
+                    });
+                }
+                dialog
+            }
+        };
+        let extra = !pending.confirm();
+        if !extra {
+            // Later 2xx from other forks may come for 64×T1 (§13.2.2.4).
+            self.timers.arm(
+                now_ms + 64 * self.config.t1_ms,
+                crate::timer::Target::Pending(pending.key),
+            );
+        }
+        Ok(Verdict::Confirmed {
+            dialog,
+            cseq: pending.cseq,
+            extra,
+        })
+    }
+
+    /// A UAC dialog from the INVITE we sent and the response that created it.
+    fn create_uac(
+        &self,
+        response: &MessageView<'_>,
+        pending: &PendingInvite,
+        state: DialogState,
+        now_ms: u64,
+    ) -> Result<DialogHandle, ManagerError> {
+        let invite = pending.view().ok_or(ManagerError::UnknownDialog)?;
+        let parts = InfoParts {
+            role: Role::Uac,
+            secure: invite.request_uri().is_some_and(dialog::is_sips),
+            invite_cseq: pending.cseq,
+            invite: Some(pending.key),
+            call_id: response.call_id(),
+            local_tag: response.from_tag().unwrap_or_default(),
+            remote_tag: response.to_tag().unwrap_or_default(),
+            local_uri: dialog::raw_header(&invite, HeaderName::From),
+            remote_uri: dialog::raw_header(&invite, HeaderName::To),
+            remote_target: response
+                .contact()
+                .and_then(contact_uri)
+                .or(invite.request_uri())
+                .unwrap_or_default(),
+            local_target: invite.contact().and_then(contact_uri).unwrap_or_default(),
+        };
+        let init = NewDialog {
+            state,
+            local_cseq: pending.cseq,
+            remote_cseq: None,
+            now_ms,
+        };
+        self.create(
+            &DialogKey::received(response),
+            &init,
+            &parts,
+            dialog::route_set(response, true),
+        )
+    }
+
+    /// Replaces the remote target with the Contact of `view` (and the route set, if given).
+    pub(crate) fn refresh_target(
+        &self,
+        dialog: DialogHandle,
+        view: &MessageView<'_>,
+        route_set: Option<Box<[Box<[u8]>]>>,
+    ) {
+        let Some(target) = view.contact().and_then(contact_uri) else {
+            return;
+        };
+        if let Some((entry, info)) = self.cold.get(dialog) {
+            if info.remote_target() != target || route_set.is_some() {
+                entry
+                    .info
+                    .store(Some(std::sync::Arc::new(info.refreshed(target, route_set))));
+            }
+        }
+    }
+
+    /// Whether the dialog is still early (for callers deciding between CANCEL and BYE).
+    pub fn is_early_dialog(&self, dialog: DialogHandle) -> bool {
+        self.table
+            .state(dialog)
+            .is_ok_and(|s| s.phase() == Phase::Early)
+    }
+}

@@ -1,0 +1,293 @@
+use super::*;
+use crate::state::Phase;
+
+fn invite(call_id: &str, from_tag: &str, cseq: u32) -> Vec<u8> {
+    format!(
+        "INVITE sip:bob@192.0.2.4 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK{call_id}{cseq}\r\n\
+         Max-Forwards: 70\r\n\
+         From: \"Alice\" <sip:alice@atlanta.example.com>;tag={from_tag}\r\n\
+         To: <sip:bob@biloxi.example.com>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} INVITE\r\n\
+         Contact: <sip:alice@192.0.2.1:5060>\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+fn managers() -> (DialogManager, DialogManager) {
+    let config = |host: &str| ManagerConfig {
+        capacity: 64,
+        contact: format!("<sip:ua@{host}>").into_bytes().into(),
+        via: format!("SIP/2.0/UDP {host}").into_bytes().into(),
+        ..ManagerConfig::default()
+    };
+    (
+        DialogManager::new(config("192.0.2.1:5060")).unwrap(),
+        DialogManager::new(config("192.0.2.4:5060")).unwrap(),
+    )
+}
+
+/// The one message in `out`, cleared after.
+fn take(out: &mut Outbox) -> Vec<u8> {
+    assert_eq!(out.len(), 1, "{:?}", out);
+    let bytes = out.iter().next().unwrap().bytes.to_vec();
+    out.clear();
+    bytes
+}
+
+#[test]
+fn basic_call_back_to_back_leaves_nothing_behind() {
+    let (alice, bob) = managers();
+    let (mut a_out, mut b_out) = (Outbox::new(), Outbox::new());
+    let inv = invite("c1@a", "at", 1);
+    alice.on_sent(&inv, 0).unwrap();
+    let Verdict::NewInvite { to_tag } = bob.on_received(&inv, 0, &mut b_out).unwrap() else {
+        panic!("not a new INVITE")
+    };
+    assert_eq!(
+        bob.on_received(&inv, 1, &mut b_out).unwrap(),
+        Verdict::Retransmission
+    );
+
+    let early = bob
+        .respond(&inv, 180, &Default::default(), 10, &mut b_out)
+        .unwrap()
+        .unwrap();
+    assert_eq!(bob.state(early).unwrap().phase(), Phase::Early);
+    let ringing = take(&mut b_out);
+    let Verdict::Provisional {
+        dialog: Some(a_early),
+        status: 180,
+    } = alice.on_received(&ringing, 10, &mut a_out).unwrap()
+    else {
+        panic!("no early dialog")
+    };
+    assert_eq!(alice.info(a_early).unwrap().remote_tag(), to_tag.as_bytes());
+
+    assert_eq!(
+        bob.respond(&inv, 200, &Default::default(), 20, &mut b_out)
+            .unwrap(),
+        Some(early)
+    );
+    let ok = take(&mut b_out);
+    let Verdict::Confirmed {
+        dialog,
+        cseq: 1,
+        extra: false,
+    } = alice.on_received(&ok, 20, &mut a_out).unwrap()
+    else {
+        panic!("not confirmed")
+    };
+    assert_eq!(dialog, a_early);
+    assert_eq!(
+        alice.info(dialog).unwrap().remote_target(),
+        b"sip:ua@192.0.2.4:5060"
+    );
+    alice.ack(dialog, 1, &mut a_out).unwrap();
+    let ack = take(&mut a_out);
+    assert_eq!(
+        bob.on_received(&ack, 25, &mut b_out).unwrap(),
+        Verdict::Ack { dialog: early }
+    );
+
+    alice
+        .request(dialog, Method::Bye, &RequestBody::default(), 30, &mut a_out)
+        .unwrap();
+    let bye = take(&mut a_out);
+    assert_eq!(
+        bob.on_received(&bye, 30, &mut b_out).unwrap(),
+        Verdict::Bye { dialog: early }
+    );
+    let bye_ok = take(&mut b_out);
+    assert_eq!(
+        alice.on_received(&bye_ok, 31, &mut a_out).unwrap(),
+        Verdict::Ended {
+            dialog,
+            status: 200
+        }
+    );
+    assert!(alice.is_empty() && bob.is_empty());
+    assert_eq!((alice.pending_invites(), bob.pending_invites()), (1, 0));
+    // Alice keeps the INVITE record 64×T1 for late forked 2xx, then drops it.
+    let mut expired = Vec::new();
+    alice.on_timeout(20 + 64 * 500, &mut a_out, &mut expired);
+    assert_eq!(alice.pending_invites(), 0);
+    assert!(expired.is_empty() && a_out.is_empty());
+}
+
+#[test]
+fn missing_ack_ends_the_dialog_with_bye_after_64_t1() {
+    let (_, bob) = managers();
+    let mut out = Outbox::new();
+    let inv = invite("c2@a", "at", 1);
+    bob.on_received(&inv, 0, &mut out).unwrap();
+    let d = bob
+        .respond(&inv, 200, &Default::default(), 0, &mut out)
+        .unwrap()
+        .unwrap();
+    out.clear();
+    assert_eq!(bob.next_deadline(), Some(64 * 500));
+    let mut expired = Vec::new();
+    bob.on_timeout(64 * 500 - 1, &mut out, &mut expired);
+    assert!(expired.is_empty());
+    bob.on_timeout(64 * 500, &mut out, &mut expired);
+    assert_eq!(
+        expired,
+        [Expiry {
+            dialog: d,
+            reason: ExpiryReason::NoAck,
+            role: crate::dialog::Role::Uas
+        }]
+    );
+    let bye = take(&mut out);
+    assert!(bye.starts_with(b"BYE sip:alice@192.0.2.1:5060 SIP/2.0\r\n"));
+    assert!(bob.is_empty());
+}
+
+fn response_to(request: &[u8], status: u16, to_tag: &str, contact: &str) -> Vec<u8> {
+    let view = crate::wire::MessageView::parse(request).unwrap();
+    let mut out = Vec::new();
+    crate::build::response(
+        &view,
+        status,
+        crate::build::reason_phrase(status),
+        Some(to_tag.as_bytes()),
+        &crate::build::ResponseParts {
+            contact: Some(contact.as_bytes()),
+            ..Default::default()
+        },
+        &mut out,
+    )
+    .unwrap();
+    out
+}
+
+#[test]
+fn observer_follows_both_directions_and_byes_both_sides_when_idle() {
+    let proxy = DialogManager::new(ManagerConfig {
+        capacity: 16,
+        idle_timeout_ms: 60_000,
+        ..ManagerConfig::default()
+    })
+    .unwrap();
+    let inv = invite("c3@a", "caller", 5);
+    assert_eq!(proxy.observe(&inv, 0).unwrap(), Observation::Invite);
+    let ringing = response_to(&inv, 180, "callee", "<sip:bob@192.0.2.4>");
+    let Observation::Early {
+        dialog,
+        created: true,
+    } = proxy.observe(&ringing, 1).unwrap()
+    else {
+        panic!("no early dialog")
+    };
+    let ok = response_to(&inv, 200, "callee", "<sip:bob@192.0.2.4>");
+    assert_eq!(
+        proxy.observe(&ok, 2).unwrap(),
+        Observation::Confirmed {
+            dialog,
+            created: false
+        }
+    );
+    // A request from the callee (tags swapped) finds the same dialog.
+    let info =
+        b"INFO sip:alice@192.0.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.4;branch=z9hG4bKi1\r\n\
+From: <sip:bob@biloxi.example.com>;tag=callee\r\nTo: <sip:alice@a>;tag=caller\r\n\
+Call-ID: c3@a\r\nCSeq: 40 INFO\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(
+        proxy.observe(info, 3).unwrap(),
+        Observation::InDialog { dialog }
+    );
+
+    let mut out = Outbox::new();
+    let mut expired = Vec::new();
+    proxy.on_timeout(60_002, &mut out, &mut expired);
+    assert!(
+        expired.is_empty(),
+        "activity at 3 ms moved the idle deadline"
+    );
+    proxy.on_timeout(60_003, &mut out, &mut expired);
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].reason, ExpiryReason::Idle);
+    let byes: Vec<_> = out.iter().collect();
+    assert_eq!(byes.len(), 2);
+    let to_callee = crate::wire::MessageView::parse(byes[0].bytes).unwrap();
+    assert_eq!(to_callee.request_uri(), Some(&b"sip:bob@192.0.2.4"[..]));
+    assert_eq!(to_callee.from_tag(), Some(&b"caller"[..]));
+    assert_eq!(to_callee.cseq().number, 6);
+    let to_caller = crate::wire::MessageView::parse(byes[1].bytes).unwrap();
+    assert_eq!(
+        to_caller.request_uri(),
+        Some(&b"sip:alice@192.0.2.1:5060"[..])
+    );
+    assert_eq!(to_caller.from_tag(), Some(&b"callee"[..]));
+    assert_eq!(to_caller.cseq().number, 41);
+    assert!(proxy.is_empty());
+}
+
+#[test]
+fn early_dialogs_time_out_with_cancel_for_the_uac_and_408_from_the_uas() {
+    let config = ManagerConfig {
+        capacity: 16,
+        early_timeout_ms: 1_000,
+        ..ManagerConfig::default()
+    };
+    let alice = DialogManager::new(config.clone()).unwrap();
+    let bob = DialogManager::new(config).unwrap();
+    let mut out = Outbox::new();
+    let inv = invite("c4@a", "at", 1);
+    alice.on_sent(&inv, 0).unwrap();
+    bob.on_received(&inv, 0, &mut out).unwrap();
+    bob.respond(&inv, 180, &Default::default(), 0, &mut out)
+        .unwrap();
+    let ringing = take(&mut out);
+    alice.on_received(&ringing, 0, &mut out).unwrap();
+
+    let mut expired = Vec::new();
+    alice.on_timeout(1_000, &mut out, &mut expired);
+    assert_eq!(expired[0].reason, ExpiryReason::EarlyTimeout);
+    let cancel = take(&mut out);
+    assert!(cancel.starts_with(b"CANCEL sip:bob@192.0.2.4 SIP/2.0\r\n"));
+
+    expired.clear();
+    bob.on_timeout(1_000, &mut out, &mut expired);
+    assert_eq!(expired[0].reason, ExpiryReason::EarlyTimeout);
+    let timeout = take(&mut out);
+    assert!(timeout.starts_with(b"SIP/2.0 408 "));
+    assert!(alice.is_empty() && bob.is_empty());
+    assert_eq!(bob.pending_invites(), 0);
+}
+
+#[test]
+fn expiry_is_worked_off_in_bounded_slices() {
+    let bob = DialogManager::new(ManagerConfig {
+        capacity: 10_000,
+        ..ManagerConfig::default()
+    })
+    .unwrap();
+    let mut out = Outbox::new();
+    for i in 0..MAX_EXPIRIES_PER_CALL + 10 {
+        let inv = invite(&format!("bulk{i}@a"), "t", 1);
+        bob.on_received(&inv, 0, &mut out).unwrap();
+        bob.respond(&inv, 200, &Default::default(), 0, &mut out)
+            .unwrap();
+    }
+    out.clear();
+    let mut expired = Vec::new();
+    let now = 64 * 500;
+    assert_eq!(
+        bob.on_timeout(now, &mut out, &mut expired),
+        MAX_EXPIRIES_PER_CALL
+    );
+    assert_eq!(bob.len(), 10);
+    let n = bob.on_timeout(now, &mut out, &mut expired);
+    assert!(
+        bob.is_empty(),
+        "{n} {} {:?}",
+        bob.len(),
+        bob.table().iter().collect::<Vec<_>>()
+    );
+    assert_eq!(expired.len(), MAX_EXPIRIES_PER_CALL + 10);
+    assert!(expired.iter().all(|e| e.reason == ExpiryReason::NoAck));
+}
