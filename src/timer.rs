@@ -20,11 +20,16 @@ pub(crate) enum Target {
 }
 
 const SHARDS: usize = 16;
+/// Entries a shard may hold beyond twice its share before it is swept.
+const SWEEP_SLACK: usize = 256;
 
 type Heap = BinaryHeap<Reverse<(u64, Target)>>;
 
-/// Sharded deadline heaps. Entries are never cancelled: a woken target re-checks its own
-/// state, so a stale entry costs one pop.
+/// Sharded deadline heaps. Entries are not cancelled one by one: a woken target re-checks its
+/// own state, so a stale entry costs one pop. So that ended calls' entries do not pile up until
+/// their (possibly hours-away) deadline, a shard that grows past twice its share of the live
+/// entries is swept of dead ones on the next `arm`: amortised O(1) per entry, memory bounded by
+/// the live dialogs and INVITE records.
 pub(crate) struct Timers {
     shards: [Mutex<Heap>; SHARDS],
 }
@@ -50,9 +55,20 @@ impl Timers {
         &self.shards[n % SHARDS]
     }
 
-    /// Wakes `target` at `at_ms`.
-    pub(crate) fn arm(&self, at_ms: u64, target: Target) {
-        lock(self.shard(&target)).push(Reverse((at_ms, target)));
+    /// Wakes `target` at `at_ms`. `live` is how many entries can be alive across all shards;
+    /// `alive` tells a live entry from a dead one when the shard is swept.
+    pub(crate) fn arm(
+        &self,
+        at_ms: u64,
+        target: Target,
+        live: usize,
+        alive: impl Fn(u64, Target) -> bool,
+    ) {
+        let mut heap = lock(self.shard(&target));
+        heap.push(Reverse((at_ms, target)));
+        if heap.len() > 2 * (live / SHARDS) + SWEEP_SLACK {
+            heap.retain(|Reverse((at, t))| alive(*at, *t));
+        }
     }
 
     /// The earliest deadline armed, if any.
@@ -96,7 +112,12 @@ mod tests {
     fn due_entries_come_out_in_time_order_per_shard_and_respect_max() {
         let t = Timers::new();
         for i in 0..100u128 {
-            t.arm(1000 - i as u64, Target::Pending(Fingerprint(i)));
+            t.arm(
+                1000 - i as u64,
+                Target::Pending(Fingerprint(i)),
+                1000,
+                |_, _| true,
+            );
         }
         assert_eq!(t.next_deadline(), Some(901));
         let mut due = Vec::new();
@@ -106,5 +127,27 @@ mod tests {
         assert_eq!(t.len(), 50);
         assert_eq!(t.next_deadline(), Some(951));
         assert_eq!(t.take_due(900, 1000, &mut due), 0);
+    }
+
+    #[test]
+    fn dead_entries_are_swept_once_a_shard_outgrows_its_share() {
+        let t = Timers::new();
+        let total = SHARDS * SWEEP_SLACK * 8;
+        // One entry in eight stays alive.
+        let alive = |_: u64, target: Target| matches!(target, Target::Pending(fp) if fp.0 % 8 == 0);
+        let live = total / 8;
+        for i in 0..total as u128 {
+            t.arm(5, Target::Pending(Fingerprint(i)), live, alive);
+        }
+        let per_shard_cap = 2 * (live / SHARDS) + SWEEP_SLACK + 1;
+        assert!(t.len() <= SHARDS * per_shard_cap, "{} entries", t.len());
+        assert!(t.len() < total / 2, "sweeps happened: {} entries", t.len());
+        let mut due = Vec::new();
+        t.take_due(5, usize::MAX, &mut due);
+        let kept_alive = due
+            .iter()
+            .filter(|(at, target)| alive(*at, *target))
+            .count();
+        assert_eq!(kept_alive, live, "a sweep never drops a live entry");
     }
 }

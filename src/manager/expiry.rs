@@ -62,8 +62,8 @@ impl DialogManager {
                 Target::Pending(key) => {
                     let lifetime = self.pending_lifetime();
                     if let Some(p) = self.pending_get(key) {
-                        let confirmed = p.confirmed.load(Ordering::Acquire);
-                        if confirmed || now_ms >= p.created_ms + lifetime {
+                        let done = p.finished.load(Ordering::Acquire);
+                        if done || now_ms >= p.created_ms + lifetime {
                             self.pending_remove(key);
                         }
                     }
@@ -143,7 +143,7 @@ impl DialogManager {
             return;
         };
         // Best effort on the wire: the dialog ends whatever the builder says.
-        let _ = self.send_ending(dialog, &info, reason, out);
+        let _ = self.send_ending(dialog, &info, reason, now_ms, out);
         self.end(dialog);
         expired.push(Expiry {
             dialog,
@@ -158,6 +158,7 @@ impl DialogManager {
         dialog: DialogHandle,
         info: &DialogInfo,
         reason: ExpiryReason,
+        now_ms: u64,
         out: &mut Outbox,
     ) -> Result<(), ManagerError> {
         match (reason, info.role()) {
@@ -172,7 +173,7 @@ impl DialogManager {
                 let Some(pending) = self.pending_get(key) else {
                     return Ok(());
                 };
-                if !pending.finished.swap(true, Ordering::AcqRel) {
+                if !pending.finished.load(Ordering::Acquire) {
                     if let Some(invite) = pending.view() {
                         let tag = pending.to_tag.as_ref().map(|t| t.as_bytes());
                         out.push(None, false, |buf| {
@@ -186,7 +187,7 @@ impl DialogManager {
                             )
                         })?;
                     }
-                    self.pending_remove(key);
+                    self.pending_finish(&pending, now_ms);
                 }
                 Ok(())
             }
@@ -210,12 +211,12 @@ impl DialogManager {
         let to_callee = self.table.next_local_cseq(dialog)?;
         let (_, callee_last) = self.table.cseqs(dialog)?;
         let to_caller = callee_last.map_or(1, |c| c.saturating_add(1));
-        for (parts, cseq) in [
-            (info.parts(), to_callee),
-            (info.mirrored_parts(), to_caller),
+        for (parts, cseq, kind) in [
+            (info.parts(), to_callee, b'e'),
+            (info.mirrored_parts(), to_caller, b'r'),
         ] {
             let mut via = [0u8; 128];
-            let via_len = self.via(&mut via);
+            let via_len = self.via(dialog, cseq, kind, &mut via);
             let request = RequestParts {
                 method: Method::Bye,
                 cseq,

@@ -263,9 +263,8 @@ pub struct DialogManager {
     pending_count: AtomicUsize,
     timers: Timers,
     config: ManagerConfig,
-    /// Branch parameters: a random per-manager prefix and a counter.
+    /// The random per-manager prefix of branch parameters.
     branch_prefix: Tag,
-    branch_seq: AtomicU64,
     /// State of the generator behind glare back-off (jitter, not a secret).
     jitter: AtomicU64,
 }
@@ -296,7 +295,6 @@ impl DialogManager {
             timers: Timers::new(),
             config,
             branch_prefix,
-            branch_seq: AtomicU64::new(0),
             jitter: AtomicU64::new(seed),
         })
     }
@@ -336,7 +334,8 @@ impl DialogManager {
         Ok(self.table.state(dialog)?)
     }
 
-    /// Inserts a dialog and its cold data, and arms its timer.
+    /// Inserts a dialog and its cold data. The caller arms its timer ([`Self::rearm`]) once
+    /// the state is settled, so that no entry is armed for a deadline that is moot at once.
     fn create(
         &self,
         key: &DialogKey<'_>,
@@ -346,7 +345,6 @@ impl DialogManager {
     ) -> Result<DialogHandle, ManagerError> {
         let handle = self.table.insert(key, init)?;
         self.cold.install(DialogInfo::new(handle, parts, route_set));
-        self.rearm(handle, init.now_ms);
         Ok(handle)
     }
 
@@ -357,9 +355,12 @@ impl DialogManager {
         removed
     }
 
-    /// A fresh Via value: ours plus a unique branch (RFC 3261 §8.1.1.7 magic cookie).
-    fn via(&self, buf: &mut [u8; 128]) -> usize {
-        let n = self.branch_seq.fetch_add(1, Ordering::Relaxed);
+    /// A fresh Via value: ours plus a branch unique to this manager's requests (RFC 3261
+    /// §8.1.1.7): its random prefix, the dialog's slot and generation (never repeated), the
+    /// CSeq and a letter for the kind of request (an ACK shares its INVITE's CSeq). Made of
+    /// what the request already has, so no counter is shared between threads.
+    fn via(&self, dialog: DialogHandle, cseq: u32, kind: u8, buf: &mut [u8; 128]) -> usize {
+        let id = u64::from(dialog.index()) << 32 | u64::from(dialog.generation());
         let mut len = 0;
         let mut put = |bytes: &[u8]| {
             let end = (len + bytes.len()).min(buf.len());
@@ -371,10 +372,14 @@ impl DialogManager {
         put(&self.config.via[..self.config.via.len().min(80)]);
         put(b";branch=z9hG4bK");
         put(self.branch_prefix.as_bytes());
-        let mut hex = [0u8; 16];
-        for (i, d) in hex.iter_mut().enumerate() {
-            *d = b"0123456789abcdef"[(n >> (60 - 4 * i)) as usize & 15];
+        let mut hex = [0u8; 25];
+        for (i, d) in hex[..16].iter_mut().enumerate() {
+            *d = b"0123456789abcdef"[(id >> (60 - 4 * i)) as usize & 15];
         }
+        for (i, d) in hex[16..24].iter_mut().enumerate() {
+            *d = b"0123456789abcdef"[(cseq >> (28 - 4 * i)) as usize & 15];
+        }
+        hex[24] = kind;
         put(&hex);
         len
     }
@@ -405,8 +410,28 @@ impl DialogManager {
             let armed = entry.armed_at.load(Ordering::Relaxed);
             if armed == 0 || at < armed || armed <= now_ms {
                 entry.armed_at.store(at, Ordering::Relaxed);
-                self.timers.arm(at, Target::Dialog(dialog));
+                self.arm(at, Target::Dialog(dialog));
             }
+        }
+    }
+
+    /// Arms a timer entry; a shard full of dead entries is swept on the way.
+    pub(crate) fn arm(&self, at: u64, target: Target) {
+        // At most one live entry per dialog, two per INVITE record.
+        let live = self.table.len() + 2 * self.pending_count.load(Ordering::Relaxed);
+        self.timers
+            .arm(at, target, live, |at, target| self.timer_alive(at, target));
+    }
+
+    /// Whether a timer entry still means something: the dialog's current deadline, or an
+    /// INVITE record still held.
+    fn timer_alive(&self, at: u64, target: Target) -> bool {
+        match target {
+            Target::Dialog(dialog) => self
+                .cold
+                .get(dialog)
+                .is_some_and(|(entry, _)| entry.armed_at.load(Ordering::Relaxed) == at),
+            Target::Pending(key) => self.pending.pin().contains_key(&key),
         }
     }
 

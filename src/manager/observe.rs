@@ -10,7 +10,7 @@ use crate::dialog::{self, contact_uri, InfoParts, Role};
 use crate::id::DialogKey;
 use crate::state::{DialogState, Event, Phase};
 use crate::table::{DialogHandle, NewDialog};
-use crate::wire::{HeaderName, MessageView, Method};
+use crate::wire::{MessageView, Method};
 
 /// What an observed message did to the dialogs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,7 +169,7 @@ impl DialogManager {
             }
             if self.table.state(dialog)?.phase() == Phase::Early {
                 self.table.transition(dialog, Event::Confirm)?;
-                self.refresh_target(dialog, view, None);
+                self.refresh_target(dialog, view, false);
                 self.rearm(dialog, now_ms);
             }
             pending.confirm();
@@ -178,21 +178,21 @@ impl DialogManager {
                 created: false,
             });
         }
-        let invite = pending.view().ok_or(ManagerError::UnknownDialog)?;
-        let caller_tag = invite.from_tag().unwrap_or_default();
+        // Responses carry the INVITE's Call-ID and From (caller) tag.
+        let caller_tag = view.from_tag().unwrap_or_default();
         let callee_tag = view.to_tag().unwrap_or_default();
         let parts = InfoParts {
             role: Role::Observed,
-            secure: invite.request_uri().is_some_and(dialog::is_sips),
+            secure: dialog::is_sips(pending.request_uri()),
             invite_cseq: pending.cseq,
             invite: Some(pending.key),
-            call_id: invite.call_id(),
+            call_id: view.call_id(),
             local_tag: caller_tag,
             remote_tag: callee_tag,
-            local_uri: dialog::raw_header(&invite, HeaderName::From),
-            remote_uri: dialog::raw_header(&invite, HeaderName::To),
+            local_uri: pending.from(),
+            remote_uri: pending.to(),
             remote_target: view.contact().and_then(contact_uri).unwrap_or_default(),
-            local_target: invite.contact().and_then(contact_uri).unwrap_or_default(),
+            local_target: pending.contact(),
         };
         let state = if confirmed {
             DialogState::CONFIRMED
@@ -205,9 +205,10 @@ impl DialogManager {
             remote_cseq: None,
             now_ms,
         };
-        let key = observed_key(invite.call_id(), caller_tag, callee_tag);
+        let key = observed_key(view.call_id(), caller_tag, callee_tag);
         let dialog = self.create(&key, &init, &parts, Box::default())?;
         pending.add_dialog(dialog);
+        self.rearm(dialog, now_ms);
         if confirmed {
             pending.confirm();
             Ok(Observation::Confirmed {

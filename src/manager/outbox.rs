@@ -1,5 +1,7 @@
 //! The caller-owned buffer the manager writes outgoing messages into.
 
+use memchr::{memchr, memmem, memrchr};
+
 use crate::build::BuildError;
 use crate::table::DialogHandle;
 
@@ -95,14 +97,46 @@ impl Outbox {
     }
 }
 
-/// Where a request goes: the URI of its first Route header, else its Request-URI (offsets
-/// within the message). `None` for a response.
+/// Where a request the builder wrote goes: the URI of its first Route header, else its
+/// Request-URI (offsets within the message). The builder writes one request line, full header
+/// names and one Route entry per line, so a look for those is enough: no full scan.
 fn next_hop(message: &[u8]) -> Option<(usize, usize)> {
-    let view = crate::wire::MessageView::parse(message).ok()?;
-    let uri = match view.route() {
-        Some(route) => crate::dialog::contact_uri(route)?,
-        None => view.request_uri()?,
+    let head_end = memmem::find(message, b"\r\n\r\n")?;
+    let head = message.get(..head_end + 2)?;
+    let uri = match memmem::find(head, b"\r\nRoute:") {
+        Some(at) => {
+            let value = head.get(at + 8..)?;
+            let end = memmem::find(value, b"\r\n")?;
+            crate::dialog::contact_uri(value.get(..end)?)?
+        }
+        None => {
+            let line = head.get(..memmem::find(head, b"\r\n")?)?;
+            let first = memchr(b' ', line)?;
+            let last = memrchr(b' ', line)?;
+            line.get(first + 1..last)?
+        }
     };
     let start = (uri.as_ptr() as usize).checked_sub(message.as_ptr() as usize)?;
     Some((start, start + uri.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_hop;
+
+    fn hop(message: &[u8]) -> Option<&[u8]> {
+        next_hop(message).map(|(s, e)| &message[s..e])
+    }
+
+    #[test]
+    fn next_hop_is_the_first_route_else_the_request_uri() {
+        let direct = b"BYE sip:b@192.0.2.4:5070 SIP/2.0\r\nVia: x\r\nTo: <sip:b@h>\r\n\r\n";
+        assert_eq!(hop(direct), Some(&b"sip:b@192.0.2.4:5070"[..]));
+        let routed = b"BYE sip:b@192.0.2.4 SIP/2.0\r\nRoute: <sip:p1.example;lr>\r\n\
+Route: <sip:p2.example;lr>\r\n\r\nRoute: <sip:body>";
+        assert_eq!(hop(routed), Some(&b"sip:p1.example;lr"[..]));
+        let body_only = b"BYE sip:b@h SIP/2.0\r\nVia: x\r\n\r\nRoute: <sip:body>";
+        assert_eq!(hop(body_only), Some(&b"sip:b@h"[..]));
+        assert_eq!(hop(b"no end of headers"), None);
+    }
 }

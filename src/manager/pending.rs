@@ -7,10 +7,26 @@ use std::sync::{Mutex, PoisonError};
 
 use smallvec::SmallVec;
 
-use crate::dialog::Role;
+use crate::dialog::{self, contact_uri, Role};
 use crate::id::{DialogKey, Fingerprint, Fingerprinter, Tag};
 use crate::table::DialogHandle;
-use crate::wire::MessageView;
+use crate::timer::Target;
+use crate::wire::{HeaderName, MessageView};
+
+/// Where a field lies in the stored INVITE.
+#[derive(Clone, Copy, Debug, Default)]
+struct Span(u32, u32);
+
+impl Span {
+    /// The span of `field`, a slice of `base`; empty when it is not one.
+    fn of(base: &[u8], field: &[u8]) -> Span {
+        let start = (field.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+        match start.checked_add(field.len()) {
+            Some(end) if end <= base.len() && !field.is_empty() => Span(start as u32, end as u32),
+            _ => Span::default(),
+        }
+    }
+}
 
 /// One INVITE transaction, keyed by (Call-ID, From tag, role).
 #[derive(Debug)]
@@ -18,6 +34,14 @@ pub(crate) struct PendingInvite {
     pub key: Fingerprint,
     /// The INVITE as sent or received.
     pub invite: Box<[u8]>,
+    /// The fields a dialog is created from, found when the INVITE was scanned, so that its
+    /// responses never scan it again.
+    request_uri: Span,
+    from: Span,
+    to: Span,
+    contact: Span,
+    /// Record-Route values in the INVITE's order (what the UAS route set is).
+    pub record_route: Box<[Box<[u8]>]>,
     pub cseq: u32,
     /// When the INVITE was sent or received (caller's clock).
     pub created_ms: u64,
@@ -52,9 +76,16 @@ impl PendingInvite {
         to_tag: Option<Tag>,
         now_ms: u64,
     ) -> PendingInvite {
+        let base = invite.as_bytes();
+        let span = |field: Option<&[u8]>| field.map_or(Span::default(), |f| Span::of(base, f));
         PendingInvite {
             key,
-            invite: Box::from(invite.as_bytes()),
+            request_uri: span(invite.request_uri()),
+            from: span(Some(dialog::raw_header(invite, HeaderName::From))),
+            to: span(Some(dialog::raw_header(invite, HeaderName::To))),
+            contact: span(invite.contact().and_then(contact_uri)),
+            record_route: dialog::route_set(invite, false),
+            invite: Box::from(base),
             cseq: invite.cseq().number,
             created_ms: now_ms,
             to_tag,
@@ -64,7 +95,34 @@ impl PendingInvite {
         }
     }
 
-    /// The INVITE, scanned again (it parsed when it was stored).
+    fn get(&self, span: Span) -> &[u8] {
+        self.invite
+            .get(span.0 as usize..span.1 as usize)
+            .unwrap_or_default()
+    }
+
+    /// The Request-URI of the INVITE.
+    pub(crate) fn request_uri(&self) -> &[u8] {
+        self.get(self.request_uri)
+    }
+
+    /// The From value as written (tag included).
+    pub(crate) fn from(&self) -> &[u8] {
+        self.get(self.from)
+    }
+
+    /// The To value as written.
+    pub(crate) fn to(&self) -> &[u8] {
+        self.get(self.to)
+    }
+
+    /// The URI of the INVITE's Contact (empty if none).
+    pub(crate) fn contact(&self) -> &[u8] {
+        self.get(self.contact)
+    }
+
+    /// The INVITE, scanned again (it parsed when it was stored): for the cold paths that build
+    /// a CANCEL or a final response from it.
     pub(crate) fn view(&self) -> Option<MessageView<'_>> {
         MessageView::parse(&self.invite).ok()
     }
@@ -116,10 +174,7 @@ impl super::DialogManager {
             self.pending_count.fetch_sub(1, Ordering::Relaxed);
             return Ok(None);
         }
-        self.timers.arm(
-            now_ms + self.pending_lifetime(),
-            crate::timer::Target::Pending(key),
-        );
+        self.arm(now_ms + self.pending_lifetime(), Target::Pending(key));
         Ok(Some(pending))
     }
 
@@ -132,6 +187,17 @@ impl super::DialogManager {
             self.config.early_timeout_ms
         };
         early + 64 * self.config.t1_ms
+    }
+
+    /// A final response went out or came in: the record stays 64×T1 more, to recognise
+    /// retransmissions of the INVITE and late 2xx from other forks, then goes.
+    pub(crate) fn pending_finish(&self, pending: &PendingInvite, now_ms: u64) {
+        if !pending.finished.swap(true, Ordering::AcqRel) {
+            self.arm(
+                now_ms + 64 * self.config.t1_ms,
+                Target::Pending(pending.key),
+            );
+        }
     }
 
     pub(crate) fn pending_remove(&self, key: Fingerprint) {

@@ -10,6 +10,7 @@ use crate::id::{DialogKey, Tag};
 use crate::state::{DialogState, Event, Phase, StateError};
 use crate::table::{CSeqOrder, DialogHandle, NewDialog, TableError};
 use crate::wire::{HeaderName, MessageView, Method};
+use smallvec::SmallVec;
 
 impl DialogManager {
     /// Handles a message received from the network at `now_ms` (caller's clock). Responses the
@@ -37,10 +38,10 @@ impl DialogManager {
         out: &mut Outbox,
     ) -> Result<Verdict, ManagerError> {
         if method == Method::Cancel {
-            return self.cancel_received(view, out);
+            return self.cancel_received(view, now_ms, out);
         }
         if view.to_tag().is_none() {
-            return self.out_of_dialog_request(view, method, now_ms);
+            return self.out_of_dialog_request(view, method, now_ms, out);
         }
         let Some(dialog) = self.table.lookup(&DialogKey::received(view)) else {
             // ACK never gets a response; anything else gets a ready 481 (§12.2.2).
@@ -107,6 +108,7 @@ impl DialogManager {
         view: &MessageView<'_>,
         method: Method,
         now_ms: u64,
+        out: &mut Outbox,
     ) -> Result<Verdict, ManagerError> {
         if method != Method::Invite {
             return Ok(Verdict::OutOfDialog);
@@ -114,11 +116,15 @@ impl DialogManager {
         let from_tag = view.from_tag().unwrap_or_default();
         let key = self.pending_key(view.call_id(), from_tag, Role::Uas);
         if let Some(known) = self.pending_get(key) {
-            return Ok(if known.cseq == view.cseq().number {
-                Verdict::Retransmission
-            } else {
-                Verdict::OutOfDialog
-            });
+            if known.cseq == view.cseq().number {
+                return Ok(Verdict::Retransmission);
+            }
+            if !known.finished.load(Ordering::Acquire) {
+                // A second INVITE while the first is unanswered (§14.2).
+                return self.reject(view, None, 500, out);
+            }
+            // A new INVITE after a final answer, e.g. with credentials after a 401.
+            self.pending_remove(key);
         }
         let to_tag = Tag::generate().map_err(|_| ManagerError::Random)?;
         match self.pending_insert(PendingInvite::new(key, view, Some(to_tag), now_ms), now_ms)? {
@@ -132,6 +138,7 @@ impl DialogManager {
     fn cancel_received(
         &self,
         view: &MessageView<'_>,
+        now_ms: u64,
         out: &mut Outbox,
     ) -> Result<Verdict, ManagerError> {
         let from_tag = view.from_tag().unwrap_or_default();
@@ -145,7 +152,7 @@ impl DialogManager {
         out.push(None, false, |buf| {
             build::response(view, 200, "OK", None, &ResponseParts::default(), buf)
         })?;
-        if pending.finished.swap(true, Ordering::AcqRel) {
+        if pending.finished.load(Ordering::Acquire) {
             // The INVITE was answered already: the CANCEL changes nothing (§9.2).
             return Ok(Verdict::Cancelled { dialogs_ended: 0 });
         }
@@ -163,7 +170,7 @@ impl DialogManager {
                 )
             })?;
         }
-        self.pending_remove(key);
+        self.pending_finish(&pending, now_ms);
         Ok(Verdict::Cancelled { dialogs_ended })
     }
 
@@ -230,7 +237,7 @@ impl DialogManager {
             }
         }
         if (200..300).contains(&status) && matches!(method, Method::Invite | Method::Update) {
-            self.refresh_target(dialog, view, None);
+            self.refresh_target(dialog, view, false);
         }
         Ok(Verdict::Response {
             dialog,
@@ -278,7 +285,7 @@ impl DialogManager {
                 match self.table.transition(dialog, Event::Confirm) {
                     Ok(_) => {
                         // The 2xx fixes the route set and the target (§13.2.2.4).
-                        self.refresh_target(dialog, view, Some(dialog::route_set(view, true)));
+                        self.refresh_target(dialog, view, true);
                         self.rearm(dialog, now_ms);
                     }
                     // Already confirmed: the 2xx was retransmitted; the ACK goes again.
@@ -301,6 +308,7 @@ impl DialogManager {
                 };
                 let dialog = self.create_uac(view, pending, state, now_ms)?;
                 pending.add_dialog(dialog);
+                self.rearm(dialog, now_ms);
                 if !confirmed {
                     return Ok(Verdict::Provisional {
                         dialog: Some(dialog),
@@ -311,13 +319,8 @@ impl DialogManager {
             }
         };
         let extra = !pending.confirm();
-        if !extra {
-            // Later 2xx from other forks may come for 64×T1 (§13.2.2.4).
-            self.timers.arm(
-                now_ms + 64 * self.config.t1_ms,
-                crate::timer::Target::Pending(pending.key),
-            );
-        }
+        // Later 2xx from other forks may come for 64×T1 (§13.2.2.4).
+        self.pending_finish(pending, now_ms);
         Ok(Verdict::Confirmed {
             dialog,
             cseq: pending.cseq,
@@ -333,23 +336,21 @@ impl DialogManager {
         state: DialogState,
         now_ms: u64,
     ) -> Result<DialogHandle, ManagerError> {
-        let invite = pending.view().ok_or(ManagerError::UnknownDialog)?;
         let parts = InfoParts {
             role: Role::Uac,
-            secure: invite.request_uri().is_some_and(dialog::is_sips),
+            secure: dialog::is_sips(pending.request_uri()),
             invite_cseq: pending.cseq,
             invite: Some(pending.key),
             call_id: response.call_id(),
             local_tag: response.from_tag().unwrap_or_default(),
             remote_tag: response.to_tag().unwrap_or_default(),
-            local_uri: dialog::raw_header(&invite, HeaderName::From),
-            remote_uri: dialog::raw_header(&invite, HeaderName::To),
+            local_uri: pending.from(),
+            remote_uri: pending.to(),
             remote_target: response
                 .contact()
                 .and_then(contact_uri)
-                .or(invite.request_uri())
-                .unwrap_or_default(),
-            local_target: invite.contact().and_then(contact_uri).unwrap_or_default(),
+                .unwrap_or(pending.request_uri()),
+            local_target: pending.contact(),
         };
         let init = NewDialog {
             state,
@@ -366,22 +367,36 @@ impl DialogManager {
     }
 
     /// Replaces the remote target with the Contact of `view` (and the route set, if given).
+    /// With `uac_routes`, the route set is recomputed from the Record-Route of `view` as the
+    /// UAC does on the 2xx that confirms an early dialog (§13.2.2.4). Nothing is copied when
+    /// nothing changed, which is the common case.
     pub(crate) fn refresh_target(
         &self,
         dialog: DialogHandle,
         view: &MessageView<'_>,
-        route_set: Option<Box<[Box<[u8]>]>>,
+        uac_routes: bool,
     ) {
-        let Some(target) = view.contact().and_then(contact_uri) else {
+        let Some((entry, info)) = self.cold.get(dialog) else {
             return;
         };
-        if let Some((entry, info)) = self.cold.get(dialog) {
-            if info.remote_target() != target || route_set.is_some() {
-                entry
-                    .info
-                    .store(Some(std::sync::Arc::new(info.refreshed(target, route_set))));
-            }
+        let target = view.contact().and_then(contact_uri);
+        let target_changed = target.is_some_and(|t| t != info.remote_target());
+        let routes_changed = uac_routes && {
+            let seen: SmallVec<[&[u8]; 8]> = view.values(HeaderName::RecordRoute).collect();
+            !seen
+                .iter()
+                .rev()
+                .copied()
+                .eq(info.route_set().iter().map(|r| &r[..]))
+        };
+        if !target_changed && !routes_changed {
+            return;
         }
+        let routes = routes_changed.then(|| dialog::route_set(view, true));
+        let target = target.unwrap_or(info.remote_target());
+        entry
+            .info
+            .store(Some(std::sync::Arc::new(info.refreshed(target, routes))));
     }
 
     /// Whether the dialog is still early (for callers deciding between CANCEL and BYE).

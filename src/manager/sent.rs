@@ -10,7 +10,7 @@ use crate::dialog::{self, contact_uri, DialogInfo, InfoParts, Role};
 use crate::id::DialogKey;
 use crate::state::{DialogState, Event};
 use crate::table::{DialogHandle, NewDialog};
-use crate::wire::{HeaderName, MessageView, Method};
+use crate::wire::{MessageView, Method};
 
 /// The parts of an in-dialog request the caller chooses; the manager fills in the rest.
 #[derive(Clone, Copy, Debug, Default)]
@@ -135,9 +135,10 @@ impl DialogManager {
         now_ms: u64,
     ) -> Result<Option<DialogHandle>, ManagerError> {
         if status >= 300 {
-            pending.finished.store(true, Ordering::Release);
-            self.end_early_dialogs(pending);
-            self.pending_remove(pending.key);
+            if !pending.finished.load(Ordering::Acquire) {
+                self.end_early_dialogs(pending);
+                self.pending_finish(pending, now_ms);
+            }
             return Ok(None);
         }
         let to_tag = match (&pending.to_tag, view.to_tag()) {
@@ -148,51 +149,68 @@ impl DialogManager {
         if status <= 100 {
             return Ok(None);
         }
-        let invite = pending.view().ok_or(ManagerError::UnknownDialog)?;
+        // Call-ID and From tag are the INVITE's in every response to it.
         let key = DialogKey {
-            call_id: invite.call_id(),
+            call_id: view.call_id(),
             local_tag: to_tag,
-            remote_tag: invite.from_tag().unwrap_or_default(),
+            remote_tag: view.from_tag().unwrap_or_default(),
         };
-        let dialog = match self.table.lookup(&key) {
-            Some(dialog) => dialog,
-            None => {
-                let parts = InfoParts {
-                    role: Role::Uas,
-                    secure: invite.request_uri().is_some_and(dialog::is_sips),
-                    invite_cseq: pending.cseq,
-                    invite: Some(pending.key),
-                    call_id: invite.call_id(),
-                    local_tag: to_tag,
-                    remote_tag: key.remote_tag,
-                    local_uri: dialog::raw_header(&invite, HeaderName::To),
-                    remote_uri: dialog::raw_header(&invite, HeaderName::From),
-                    remote_target: invite.contact().and_then(contact_uri).unwrap_or_default(),
-                    local_target: contact_uri(&self.config.contact).unwrap_or_default(),
-                };
-                let init = NewDialog {
-                    state: DialogState::EARLY,
-                    local_cseq: 0,
-                    remote_cseq: Some(pending.cseq),
-                    now_ms,
-                };
-                let dialog = self.create(&key, &init, &parts, dialog::route_set(&invite, false))?;
-                pending.add_dialog(dialog);
-                dialog
+        if let Some(dialog) = self.table.lookup(&key) {
+            // A retransmitted answer, or the 2xx after a 1xx: only the 2xx moves the state.
+            if status >= 200 && !pending.finished.load(Ordering::Acquire) {
+                self.uas_confirmed(dialog, pending, now_ms)?;
             }
+            return Ok(Some(dialog));
+        }
+        if pending.finished.load(Ordering::Acquire) {
+            return Ok(None); // answered before: no dialog comes of it now
+        }
+        let parts = InfoParts {
+            role: Role::Uas,
+            secure: dialog::is_sips(pending.request_uri()),
+            invite_cseq: pending.cseq,
+            invite: Some(pending.key),
+            call_id: key.call_id,
+            local_tag: to_tag,
+            remote_tag: key.remote_tag,
+            local_uri: pending.to(),
+            remote_uri: pending.from(),
+            remote_target: pending.contact(),
+            local_target: contact_uri(&self.config.contact).unwrap_or_default(),
         };
+        let init = NewDialog {
+            state: DialogState::EARLY,
+            local_cseq: 0,
+            remote_cseq: Some(pending.cseq),
+            now_ms,
+        };
+        let dialog = self.create(&key, &init, &parts, pending.record_route.clone())?;
+        pending.add_dialog(dialog);
         if status >= 200 {
-            self.table.transition(dialog, Event::ConfirmAwaitingAck)?;
-            if let Some((entry, _)) = self.cold.get(dialog) {
-                entry
-                    .ack_deadline
-                    .store(now_ms + 64 * self.config.t1_ms, Ordering::Relaxed);
-            }
+            self.uas_confirmed(dialog, pending, now_ms)?;
+        } else {
             self.rearm(dialog, now_ms);
-            pending.finished.store(true, Ordering::Release);
-            self.pending_remove(pending.key);
         }
         Ok(Some(dialog))
+    }
+
+    /// Our 2xx went out: the dialog waits for the ACK (64×T1), and the INVITE record stays as
+    /// long, so that a retransmitted INVITE is recognised (RFC 6026 "Accepted").
+    fn uas_confirmed(
+        &self,
+        dialog: DialogHandle,
+        pending: &PendingInvite,
+        now_ms: u64,
+    ) -> Result<(), ManagerError> {
+        self.table.transition(dialog, Event::ConfirmAwaitingAck)?;
+        if let Some((entry, _)) = self.cold.get(dialog) {
+            entry
+                .ack_deadline
+                .store(now_ms + 64 * self.config.t1_ms, Ordering::Relaxed);
+        }
+        self.rearm(dialog, now_ms);
+        self.pending_finish(pending, now_ms);
+        Ok(())
     }
 
     /// Our answer to a request inside the dialog `key` names.
@@ -278,7 +296,7 @@ impl DialogManager {
     ) -> Result<u32, ManagerError> {
         let cseq = self.table.next_local_cseq(dialog)?;
         let mut via = [0u8; 128];
-        let via_len = self.via(&mut via);
+        let via_len = self.via(dialog, cseq, b'q', &mut via);
         let contact =
             matches!(method, Method::Invite | Method::Update).then_some(&self.config.contact[..]);
         let parts = RequestParts {
@@ -315,7 +333,7 @@ impl DialogManager {
     ) -> Result<(), ManagerError> {
         let (_, info) = self.cold.get(dialog).ok_or(ManagerError::UnknownDialog)?;
         let mut via = [0u8; 128];
-        let via_len = self.via(&mut via);
+        let via_len = self.via(dialog, invite_cseq, b'a', &mut via);
         out.push(Some(dialog), true, |buf| {
             build::ack_for_2xx(
                 &info.parts(),

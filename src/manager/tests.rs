@@ -109,12 +109,18 @@ fn basic_call_back_to_back_leaves_nothing_behind() {
         }
     );
     assert!(alice.is_empty() && bob.is_empty());
-    assert_eq!((alice.pending_invites(), bob.pending_invites()), (1, 0));
-    // Alice keeps the INVITE record 64×T1 for late forked 2xx, then drops it.
+    // Both keep the INVITE record 64×T1 after the 2xx (alice for late forked 2xx, bob for
+    // retransmitted INVITEs), then drop it.
+    assert_eq!((alice.pending_invites(), bob.pending_invites()), (1, 1));
+    assert_eq!(
+        bob.on_received(&inv, 40, &mut b_out).unwrap(),
+        Verdict::Retransmission
+    );
     let mut expired = Vec::new();
     alice.on_timeout(20 + 64 * 500, &mut a_out, &mut expired);
-    assert_eq!(alice.pending_invites(), 0);
-    assert!(expired.is_empty() && a_out.is_empty());
+    bob.on_timeout(20 + 64 * 500, &mut b_out, &mut expired);
+    assert_eq!((alice.pending_invites(), bob.pending_invites()), (0, 0));
+    assert!(expired.is_empty() && a_out.is_empty() && b_out.is_empty());
 }
 
 #[test]
@@ -256,6 +262,8 @@ fn early_dialogs_time_out_with_cancel_for_the_uac_and_408_from_the_uas() {
     let timeout = take(&mut out);
     assert!(timeout.starts_with(b"SIP/2.0 408 "));
     assert!(alice.is_empty() && bob.is_empty());
+    assert_eq!(bob.pending_invites(), 1, "kept 64×T1 after the 408");
+    bob.on_timeout(1_000 + 64 * 500, &mut out, &mut expired);
     assert_eq!(bob.pending_invites(), 0);
 }
 
@@ -276,18 +284,20 @@ fn expiry_is_worked_off_in_bounded_slices() {
     out.clear();
     let mut expired = Vec::new();
     let now = 64 * 500;
+    // Each dialog's ACK deadline and its INVITE record come due together: more than one
+    // slice's worth, so the first call stops at the bound with work left.
     assert_eq!(
         bob.on_timeout(now, &mut out, &mut expired),
         MAX_EXPIRIES_PER_CALL
     );
-    assert_eq!(bob.len(), 10);
-    let n = bob.on_timeout(now, &mut out, &mut expired);
-    assert!(
-        bob.is_empty(),
-        "{n} {} {:?}",
-        bob.len(),
-        bob.table().iter().collect::<Vec<_>>()
-    );
+    assert!(!bob.is_empty());
+    let mut calls = 1;
+    while bob.on_timeout(now, &mut out, &mut expired) == MAX_EXPIRIES_PER_CALL {
+        calls += 1;
+    }
+    assert!(calls >= 2);
+    assert!(bob.is_empty());
+    assert_eq!(bob.pending_invites(), 0);
     assert_eq!(expired.len(), MAX_EXPIRIES_PER_CALL + 10);
     assert!(expired.iter().all(|e| e.reason == ExpiryReason::NoAck));
 }

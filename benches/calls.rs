@@ -1,0 +1,480 @@
+//! Whole calls through two managers as raw bytes, caller (alice, UAC) and callee (bob, UAS)
+//! both: INVITE, 100, 180, 200, ACK, BYE, 200 — seven messages on the wire per call, every
+//! one built by one manager and received by the other, plus the timers (`on_timeout` every
+//! [`TIMER_EVERY`] calls on a fake clock that advances 1 ms per call), so that the INVITE
+//! records kept 64×T1 for late forked 2xx are dropped as they would be in service.
+//!
+//! Each call has a fresh Call-ID and From tag; the INVITEs (~490 bytes, as softphones write
+//! them) are generated before the timed loop. Outboxes are reused and cleared after delivery.
+//! `manager/1_thread` runs one call per iteration; `manager/2_threads` runs two streams of
+//! calls on two threads through the same pair of managers and reports wall time per call.
+//!
+//! Baseline in the same run, the ordinary way: the same seven messages (captured from the
+//! managers) each parsed with `rsip`, a `"call-id|tag|tag"` `String` key formatted per
+//! message, and insert/lookup/remove in `RwLock<HashMap<String, _>>`, one map per side. It
+//! builds no message, which the managers do six times per call.
+//!
+//! After the benches both managers must be empty and, once their timers have run out, hold
+//! no INVITE record and no timer entry: a leak fails the run.
+
+mod support;
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Barrier, RwLock};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion};
+use rsip::prelude::*;
+use sipdialog::build::ResponseParts;
+use sipdialog::manager::{
+    DialogManager, Expiry, ManagerConfig, Outbox, RequestBody, Verdict, MAX_EXPIRIES_PER_CALL,
+};
+use sipdialog::wire::Method;
+use support::{calls, Record};
+
+const GROUP: &str = "calls";
+/// INVITEs per stream. A stream's Call-IDs come round again after `POOL` of its calls, i.e.
+/// after at least `POOL` ms on the fake clock: far beyond the 64×T1 (32 s) an INVITE record
+/// is kept, so a reused Call-ID always meets a clean manager.
+const POOL: usize = 1 << 16;
+/// Calls between two `on_timeout` rounds (per worker).
+const TIMER_EVERY: u32 = 64;
+/// Calls captured for the baseline, per thread.
+const SAMPLE: usize = 4_096;
+/// Messages on the wire per call.
+const MESSAGES_PER_CALL: f64 = 7.0;
+
+/// A new INVITE as a softphone sends it.
+fn invite(call_id: &str, from_tag: &str, branch: u64) -> Vec<u8> {
+    format!(
+        "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 198.51.100.7:5060;rport;branch=z9hG4bK{branch:016x}\r\n\
+         Max-Forwards: 70\r\n\
+         From: \"Alice\" <sip:alice@atlanta.example.com>;tag={from_tag}\r\n\
+         To: <sip:bob@biloxi.example.com>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@198.51.100.7:5060;transport=udp>\r\n\
+         Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER\r\n\
+         Supported: replaces, timer\r\n\
+         User-Agent: softphone/1.0\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// `n` INVITEs with distinct Call-IDs (32–48 bytes) and From tags.
+fn invites(n: usize, seed: u64) -> Vec<Vec<u8>> {
+    calls::identities(n, seed)
+        .iter()
+        .enumerate()
+        .map(|(i, id)| invite(&id.call_id, &id.remote_tag, seed << 32 | i as u64))
+        .collect()
+}
+
+fn managers() -> (DialogManager, DialogManager) {
+    let config = |user: &str, host: &str| ManagerConfig {
+        capacity: 4_096,
+        via: format!("SIP/2.0/UDP {host}").into_bytes().into(),
+        contact: format!("<sip:{user}@{host}>").into_bytes().into(),
+        ..ManagerConfig::default()
+    };
+    (
+        DialogManager::new(config("alice", "198.51.100.7:5060")).expect("OS randomness"),
+        DialogManager::new(config("bob", "192.0.2.20:5060")).expect("OS randomness"),
+    )
+}
+
+/// One worker's calls: its own INVITEs, outboxes and timer bookkeeping.
+struct Worker {
+    invites: Vec<Vec<u8>>,
+    next: usize,
+    a_out: Outbox,
+    b_out: Outbox,
+    expired: Vec<Expiry>,
+    since_timers: u32,
+}
+
+impl Worker {
+    fn new(invites: Vec<Vec<u8>>) -> Worker {
+        Worker {
+            invites,
+            next: 0,
+            a_out: Outbox::new(),
+            b_out: Outbox::new(),
+            expired: Vec::new(),
+            since_timers: 0,
+        }
+    }
+}
+
+/// The only message in `out`.
+fn only(out: &Outbox) -> &[u8] {
+    let mut it = out.iter();
+    match (it.next(), it.next()) {
+        (Some(m), None) => m.bytes,
+        _ => panic!("expected one message in the outbox, found {}", out.len()),
+    }
+}
+
+/// The seven messages of one call, as they went over the wire.
+type Wire = [Vec<u8>; 7];
+
+/// One whole call from alice to bob and back; hands each wire message to `seen`.
+fn call(
+    alice: &DialogManager,
+    bob: &DialogManager,
+    clock: &AtomicU64,
+    w: &mut Worker,
+    mut seen: impl FnMut(&[u8]),
+) {
+    let now = clock.fetch_add(1, Ordering::Relaxed) + 1;
+    let inv = &w.invites[w.next];
+    w.next = (w.next + 1) % w.invites.len();
+    let rp = ResponseParts::default();
+
+    alice.on_sent(inv, now).unwrap();
+    seen(inv);
+    let Verdict::NewInvite { .. } = bob.on_received(inv, now, &mut w.b_out).unwrap() else {
+        panic!("INVITE not new")
+    };
+    bob.respond(inv, 100, &rp, now, &mut w.b_out).unwrap();
+    seen(only(&w.b_out));
+    let Verdict::Provisional { dialog: None, .. } = alice
+        .on_received(only(&w.b_out), now, &mut w.a_out)
+        .unwrap()
+    else {
+        panic!("100 not provisional")
+    };
+    w.b_out.clear();
+
+    bob.respond(inv, 180, &rp, now, &mut w.b_out).unwrap();
+    seen(only(&w.b_out));
+    let Verdict::Provisional {
+        dialog: Some(_), ..
+    } = alice
+        .on_received(only(&w.b_out), now, &mut w.a_out)
+        .unwrap()
+    else {
+        panic!("180 made no early dialog")
+    };
+    w.b_out.clear();
+
+    bob.respond(inv, 200, &rp, now, &mut w.b_out).unwrap();
+    seen(only(&w.b_out));
+    let Verdict::Confirmed {
+        dialog,
+        cseq,
+        extra: false,
+    } = alice
+        .on_received(only(&w.b_out), now, &mut w.a_out)
+        .unwrap()
+    else {
+        panic!("200 did not confirm")
+    };
+    w.b_out.clear();
+
+    alice.ack(dialog, cseq, &mut w.a_out).unwrap();
+    seen(only(&w.a_out));
+    let Verdict::Ack { .. } = bob.on_received(only(&w.a_out), now, &mut w.b_out).unwrap() else {
+        panic!("ACK not matched")
+    };
+    w.a_out.clear();
+
+    alice
+        .request(
+            dialog,
+            Method::Bye,
+            &RequestBody::default(),
+            now,
+            &mut w.a_out,
+        )
+        .unwrap();
+    seen(only(&w.a_out));
+    let Verdict::Bye { .. } = bob.on_received(only(&w.a_out), now, &mut w.b_out).unwrap() else {
+        panic!("BYE not matched")
+    };
+    w.a_out.clear();
+    seen(only(&w.b_out));
+    let Verdict::Ended { status: 200, .. } = alice
+        .on_received(only(&w.b_out), now, &mut w.a_out)
+        .unwrap()
+    else {
+        panic!("200 to BYE did not end the dialog")
+    };
+    w.b_out.clear();
+
+    w.since_timers += 1;
+    if w.since_timers == TIMER_EVERY {
+        w.since_timers = 0;
+        alice.on_timeout(now, &mut w.a_out, &mut w.expired);
+        bob.on_timeout(now, &mut w.b_out, &mut w.expired);
+        assert!(
+            w.expired.is_empty() && w.a_out.is_empty() && w.b_out.is_empty(),
+            "a finished call expired: {:?}",
+            w.expired
+        );
+    }
+}
+
+/// Captures `n` calls' wire messages, from managers of their own.
+fn capture(n: usize, seed: u64) -> Vec<Wire> {
+    let (alice, bob) = managers();
+    let clock = AtomicU64::new(0);
+    let mut w = Worker::new(invites(n, seed));
+    (0..n)
+        .map(|_| {
+            let mut wire: Vec<Vec<u8>> = Vec::with_capacity(7);
+            call(&alice, &bob, &clock, &mut w, |m| wire.push(m.to_vec()));
+            wire.try_into().expect("seven messages")
+        })
+        .collect()
+}
+
+type Map = RwLock<HashMap<String, Record>>;
+
+/// Call-ID, From tag and To tag of a message, the ordinary way: full parse, owned strings.
+fn parse_ids(bytes: &[u8]) -> (String, String, String) {
+    let msg = rsip::SipMessage::try_from(bytes).expect("rsip parses the message");
+    let call_id = msg.call_id_header().expect("Call-ID").value().to_string();
+    let from = msg.from_header().expect("From").tag().expect("From tag");
+    let to = msg.to_header().expect("To").tag().expect("To tag");
+    (
+        call_id,
+        from.map(|t| t.to_string()).unwrap_or_default(),
+        to.map(|t| t.to_string()).unwrap_or_default(),
+    )
+}
+
+/// The ordinary way, per call: each side parses what it receives, formats its key
+/// (`call-id|local tag|remote tag`) and works its locked map. Bob records the dialog on the
+/// INVITE (with the tag it chose), finds it on ACK, drops it on BYE; alice checks the 100,
+/// records the early dialog on the 180, confirms it on the 200 and drops it on the 200 to BYE.
+fn conventional_call(alice: &Map, bob: &Map, wire: &Wire, bob_tag: &str) {
+    let [inv, trying, ringing, ok, ack, bye, bye_ok] = wire;
+    // Bob: INVITE.
+    let (c, f, _) = parse_ids(inv);
+    let key = format!("{c}|{bob_tag}|{f}");
+    bob.write().unwrap().insert(key, Record::default());
+    // Alice: 100 (no To tag yet: no dialog).
+    let (c, f, t) = parse_ids(trying);
+    let key = format!("{c}|{f}|{t}");
+    assert!(black_box(alice.read().unwrap().get(&key)).is_none());
+    // Alice: 180 creates the early dialog.
+    let (c, f, t) = parse_ids(ringing);
+    let key = format!("{c}|{f}|{t}");
+    alice.write().unwrap().insert(key, Record::default());
+    // Alice: 200 confirms it.
+    let (c, f, t) = parse_ids(ok);
+    let key = format!("{c}|{f}|{t}");
+    alice
+        .write()
+        .unwrap()
+        .get_mut(&key)
+        .expect("early dialog")
+        .state = 1;
+    // Bob: ACK.
+    let (c, f, t) = parse_ids(ack);
+    let key = format!("{c}|{t}|{f}");
+    assert!(black_box(bob.read().unwrap().get(&key)).is_some());
+    // Bob: BYE ends it.
+    let (c, f, t) = parse_ids(bye);
+    let key = format!("{c}|{t}|{f}");
+    assert!(bob.write().unwrap().remove(&key).is_some());
+    // Alice: 200 to BYE ends hers.
+    let (c, f, t) = parse_ids(bye_ok);
+    let key = format!("{c}|{f}|{t}");
+    assert!(alice.write().unwrap().remove(&key).is_some());
+}
+
+/// Runs `work(thread, calls)` on two threads started together; returns the wall time from
+/// the first start to the last end.
+fn two_threads<W: Sync>(iters: u64, shared: &W, work: fn(&W, usize, u64)) -> Duration {
+    let barrier = Barrier::new(2);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|t| {
+                let barrier = &barrier;
+                let n = iters / 2 + (t as u64) * (iters % 2);
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    work(shared, t, n);
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let start = spans.iter().map(|s| s.0).min().unwrap();
+    let end = spans.iter().map(|s| s.1).max().unwrap();
+    end - start
+}
+
+/// What the managers' threads share.
+struct Managed {
+    alice: DialogManager,
+    bob: DialogManager,
+    clock: AtomicU64,
+    workers: [std::sync::Mutex<Worker>; 2],
+}
+
+/// What the baseline's threads share.
+struct Conventional {
+    alice: Map,
+    bob: Map,
+    samples: [Vec<(Wire, String)>; 2],
+    next: [AtomicU64; 2],
+}
+
+/// The To tag bob chose, from the 180 of a captured call.
+fn bob_tag(wire: &Wire) -> String {
+    parse_ids(&wire[2]).2
+}
+
+fn bench(c: &mut Criterion) {
+    let (alice, bob) = managers();
+    let managed = Managed {
+        alice,
+        bob,
+        clock: AtomicU64::new(0),
+        workers: [
+            std::sync::Mutex::new(Worker::new(invites(POOL, 1))),
+            std::sync::Mutex::new(Worker::new(invites(POOL, 2))),
+        ],
+    };
+    let conventional = Conventional {
+        alice: RwLock::new(HashMap::new()),
+        bob: RwLock::new(HashMap::new()),
+        samples: [3, 4].map(|seed| {
+            capture(SAMPLE, seed)
+                .into_iter()
+                .map(|wire| {
+                    let tag = bob_tag(&wire);
+                    (wire, tag)
+                })
+                .collect()
+        }),
+        next: [AtomicU64::new(0), AtomicU64::new(0)],
+    };
+    let sizes: Vec<usize> = conventional.samples[0]
+        .iter()
+        .flat_map(|(wire, _)| wire.iter().map(Vec::len))
+        .collect();
+    println!(
+        "wire message sizes (bytes): INVITE {}, mean of all seven {:.0}",
+        sizes[0],
+        sizes.iter().sum::<usize>() as f64 / sizes.len() as f64
+    );
+
+    let mut g = c.benchmark_group(GROUP);
+    g.bench_function(BenchmarkId::new("manager", "1_thread"), |b| {
+        let mut w = managed.workers[0].lock().unwrap();
+        b.iter(|| call(&managed.alice, &managed.bob, &managed.clock, &mut w, |_| {}))
+    });
+    g.bench_function(BenchmarkId::new("manager", "2_threads"), |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, &managed, |m, t, n| {
+                let mut w = m.workers[t].lock().unwrap();
+                for _ in 0..n {
+                    call(&m.alice, &m.bob, &m.clock, &mut w, |_| {});
+                }
+            })
+        })
+    });
+
+    fn conventional_calls(m: &Conventional, t: usize, n: u64) {
+        for _ in 0..n {
+            let i = m.next[t].fetch_add(1, Ordering::Relaxed) as usize % SAMPLE;
+            let (wire, tag) = &m.samples[t][i];
+            conventional_call(&m.alice, &m.bob, wire, tag);
+        }
+    }
+    g.bench_function(BenchmarkId::new("rsip_rwlock_hashmap", "1_thread"), |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            conventional_calls(&conventional, 0, iters);
+            start.elapsed()
+        })
+    });
+    g.bench_function(BenchmarkId::new("rsip_rwlock_hashmap", "2_threads"), |b| {
+        b.iter_custom(|iters| two_threads(iters, &conventional, conventional_calls))
+    });
+    g.finish();
+
+    assert!(
+        conventional.alice.read().unwrap().is_empty()
+            && conventional.bob.read().unwrap().is_empty()
+    );
+    check_drained(&managed);
+}
+
+/// Both managers hold no dialog; once every deadline has passed, no INVITE record and no
+/// timer entry either. Panics otherwise: a leak fails the bench run.
+fn check_drained(m: &Managed) {
+    let (alice, bob) = (&m.alice, &m.bob);
+    assert_eq!(
+        (alice.len(), bob.len()),
+        (0, 0),
+        "dialogs left after the calls (alice, bob)"
+    );
+    println!(
+        "before draining: timer entries alice {} bob {}, INVITE records alice {} bob {}",
+        alice.timer_entries(),
+        bob.timer_entries(),
+        alice.pending_invites(),
+        bob.pending_invites()
+    );
+    let later = m.clock.load(Ordering::Relaxed) + 86_400_000;
+    let (mut out, mut expired) = (Outbox::new(), Vec::new());
+    for manager in [alice, bob] {
+        while manager.on_timeout(later, &mut out, &mut expired) == MAX_EXPIRIES_PER_CALL {}
+    }
+    assert!(
+        expired.is_empty() && out.is_empty(),
+        "expiries: {expired:?}"
+    );
+    assert_eq!(
+        (alice.pending_invites(), bob.pending_invites()),
+        (0, 0),
+        "INVITE records left once their timers ran out (alice, bob)"
+    );
+    assert_eq!(
+        (alice.timer_entries(), bob.timer_entries()),
+        (0, 0),
+        "timer entries left once every deadline passed (alice, bob)"
+    );
+    println!(
+        "check: both managers empty after {} calls (no dialog, INVITE record or timer left)",
+        m.clock.load(Ordering::Relaxed)
+    );
+}
+
+fn main() {
+    let mut report = support::run(bench);
+    for threads in ["1_thread", "2_threads"] {
+        report.ratio(
+            &format!("whole call, 7 messages, both sides, {threads}"),
+            GROUP,
+            &format!("manager/{threads}"),
+            &format!("rsip_rwlock_hashmap/{threads}"),
+        );
+    }
+    report.print();
+    for (label, threads) in [("1 thread ", "1_thread"), ("2 threads", "2_threads")] {
+        for (who, id) in [("manager ", "manager"), ("baseline", "rsip_rwlock_hashmap")] {
+            match report.median_ns(GROUP, &format!("{id}/{threads}")) {
+                Some(ns) => {
+                    let calls = 1e9 / ns;
+                    println!(
+                        "{who} {label}: {ns:.0} ns per call -> {calls:.0} calls/s, {:.0} messages/s",
+                        calls * MESSAGES_PER_CALL
+                    );
+                }
+                None => println!("{who} {label}: not measured in this run (filtered out?)"),
+            }
+        }
+    }
+}
