@@ -64,6 +64,11 @@ impl DialogManager {
                     if let Some(p) = self.pending_get(key) {
                         let done = p.finished.load(Ordering::Acquire);
                         if done || now_ms >= p.created_ms + lifetime {
+                            // 64×T1 after the first 2xx, forks still early are over
+                            // (§13.2.2.4).
+                            if p.confirmed.load(Ordering::Acquire) {
+                                self.end_early_dialogs(&p);
+                            }
                             self.pending_remove(key);
                         }
                     }

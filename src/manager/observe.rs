@@ -84,6 +84,9 @@ impl DialogManager {
         let found = self.table.lookup(&key);
         if let Some(status) = view.status_code() {
             let method = Method::from_bytes(view.cseq().method);
+            if method == Method::Cancel {
+                return Ok(Observation::Other);
+            }
             if method == Method::Invite {
                 let pkey = self.pending_key(view.call_id(), from, Role::Observed);
                 if let Some(pending) = self

@@ -149,8 +149,10 @@ impl DialogManager {
         else {
             return self.reject(view, None, 481, out);
         };
+        // The 200 carries the To tag of the INVITE's responses (§9.2).
+        let tag = pending.to_tag.as_ref().map(Tag::as_bytes);
         out.push(None, false, |buf| {
-            build::response(view, 200, "OK", None, &ResponseParts::default(), buf)
+            build::response(view, 200, "OK", tag, &ResponseParts::default(), buf)
         })?;
         if pending.finished.load(Ordering::Acquire) {
             // The INVITE was answered already: the CANCEL changes nothing (§9.2).
@@ -203,6 +205,10 @@ impl DialogManager {
         let status = view.status_code().unwrap_or_default();
         let method = Method::from_bytes(view.cseq().method);
         let cseq = view.cseq().number;
+        if method == Method::Cancel {
+            // Hop by hop: the transaction layer's business, whatever its To tag (§9.1).
+            return Ok(Verdict::Stray);
+        }
         let found = view
             .to_tag()
             .and_then(|_| self.table.lookup(&DialogKey::received(view)));

@@ -8,7 +8,7 @@ use super::{DialogManager, ManagerError, Outbox};
 use crate::build::{self, RequestParts, ResponseParts};
 use crate::dialog::{self, contact_uri, DialogInfo, InfoParts, Role};
 use crate::id::DialogKey;
-use crate::state::{DialogState, Event};
+use crate::state::{DialogState, Event, Phase, StateError};
 use crate::table::{DialogHandle, NewDialog};
 use crate::wire::{MessageView, Method};
 
@@ -248,6 +248,19 @@ impl DialogManager {
     ) -> Result<(), ManagerError> {
         match method {
             Method::Bye => {
+                // The callee ends an early dialog with a final response, never BYE (§15).
+                let state = self.table.state(dialog)?;
+                let uas = self
+                    .cold
+                    .get(dialog)
+                    .is_some_and(|(_, i)| i.role() == Role::Uas);
+                if uas && state.phase() == Phase::Early {
+                    return Err(StateError::Illegal {
+                        from: state,
+                        event: Event::BeginBye,
+                    }
+                    .into());
+                }
                 self.table.transition(dialog, Event::BeginBye)?;
                 if let Some((entry, _)) = self.cold.get(dialog) {
                     entry
