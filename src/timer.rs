@@ -7,6 +7,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crossbeam_utils::CachePadded;
+
 use crate::id::Fingerprint;
 use crate::table::DialogHandle;
 
@@ -31,7 +33,8 @@ type Heap = BinaryHeap<Reverse<(u64, Target)>>;
 /// entries is swept of dead ones on the next `arm`: amortised O(1) per entry, memory bounded by
 /// the live dialogs and INVITE records.
 pub(crate) struct Timers {
-    shards: [Mutex<Heap>; SHARDS],
+    /// One cache line each: threads arming timers in different shards do not share lines.
+    shards: [CachePadded<Mutex<Heap>>; SHARDS],
 }
 
 fn lock(m: &Mutex<Heap>) -> MutexGuard<'_, Heap> {
@@ -43,7 +46,7 @@ fn lock(m: &Mutex<Heap>) -> MutexGuard<'_, Heap> {
 impl Timers {
     pub(crate) fn new() -> Timers {
         Timers {
-            shards: std::array::from_fn(|_| Mutex::new(BinaryHeap::new())),
+            shards: std::array::from_fn(|_| CachePadded::new(Mutex::new(BinaryHeap::new()))),
         }
     }
 

@@ -179,7 +179,7 @@ pub fn cancel(invite: &MessageView<'_>, out: &mut Vec<u8>) -> Result<(), BuildEr
 
 /// Appends `name: value` for the first header `name` of `view`, unfolded, with `;tag=tag`
 /// appended when `tag` is given.
-pub(super) fn put_copied(
+fn put_copied(
     out: &mut Vec<u8>,
     view: &MessageView<'_>,
     name: HeaderName,

@@ -1,11 +1,12 @@
 //! Responses (RFC 3261 §8.2.6) and the default reason phrases (§21).
 
-use super::request::put_copied;
+use smallvec::SmallVec;
+
 use super::{
     check, check_tail, guarded, is_token, put_header, put_name, put_tail, put_u64, put_unfolded,
     BuildError, ResponseParts,
 };
-use crate::wire::{HeaderName, MessageView, Method};
+use crate::wire::{HeaderName, MessageView, Method, ValueList};
 
 /// A response to `request` (§8.2.6): status line with `reason` (empty: [`reason_phrase`]);
 /// ALL Via header values copied in order; From copied; To copied, with `;tag=<to_tag>`
@@ -87,15 +88,18 @@ pub fn response(
         parts.body,
         parts.extra_headers,
     )?;
+    // One walk over the request's headers finds everything copied (a walk per header would
+    // cost as much as scanning the request again, each time).
+    let copied = Copied::collect(request);
     guarded(out, |out| {
         out.extend_from_slice(b"SIP/2.0 ");
         put_u64(out, u64::from(status));
         out.push(b' ');
         out.extend_from_slice(reason.as_bytes());
         out.extend_from_slice(b"\r\n");
-        put_values(out, request, HeaderName::Via)?;
-        put_copied(out, request, HeaderName::From, None)?;
-        put_copied(out, request, HeaderName::To, add_tag)?;
+        put_values(out, &copied.via, HeaderName::Via)?;
+        put_value(out, copied.from, HeaderName::From, None)?;
+        put_value(out, copied.to, HeaderName::To, add_tag)?;
         put_header(out, "Call-ID", request.call_id());
         put_name(out, "CSeq");
         put_u64(out, u64::from(request.cseq().number));
@@ -103,10 +107,15 @@ pub fn response(
         out.extend_from_slice(request.cseq().method);
         out.extend_from_slice(b"\r\n");
         if creates_dialog {
-            put_values(out, request, HeaderName::RecordRoute)?;
+            put_values(out, &copied.record_route, HeaderName::RecordRoute)?;
         }
         if status == 100 {
-            put_timestamp(out, request)?;
+            if let Some(timestamp) = copied.timestamp {
+                // A 100 echoes the request's Timestamp (§8.2.6.1).
+                put_name(out, "Timestamp");
+                put_unfolded(out, timestamp, "Timestamp")?;
+                out.extend_from_slice(b"\r\n");
+            }
         }
         put_tail(
             out,
@@ -119,13 +128,46 @@ pub fn response(
     })
 }
 
-/// Appends every list element of every `name` header of `view`, one per line, in order.
-fn put_values(
-    out: &mut Vec<u8>,
-    view: &MessageView<'_>,
-    name: HeaderName,
-) -> Result<(), BuildError> {
-    for value in view.values(name) {
+/// The raw header values a response copies from its request, found in one walk. Inline up to
+/// a usual count, so a response costs no allocation.
+struct Copied<'a> {
+    via: SmallVec<[&'a [u8]; 4]>,
+    from: Option<&'a [u8]>,
+    to: Option<&'a [u8]>,
+    record_route: SmallVec<[&'a [u8]; 4]>,
+    timestamp: Option<&'a [u8]>,
+}
+
+impl<'a> Copied<'a> {
+    fn collect(view: &MessageView<'a>) -> Copied<'a> {
+        let mut c = Copied {
+            via: SmallVec::new(),
+            from: None,
+            to: None,
+            record_route: SmallVec::new(),
+            timestamp: None,
+        };
+        for h in view.headers() {
+            match h.kind {
+                HeaderName::Via => c.via.push(h.value),
+                HeaderName::RecordRoute => c.record_route.push(h.value),
+                HeaderName::From if c.from.is_none() => c.from = Some(h.value),
+                HeaderName::To if c.to.is_none() => c.to = Some(h.value),
+                HeaderName::Other
+                    if c.timestamp.is_none() && h.name.eq_ignore_ascii_case(b"Timestamp") =>
+                {
+                    c.timestamp = Some(h.value)
+                }
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
+/// Appends every list element of the `name` header values, one per line, in order.
+fn put_values(out: &mut Vec<u8>, values: &[&[u8]], name: HeaderName) -> Result<(), BuildError> {
+    for value in values.iter().flat_map(|v| ValueList::new(v)) {
         put_name(out, name.as_str());
         put_unfolded(out, value, name.as_str())?;
         out.extend_from_slice(b"\r\n");
@@ -133,16 +175,23 @@ fn put_values(
     Ok(())
 }
 
-/// Appends the request's Timestamp header, if any: a 100 must echo it (§8.2.6.1).
-fn put_timestamp(out: &mut Vec<u8>, view: &MessageView<'_>) -> Result<(), BuildError> {
-    let timestamp = view
-        .headers()
-        .find(|h| h.kind == HeaderName::Other && h.name.eq_ignore_ascii_case(b"Timestamp"));
-    if let Some(h) = timestamp {
-        put_name(out, "Timestamp");
-        put_unfolded(out, h.value, "Timestamp")?;
-        out.extend_from_slice(b"\r\n");
+/// Appends one copied header, with a tag added if given.
+fn put_value(
+    out: &mut Vec<u8>,
+    value: Option<&[u8]>,
+    name: HeaderName,
+    tag: Option<&[u8]>,
+) -> Result<(), BuildError> {
+    let value = value.ok_or(BuildError::MissingHeader {
+        header: name.as_str(),
+    })?;
+    put_name(out, name.as_str());
+    put_unfolded(out, value, name.as_str())?;
+    if let Some(tag) = tag {
+        out.extend_from_slice(b";tag=");
+        out.extend_from_slice(tag);
     }
+    out.extend_from_slice(b"\r\n");
     Ok(())
 }
 
