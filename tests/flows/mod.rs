@@ -1,15 +1,23 @@
-//! Shared pieces of `tests/call_flows.rs`: user agents and observing proxies wired back to
-//! back, hand-written RFC 3665 messages, and a few header readers.
+//! Shared pieces of the `tests/flow_*.rs` call-flow tests: user agents and observing proxies
+//! wired back to back, hand-written RFC 3665 messages, a few header readers, and setting up and
+//! hanging up a call.
 //!
 //! The network is the test: whatever one side writes into its [`Outbox`] is taken out and fed
 //! to the other side's `on_received`, after every proxy on the path has observed it (and, as a
 //! real proxy would, pushed its Via, popped its Route and, on the INVITE, added its
 //! Record-Route).
 
+// Each test file uses its own subset of these helpers.
+#![allow(dead_code)]
+
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
-use sipdialog::manager::{DialogManager, Expiry, ManagerConfig, Observation, Outbox, Verdict};
+use sipdialog::build::ResponseParts;
+use sipdialog::manager::{
+    DialogManager, Expiry, ManagerConfig, Observation, Outbox, RequestBody, Verdict,
+};
+use sipdialog::state::Phase;
 use sipdialog::table::DialogHandle;
 use sipdialog::wire::{HeaderName, MessageView, Method};
 
@@ -446,4 +454,104 @@ pub fn ids(msg: &[u8]) -> (String, String, Option<String>, u32, String) {
         view.cseq().number,
         s(view.cseq().method),
     )
+}
+
+/// The Call-ID of RFC 3665 §3.1.
+pub const CALL: &str = "3848276298220188511@atlanta.example.com";
+/// Alice's From tag.
+pub const ATAG: &str = "9fxced76sl";
+
+/// No Contact override, no body, no extra headers.
+pub fn no_parts() -> ResponseParts<'static> {
+    ResponseParts::default()
+}
+
+/// The phase of a live dialog.
+pub fn phase(ua: &Ua, d: DialogHandle) -> Phase {
+    ua.mgr.state(d).expect("live dialog").phase()
+}
+
+/// Sets up a call alice → bob over `path` (bob answers 180 then 200, alice ACKs) and returns
+/// (alice's dialog, bob's dialog, the INVITE as bob got it). The steps, and what the proxies
+/// observe, are checked in detail by the §3.1/§3.2 tests; here only the verdicts.
+pub fn establish(
+    alice: &mut Ua,
+    bob: &mut Ua,
+    path: &[&Proxy],
+    call_id: &str,
+    t: u64,
+) -> (DialogHandle, DialogHandle, Vec<u8>) {
+    let back: Vec<&Proxy> = path.iter().rev().copied().collect();
+    let route = path.first().map(|p| p.route());
+    let inv = invite(call_id, ATAG, route.as_deref());
+    assert_eq!(alice.mgr.on_sent(&inv, t).unwrap(), None);
+    let got = deliver_msg(&inv, path, bob, t);
+    assert!(
+        matches!(got.verdict, Some(Verdict::NewInvite { .. })),
+        "{:?}",
+        got.verdict
+    );
+    let inv_at_bob = got.bytes;
+    let b_d = bob
+        .mgr
+        .respond(&inv_at_bob, 180, &no_parts(), t + 1, &mut bob.out)
+        .unwrap()
+        .expect("180 creates bob's early dialog");
+    let ringing = deliver_one(bob, &back, alice, t + 1);
+    let Some(Verdict::Provisional {
+        dialog: Some(a_d),
+        status: 180,
+    }) = ringing.verdict
+    else {
+        panic!("180: {:?}", ringing.verdict)
+    };
+    assert_eq!(
+        bob.mgr
+            .respond(&inv_at_bob, 200, &no_parts(), t + 2, &mut bob.out)
+            .unwrap(),
+        Some(b_d)
+    );
+    let ok = deliver_one(bob, &back, alice, t + 2);
+    assert_eq!(
+        ok.verdict,
+        Some(Verdict::Confirmed {
+            dialog: a_d,
+            cseq: 1,
+            extra: false
+        })
+    );
+    alice.mgr.ack(a_d, 1, &mut alice.out).unwrap();
+    let ack = deliver_one(alice, path, bob, t + 3);
+    assert_eq!(ack.verdict, Some(Verdict::Ack { dialog: b_d }));
+    assert_eq!(
+        (phase(alice, a_d), phase(bob, b_d)),
+        (Phase::Confirmed, Phase::Confirmed)
+    );
+    (a_d, b_d, inv_at_bob)
+}
+
+/// Alice hangs up a call set up by [`establish`].
+pub fn hang_up(
+    alice: &mut Ua,
+    bob: &mut Ua,
+    path: &[&Proxy],
+    a_d: DialogHandle,
+    b_d: DialogHandle,
+    t: u64,
+) {
+    let back: Vec<&Proxy> = path.iter().rev().copied().collect();
+    alice
+        .mgr
+        .request(a_d, Method::Bye, &RequestBody::default(), t, &mut alice.out)
+        .unwrap();
+    let bye = deliver_one(alice, path, bob, t);
+    assert_eq!(bye.verdict, Some(Verdict::Bye { dialog: b_d }));
+    let ok = deliver_one(bob, &back, alice, t + 1);
+    assert_eq!(
+        ok.verdict,
+        Some(Verdict::Ended {
+            dialog: a_d,
+            status: 200
+        })
+    );
 }
