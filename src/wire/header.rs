@@ -1,6 +1,6 @@
 //! Header names (full and compact forms) and the iterator over raw header fields.
 
-use memchr::memchr;
+use super::swar;
 
 use super::WireError;
 
@@ -242,7 +242,7 @@ impl<'a> HeaderIter<'a> {
         if rest.is_empty() {
             return None;
         }
-        let (end, next) = match memchr(b'\n', rest) {
+        let (end, next) = match swar::find(b'\n', rest) {
             Some(i) => (from + i, from + i + 1),
             None => (self.buf.len(), self.buf.len()),
         };

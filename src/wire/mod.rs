@@ -9,6 +9,7 @@
 mod error;
 mod header;
 mod start_line;
+mod swar;
 mod value;
 
 pub use error::WireError;
@@ -17,8 +18,6 @@ pub use start_line::{Method, StartLine};
 pub use value::ValueList;
 
 pub(crate) use value::trim_lws;
-
-use memchr::memchr;
 
 /// Bounds the scanner enforces, so a hostile message costs bounded work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,7 +204,7 @@ impl<'a> MessageView<'a> {
             .iter()
             .position(|&b| b != b'\r' && b != b'\n')
             .ok_or(WireError::Empty)?;
-        let line_end = memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+        let line_end = swar::find(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
         let headers_start = (line_end + 1).min(bytes.len());
         let line = &bytes[start..line_end];
         let line = line.strip_suffix(b"\r").unwrap_or(line);

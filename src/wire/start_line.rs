@@ -113,7 +113,7 @@ fn version(token: &[u8]) -> Result<(), WireError> {
     let well_formed = match token.get(..4) {
         Some(prefix) if prefix.eq_ignore_ascii_case(b"SIP/") => {
             let number = &token[4..];
-            memchr::memchr(b'.', number)
+            super::swar::find(b'.', number)
                 .is_some_and(|dot| digits(&number[..dot]) && digits(&number[dot + 1..]))
         }
         _ => false,
@@ -138,7 +138,7 @@ pub(crate) fn parse(line: &[u8]) -> Result<StartLine<'_>, WireError> {
         return Err(WireError::MalformedStartLine);
     }
     let line = trim_sp(line);
-    let (Some(first), Some(last)) = (memchr::memchr(b' ', line), memchr::memrchr(b' ', line))
+    let (Some(first), Some(last)) = (super::swar::find(b' ', line), memchr::memrchr(b' ', line))
     else {
         return Err(WireError::MalformedStartLine);
     };
@@ -147,7 +147,7 @@ pub(crate) fn parse(line: &[u8]) -> Result<StartLine<'_>, WireError> {
         trim_sp(&line[first..last]),
         &line[last + 1..],
     );
-    if uri.is_empty() || memchr::memchr2(b' ', b'\t', uri).is_some() {
+    if uri.is_empty() || super::swar::find2(b' ', b'\t', uri).is_some() {
         return Err(WireError::MalformedStartLine);
     }
     if method_token.is_empty() || !method_token.iter().all(|&b| is_token_byte(b)) {
@@ -171,13 +171,13 @@ fn trim_sp(bytes: &[u8]) -> &[u8] {
 }
 
 fn parse_status(line: &[u8]) -> Result<StartLine<'_>, WireError> {
-    let (ver, rest) = match memchr::memchr(b' ', line) {
+    let (ver, rest) = match super::swar::find(b' ', line) {
         Some(i) => (&line[..i], &line[i + 1..]),
         None => return Err(WireError::MalformedStartLine),
     };
     version(ver)?;
     // The SP after the code is required, even before an empty reason phrase.
-    let (code, reason) = match memchr::memchr(b' ', rest) {
+    let (code, reason) = match super::swar::find(b' ', rest) {
         Some(i) => (&rest[..i], &rest[i + 1..]),
         None => return Err(WireError::MalformedStartLine),
     };

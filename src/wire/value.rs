@@ -2,7 +2,7 @@
 //! Via, decimal numbers and comma-separated lists. No indexing that can panic: every read goes
 //! through [`Cursor`], which answers `None` past the end.
 
-use memchr::memchr3;
+use super::swar;
 
 use super::header::{is_param_value_byte, is_token_byte, is_word_byte};
 
@@ -42,7 +42,7 @@ pub(crate) fn trim_lws(value: &[u8]) -> &[u8] {
 
 /// Whether a trimmed Call-ID is `word ["@" word]` (RFC 3261 §25.1).
 pub(crate) fn is_call_id(value: &[u8]) -> bool {
-    let (local, host) = match memchr::memchr(b'@', value) {
+    let (local, host) = match swar::find(b'@', value) {
         Some(at) => (&value[..at], Some(&value[at + 1..])),
         None => (value, None),
     };
@@ -131,7 +131,7 @@ impl<'a> Cursor<'a> {
     fn skip_past_checked(&mut self, b: u8) -> bool {
         loop {
             let rest = self.buf.get(self.pos..).unwrap_or_default();
-            match memchr::memchr2(b, b'\r', rest) {
+            match swar::find2(b, b'\r', rest) {
                 Some(i) if rest[i] == b => {
                     self.pos += i + 1;
                     return true;
@@ -191,7 +191,7 @@ pub(crate) fn tag_param(value: &[u8]) -> Result<Option<&[u8]>, ()> {
         }
         Some(_) => {
             let rest = &value[c.pos..];
-            match memchr3(b'<', b';', b'"', rest).map(|i| (i, rest[i])) {
+            match swar::find3(b'<', b';', b'"', rest).map(|i| (i, rest[i])) {
                 // A display name of tokens (or, liberally, other unquoted text) before `<`.
                 Some((i, b'<')) => {
                     if has_bare_cr(&rest[..i]) {
@@ -208,7 +208,7 @@ pub(crate) fn tag_param(value: &[u8]) -> Result<Option<&[u8]>, ()> {
                 found => {
                     let uri_end = found.map_or(rest.len(), |(i, _)| i);
                     let uri = &rest[..uri_end];
-                    if memchr::memchr2(b',', b'?', uri).is_some() || has_bare_cr(uri) {
+                    if swar::find2(b',', b'?', uri).is_some() || has_bare_cr(uri) {
                         return Err(());
                     }
                     if found.is_none() {
