@@ -60,17 +60,14 @@ impl DialogManager {
             match target {
                 Target::Dialog(dialog) => self.dialog_due(dialog, at, now_ms, out, expired),
                 Target::Pending(key) => {
-                    let lifetime = self.pending_lifetime();
-                    if let Some(p) = self.pending_get(key) {
-                        let done = p.finished.load(Ordering::Acquire);
-                        if done || now_ms >= p.created_ms + lifetime {
-                            // 64×T1 after the first 2xx, forks still early are over
-                            // (§13.2.2.4).
-                            if p.confirmed.load(Ordering::Acquire) {
-                                self.end_early_dialogs(&p);
-                            }
-                            self.pending_remove(key);
+                    // Its lifetime, or 64×T1 after its final response, is over.
+                    let current = self.pending_get(key);
+                    if let Some(p) = current.filter(|p| p.armed_at.load(Ordering::Relaxed) == at) {
+                        // 64×T1 after the first 2xx, forks still early are over (§13.2.2.4).
+                        if p.confirmed.load(Ordering::Acquire) {
+                            self.end_early_dialogs(&p);
                         }
+                        self.pending_remove(key);
                     }
                 }
             }

@@ -291,7 +291,9 @@ impl DialogManager {
         Ok(DialogManager {
             cold: ColdTable::new(config.capacity),
             table,
+            // Sized up front: growing under load makes every thread help copy the table.
             pending: papaya::HashMap::builder()
+                .capacity(config.max_pending.min(1 << 16))
                 .hasher(BuildIdentityHasher)
                 .build(),
             pending_count: CachePadded::new(AtomicUsize::new(0)),
@@ -420,8 +422,8 @@ impl DialogManager {
 
     /// Arms a timer entry; a shard full of dead entries is swept on the way.
     pub(crate) fn arm(&self, at: u64, target: Target) {
-        // At most one live entry per dialog, two per INVITE record.
-        let live = self.table.len() + 2 * self.pending_count.load(Ordering::Relaxed);
+        // At most one live entry per dialog and per INVITE record.
+        let live = self.table.len() + self.pending_count.load(Ordering::Relaxed);
         self.timers
             .arm(at, target, live, |at, target| self.timer_alive(at, target));
     }
@@ -434,7 +436,11 @@ impl DialogManager {
                 .cold
                 .get(dialog)
                 .is_some_and(|(entry, _)| entry.armed_at.load(Ordering::Relaxed) == at),
-            Target::Pending(key) => self.pending.pin().contains_key(&key),
+            Target::Pending(key) => self
+                .pending
+                .pin()
+                .get(&key)
+                .is_some_and(|p| p.armed_at.load(Ordering::Relaxed) == at),
         }
     }
 

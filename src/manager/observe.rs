@@ -73,7 +73,7 @@ impl DialogManager {
         let Some(to) = view.to_tag() else {
             if view.method() == Some(Method::Invite) {
                 let key = self.pending_key(view.call_id(), from, Role::Observed);
-                let pending = PendingInvite::new(key, &view, None, now_ms);
+                let pending = PendingInvite::new(key, &view, None);
                 if self.pending_insert(pending, now_ms)?.is_some() {
                     return Ok(Observation::Invite);
                 }

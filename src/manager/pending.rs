@@ -2,7 +2,7 @@
 //! final response (the To tag it chose, the early dialogs of each fork, the bytes a CANCEL or
 //! a 487 is built from).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use smallvec::SmallVec;
@@ -43,8 +43,6 @@ pub(crate) struct PendingInvite {
     /// Record-Route values in the INVITE's order (what the UAS route set is).
     pub record_route: Box<[Box<[u8]>]>,
     pub cseq: u32,
-    /// When the INVITE was sent or received (caller's clock).
-    pub created_ms: u64,
     /// UAS: the To tag of every response to this INVITE.
     pub to_tag: Option<Tag>,
     /// Dialogs created by its responses, one per fork (usually one).
@@ -53,6 +51,8 @@ pub(crate) struct PendingInvite {
     pub confirmed: AtomicBool,
     /// A final response has been seen (or the INVITE was cancelled).
     pub finished: AtomicBool,
+    /// The deadline of the record's current timer entry; entries with another are stale.
+    pub armed_at: AtomicU64,
 }
 
 /// The pending-table key: the role keeps apart a UA's own INVITE to itself as UAC and UAS.
@@ -74,7 +74,6 @@ impl PendingInvite {
         key: Fingerprint,
         invite: &MessageView<'_>,
         to_tag: Option<Tag>,
-        now_ms: u64,
     ) -> PendingInvite {
         let base = invite.as_bytes();
         let span = |field: Option<&[u8]>| field.map_or(Span::default(), |f| Span::of(base, f));
@@ -87,11 +86,11 @@ impl PendingInvite {
             record_route: dialog::route_set(invite, false),
             invite: Box::from(base),
             cseq: invite.cseq().number,
-            created_ms: now_ms,
             to_tag,
             dialogs: Mutex::new(SmallVec::new()),
             confirmed: AtomicBool::new(false),
             finished: AtomicBool::new(false),
+            armed_at: AtomicU64::new(0),
         }
     }
 
@@ -169,12 +168,14 @@ impl super::DialogManager {
             self.pending_count.fetch_sub(1, Ordering::Relaxed);
             return Err(super::ManagerError::PendingFull);
         }
+        let at = now_ms + self.pending_lifetime();
+        pending.armed_at.store(at, Ordering::Relaxed);
         let pending = std::sync::Arc::new(pending);
         if self.pending.pin().try_insert(key, pending.clone()).is_err() {
             self.pending_count.fetch_sub(1, Ordering::Relaxed);
             return Ok(None);
         }
-        self.arm(now_ms + self.pending_lifetime(), Target::Pending(key));
+        self.arm(at, Target::Pending(key));
         Ok(Some(pending))
     }
 
@@ -193,10 +194,10 @@ impl super::DialogManager {
     /// retransmissions of the INVITE and late 2xx from other forks, then goes.
     pub(crate) fn pending_finish(&self, pending: &PendingInvite, now_ms: u64) {
         if !pending.finished.swap(true, Ordering::AcqRel) {
-            self.arm(
-                now_ms + 64 * self.config.t1_ms,
-                Target::Pending(pending.key),
-            );
+            // Replaces the lifetime deadline: the record has one live timer entry at a time.
+            let at = now_ms + 64 * self.config.t1_ms;
+            pending.armed_at.store(at, Ordering::Relaxed);
+            self.arm(at, Target::Pending(pending.key));
         }
     }
 

@@ -127,7 +127,7 @@ impl DialogManager {
             self.pending_remove(key);
         }
         let to_tag = Tag::generate().map_err(|_| ManagerError::Random)?;
-        match self.pending_insert(PendingInvite::new(key, view, Some(to_tag), now_ms), now_ms)? {
+        match self.pending_insert(PendingInvite::new(key, view, Some(to_tag)), now_ms)? {
             Some(_) => Ok(Verdict::NewInvite { to_tag }),
             None => Ok(Verdict::Retransmission),
         }

@@ -91,7 +91,7 @@ impl DialogManager {
                     view.from_tag().unwrap_or_default(),
                     Role::Uac,
                 );
-                self.pending_insert(PendingInvite::new(key, &view, None, now_ms), now_ms)?;
+                self.pending_insert(PendingInvite::new(key, &view, None), now_ms)?;
                 Ok(None)
             }
             Some(method) => {
