@@ -176,7 +176,10 @@ impl DialogManager {
                     return Ok(());
                 };
                 if !pending.finished.load(Ordering::Acquire) {
-                    if let Some(invite) = pending.view() {
+                    if let Some(copy) = pending.copy() {
+                        let Some(invite) = copy.view() else {
+                            return Ok(());
+                        };
                         let tag = pending.to_tag.as_ref().map(|t| t.as_bytes());
                         out.push(None, false, |buf| {
                             build::response(
@@ -189,7 +192,7 @@ impl DialogManager {
                             )
                         })?;
                     }
-                    self.pending_finish(&pending, now_ms);
+                    self.pending_finish(&pending, now_ms, false);
                 }
                 Ok(())
             }

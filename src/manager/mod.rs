@@ -41,7 +41,10 @@ use pending::PendingInvite;
 pub struct ManagerConfig {
     /// The most dialogs held at once; a new one beyond it is refused with 503.
     pub capacity: u32,
-    /// The most INVITE transactions tracked at once (forking, CANCEL); beyond it, 503.
+    /// The most INVITE transactions tracked at once (forking, CANCEL), answered ones included:
+    /// a record stays 64×T1 (32 s) after the final response, so this bounds the sustained
+    /// call rate at `max_pending / 32` per second (the default: 65 000 calls/s). Beyond it,
+    /// new INVITEs get 503. An answered UAS record keeps no copy of the INVITE.
     pub max_pending: usize,
     /// RFC 3261 T1 (500 ms): the ACK wait and transaction lingering are 64×T1.
     pub t1_ms: u64,
@@ -62,7 +65,7 @@ impl Default for ManagerConfig {
     fn default() -> ManagerConfig {
         ManagerConfig {
             capacity: 1 << 20,
-            max_pending: 1 << 18,
+            max_pending: 1 << 21,
             t1_ms: 500,
             early_timeout_ms: 180_000,
             idle_timeout_ms: 7_200_000,

@@ -176,6 +176,8 @@ impl DialogManager {
                 self.rearm(dialog, now_ms);
             }
             pending.confirm();
+            // Late 2xx from other forks may still pass for 64×T1 (§13.2.2.4).
+            self.pending_finish(pending, now_ms, true);
             return Ok(Observation::Confirmed {
                 dialog,
                 created: false,
@@ -184,18 +186,19 @@ impl DialogManager {
         // Responses carry the INVITE's Call-ID and From (caller) tag.
         let caller_tag = view.from_tag().unwrap_or_default();
         let callee_tag = view.to_tag().unwrap_or_default();
+        let copy = pending.copy().ok_or(ManagerError::UnknownDialog)?;
         let parts = InfoParts {
             role: Role::Observed,
-            secure: dialog::is_sips(pending.request_uri()),
+            secure: dialog::is_sips(copy.request_uri()),
             invite_cseq: pending.cseq,
             invite: Some(pending.key),
             call_id: view.call_id(),
             local_tag: caller_tag,
             remote_tag: callee_tag,
-            local_uri: pending.from(),
-            remote_uri: pending.to(),
+            local_uri: copy.from(),
+            remote_uri: copy.to(),
             remote_target: view.contact().and_then(contact_uri).unwrap_or_default(),
-            local_target: pending.contact(),
+            local_target: copy.contact(),
         };
         let state = if confirmed {
             DialogState::CONFIRMED
@@ -214,6 +217,8 @@ impl DialogManager {
         self.rearm(dialog, now_ms);
         if confirmed {
             pending.confirm();
+            // Late 2xx from other forks may still pass for 64×T1 (§13.2.2.4).
+            self.pending_finish(pending, now_ms, true);
             Ok(Observation::Confirmed {
                 dialog,
                 created: true,

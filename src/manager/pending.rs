@@ -3,7 +3,9 @@
 //! a 487 is built from).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwapOption;
 
 use smallvec::SmallVec;
 
@@ -28,20 +30,72 @@ impl Span {
     }
 }
 
-/// One INVITE transaction, keyed by (Call-ID, From tag, role).
+/// The INVITE itself and the fields a dialog is created from, found when it was scanned so
+/// that its responses never scan it again. Dropped once nothing can need it (a UAS record
+/// that only waits out retransmissions keeps a few dozen bytes, not the message).
 #[derive(Debug)]
-pub(crate) struct PendingInvite {
-    pub key: Fingerprint,
-    /// The INVITE as sent or received.
-    pub invite: Box<[u8]>,
-    /// The fields a dialog is created from, found when the INVITE was scanned, so that its
-    /// responses never scan it again.
+pub(crate) struct InviteCopy {
+    bytes: Box<[u8]>,
     request_uri: Span,
     from: Span,
     to: Span,
     contact: Span,
     /// Record-Route values in the INVITE's order (what the UAS route set is).
     pub record_route: Box<[Box<[u8]>]>,
+}
+
+impl InviteCopy {
+    fn new(invite: &MessageView<'_>) -> InviteCopy {
+        let base = invite.as_bytes();
+        let span = |field: Option<&[u8]>| field.map_or(Span::default(), |f| Span::of(base, f));
+        InviteCopy {
+            request_uri: span(invite.request_uri()),
+            from: span(Some(dialog::raw_header(invite, HeaderName::From))),
+            to: span(Some(dialog::raw_header(invite, HeaderName::To))),
+            contact: span(invite.contact().and_then(contact_uri)),
+            record_route: dialog::route_set(invite, false),
+            bytes: Box::from(base),
+        }
+    }
+
+    fn get(&self, span: Span) -> &[u8] {
+        self.bytes
+            .get(span.0 as usize..span.1 as usize)
+            .unwrap_or_default()
+    }
+
+    /// The Request-URI of the INVITE.
+    pub(crate) fn request_uri(&self) -> &[u8] {
+        self.get(self.request_uri)
+    }
+
+    /// The From value as written (tag included).
+    pub(crate) fn from(&self) -> &[u8] {
+        self.get(self.from)
+    }
+
+    /// The To value as written.
+    pub(crate) fn to(&self) -> &[u8] {
+        self.get(self.to)
+    }
+
+    /// The URI of the INVITE's Contact (empty if none).
+    pub(crate) fn contact(&self) -> &[u8] {
+        self.get(self.contact)
+    }
+
+    /// The INVITE, scanned again (it parsed when it was stored): for the cold paths that build
+    /// a CANCEL or a final response from it.
+    pub(crate) fn view(&self) -> Option<MessageView<'_>> {
+        MessageView::parse(&self.bytes).ok()
+    }
+}
+
+/// One INVITE transaction, keyed by (Call-ID, From tag, role).
+#[derive(Debug)]
+pub(crate) struct PendingInvite {
+    pub key: Fingerprint,
+    copy: ArcSwapOption<InviteCopy>,
     pub cseq: u32,
     /// UAS: the To tag of every response to this INVITE.
     pub to_tag: Option<Tag>,
@@ -75,16 +129,9 @@ impl PendingInvite {
         invite: &MessageView<'_>,
         to_tag: Option<Tag>,
     ) -> PendingInvite {
-        let base = invite.as_bytes();
-        let span = |field: Option<&[u8]>| field.map_or(Span::default(), |f| Span::of(base, f));
         PendingInvite {
             key,
-            request_uri: span(invite.request_uri()),
-            from: span(Some(dialog::raw_header(invite, HeaderName::From))),
-            to: span(Some(dialog::raw_header(invite, HeaderName::To))),
-            contact: span(invite.contact().and_then(contact_uri)),
-            record_route: dialog::route_set(invite, false),
-            invite: Box::from(base),
+            copy: ArcSwapOption::from_pointee(InviteCopy::new(invite)),
             cseq: invite.cseq().number,
             to_tag,
             dialogs: Mutex::new(SmallVec::new()),
@@ -94,36 +141,9 @@ impl PendingInvite {
         }
     }
 
-    fn get(&self, span: Span) -> &[u8] {
-        self.invite
-            .get(span.0 as usize..span.1 as usize)
-            .unwrap_or_default()
-    }
-
-    /// The Request-URI of the INVITE.
-    pub(crate) fn request_uri(&self) -> &[u8] {
-        self.get(self.request_uri)
-    }
-
-    /// The From value as written (tag included).
-    pub(crate) fn from(&self) -> &[u8] {
-        self.get(self.from)
-    }
-
-    /// The To value as written.
-    pub(crate) fn to(&self) -> &[u8] {
-        self.get(self.to)
-    }
-
-    /// The URI of the INVITE's Contact (empty if none).
-    pub(crate) fn contact(&self) -> &[u8] {
-        self.get(self.contact)
-    }
-
-    /// The INVITE, scanned again (it parsed when it was stored): for the cold paths that build
-    /// a CANCEL or a final response from it.
-    pub(crate) fn view(&self) -> Option<MessageView<'_>> {
-        MessageView::parse(&self.invite).ok()
+    /// The stored INVITE, while it is kept.
+    pub(crate) fn copy(&self) -> Option<Arc<InviteCopy>> {
+        self.copy.load_full()
     }
 
     pub(crate) fn add_dialog(&self, dialog: DialogHandle) {
@@ -191,8 +211,13 @@ impl super::DialogManager {
     }
 
     /// A final response went out or came in: the record stays 64×T1 more, to recognise
-    /// retransmissions of the INVITE and late 2xx from other forks, then goes.
-    pub(crate) fn pending_finish(&self, pending: &PendingInvite, now_ms: u64) {
+    /// retransmissions of the INVITE and late 2xx from other forks, then goes. Unless
+    /// `keep_copy` (a late fork's 2xx may still create a dialog from it), the INVITE copy goes
+    /// now.
+    pub(crate) fn pending_finish(&self, pending: &PendingInvite, now_ms: u64, keep_copy: bool) {
+        if !keep_copy {
+            pending.copy.store(None);
+        }
         if !pending.finished.swap(true, Ordering::AcqRel) {
             // Replaces the lifetime deadline: the record has one live timer entry at a time.
             let at = now_ms + 64 * self.config.t1_ms;

@@ -159,7 +159,10 @@ impl DialogManager {
             return Ok(Verdict::Cancelled { dialogs_ended: 0 });
         }
         let dialogs_ended = self.end_early_dialogs(&pending);
-        if let Some(invite) = pending.view() {
+        if let Some(invite_copy) = pending.copy() {
+            let Some(invite) = invite_copy.view() else {
+                return Ok(Verdict::Cancelled { dialogs_ended });
+            };
             let tag = pending.to_tag.as_ref().map(Tag::as_bytes);
             out.push(None, false, |buf| {
                 build::response(
@@ -172,7 +175,7 @@ impl DialogManager {
                 )
             })?;
         }
-        self.pending_finish(&pending, now_ms);
+        self.pending_finish(&pending, now_ms, false);
         Ok(Verdict::Cancelled { dialogs_ended })
     }
 
@@ -326,7 +329,7 @@ impl DialogManager {
         };
         let extra = !pending.confirm();
         // Later 2xx from other forks may come for 64×T1 (§13.2.2.4).
-        self.pending_finish(pending, now_ms);
+        self.pending_finish(pending, now_ms, true);
         Ok(Verdict::Confirmed {
             dialog,
             cseq: pending.cseq,
@@ -342,21 +345,22 @@ impl DialogManager {
         state: DialogState,
         now_ms: u64,
     ) -> Result<DialogHandle, ManagerError> {
+        let copy = pending.copy().ok_or(ManagerError::UnknownDialog)?;
         let parts = InfoParts {
             role: Role::Uac,
-            secure: dialog::is_sips(pending.request_uri()),
+            secure: dialog::is_sips(copy.request_uri()),
             invite_cseq: pending.cseq,
             invite: Some(pending.key),
             call_id: response.call_id(),
             local_tag: response.from_tag().unwrap_or_default(),
             remote_tag: response.to_tag().unwrap_or_default(),
-            local_uri: pending.from(),
-            remote_uri: pending.to(),
+            local_uri: copy.from(),
+            remote_uri: copy.to(),
             remote_target: response
                 .contact()
                 .and_then(contact_uri)
-                .unwrap_or(pending.request_uri()),
-            local_target: pending.contact(),
+                .unwrap_or(copy.request_uri()),
+            local_target: copy.contact(),
         };
         let init = NewDialog {
             state,

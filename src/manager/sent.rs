@@ -137,7 +137,7 @@ impl DialogManager {
         if status >= 300 {
             if !pending.finished.load(Ordering::Acquire) {
                 self.end_early_dialogs(pending);
-                self.pending_finish(pending, now_ms);
+                self.pending_finish(pending, now_ms, false);
             }
             return Ok(None);
         }
@@ -165,17 +165,20 @@ impl DialogManager {
         if pending.finished.load(Ordering::Acquire) {
             return Ok(None); // answered before: no dialog comes of it now
         }
+        let Some(copy) = pending.copy() else {
+            return Ok(None);
+        };
         let parts = InfoParts {
             role: Role::Uas,
-            secure: dialog::is_sips(pending.request_uri()),
+            secure: dialog::is_sips(copy.request_uri()),
             invite_cseq: pending.cseq,
             invite: Some(pending.key),
             call_id: key.call_id,
             local_tag: to_tag,
             remote_tag: key.remote_tag,
-            local_uri: pending.to(),
-            remote_uri: pending.from(),
-            remote_target: pending.contact(),
+            local_uri: copy.to(),
+            remote_uri: copy.from(),
+            remote_target: copy.contact(),
             local_target: contact_uri(&self.config.contact).unwrap_or_default(),
         };
         let init = NewDialog {
@@ -184,7 +187,7 @@ impl DialogManager {
             remote_cseq: Some(pending.cseq),
             now_ms,
         };
-        let dialog = self.create(&key, &init, &parts, pending.record_route.clone())?;
+        let dialog = self.create(&key, &init, &parts, copy.record_route.clone())?;
         pending.add_dialog(dialog);
         if status >= 200 {
             self.uas_confirmed(dialog, pending, now_ms)?;
@@ -209,7 +212,7 @@ impl DialogManager {
                 .store(now_ms + 64 * self.config.t1_ms, Ordering::Relaxed);
         }
         self.rearm(dialog, now_ms);
-        self.pending_finish(pending, now_ms);
+        self.pending_finish(pending, now_ms, false);
         Ok(())
     }
 
@@ -368,7 +371,8 @@ impl DialogManager {
     ) -> Result<(), ManagerError> {
         let key = self.pending_key(call_id, from_tag, Role::Uac);
         let pending = self.pending_get(key).ok_or(ManagerError::UnknownDialog)?;
-        let invite = pending.view().ok_or(ManagerError::UnknownDialog)?;
+        let copy = pending.copy().ok_or(ManagerError::UnknownDialog)?;
+        let invite = copy.view().ok_or(ManagerError::UnknownDialog)?;
         out.push(None, true, |buf| build::cancel(&invite, buf))?;
         Ok(())
     }
