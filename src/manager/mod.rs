@@ -13,6 +13,7 @@ mod observe;
 mod outbox;
 mod pending;
 mod received;
+mod replaces;
 mod sent;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ mod tests;
 pub use expiry::{Expiry, ExpiryReason, MAX_EXPIRIES_PER_CALL};
 pub use observe::Observation;
 pub use outbox::{OutMessage, Outbox};
+pub use replaces::{Replaced, ReplacedAction};
 pub use sent::RequestBody;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -86,6 +88,15 @@ pub enum Verdict {
     NewInvite {
         /// The To tag the manager chose for this INVITE's responses.
         to_tag: Tag,
+    },
+    /// A new INVITE with Replaces naming a dialog it may take over (RFC 3891): answer it as a
+    /// [`Verdict::NewInvite`]; once its dialog is up, end `replaced` as its action says.
+    /// Refusals (400, 481, 486, 603) never reach here: they are answered in the outbox.
+    ReplacingInvite {
+        /// The To tag the manager chose for this INVITE's responses.
+        to_tag: Tag,
+        /// The dialog it replaces, and how that one ends.
+        replaced: Replaced,
     },
     /// A request seen before (same INVITE, or same CSeq in the dialog): resend your answer.
     Retransmission,

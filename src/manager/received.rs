@@ -43,6 +43,10 @@ impl DialogManager {
         if view.to_tag().is_none() {
             return self.out_of_dialog_request(view, method, now_ms, out);
         }
+        if view.replaces().is_some() {
+            // Replaces belongs on an INVITE that creates a dialog (RFC 3891 §3).
+            return self.reject(view, None, 400, out);
+        }
         let Some(dialog) = self.table.lookup(&DialogKey::received(view)) else {
             // ACK never gets a response; anything else gets a ready 481 (§12.2.2).
             if method == Method::Ack {
@@ -110,6 +114,10 @@ impl DialogManager {
         now_ms: u64,
         out: &mut Outbox,
     ) -> Result<Verdict, ManagerError> {
+        let replaced = match self.check_replaces(view) {
+            Ok(replaced) => replaced,
+            Err(status) => return self.reject(view, None, status, out),
+        };
         if method != Method::Invite {
             return Ok(Verdict::OutOfDialog);
         }
@@ -128,7 +136,7 @@ impl DialogManager {
         }
         let to_tag = Tag::generate().map_err(|_| ManagerError::Random)?;
         match self.pending_insert(PendingInvite::new(key, view, Some(to_tag)), now_ms)? {
-            Some(_) => Ok(Verdict::NewInvite { to_tag }),
+            Some(_) => Ok(Self::new_invite_verdict(to_tag, replaced)),
             None => Ok(Verdict::Retransmission),
         }
     }
