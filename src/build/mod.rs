@@ -17,7 +17,7 @@ use memchr::memchr3;
 
 use crate::wire::{HeaderName, Method};
 
-pub use request::{ack_for_2xx, cancel, request};
+pub use request::{ack_for_2xx, cancel, initial_invite, request};
 pub use response::{reason_phrase, response};
 
 /// The dialog state a request inside the dialog is built from (RFC 3261 §12.2.1.1).

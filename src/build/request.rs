@@ -53,12 +53,38 @@ pub fn request(
     parts: &RequestParts<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), BuildError> {
+    write_request(dialog, parts, needs_remote_tag(parts.method), out)
+}
+
+/// An INVITE outside any dialog (RFC 3261 §8.1.1): `dialog` names the parties with our tag
+/// and no remote tag (the To carries none), `remote_target` is the Request-URI and the route
+/// set the pre-loaded Route headers, if any. Same rules and guarantees as [`request`].
+pub fn initial_invite(
+    dialog: &DialogParts<'_>,
+    parts: &RequestParts<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), BuildError> {
+    if parts.method != Method::Invite {
+        return Err(BuildError::UnsupportedMethod(parts.method));
+    }
+    if !dialog.remote_tag.is_empty() {
+        return Err(BuildError::InvalidValue { header: "To" });
+    }
+    write_request(dialog, parts, false, out)
+}
+
+fn write_request(
+    dialog: &DialogParts<'_>,
+    parts: &RequestParts<'_>,
+    needs_remote_tag: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), BuildError> {
     let method = parts
         .method
         .as_str()
         .filter(|_| parts.method != Method::Cancel)
         .ok_or(BuildError::UnsupportedMethod(parts.method))?;
-    check_dialog(dialog, needs_remote_tag(parts.method))?;
+    check_dialog(dialog, needs_remote_tag)?;
     check_nonempty(parts.via, "Via")?;
     if parts.contact.is_none() && matches!(parts.method, Method::Invite | Method::Update) {
         return Err(BuildError::MissingContact);

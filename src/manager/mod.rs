@@ -17,12 +17,14 @@ mod replaces;
 mod sent;
 #[cfg(test)]
 mod tests;
+mod transfer;
 
 pub use expiry::{Expiry, ExpiryReason, MAX_EXPIRIES_PER_CALL};
 pub use observe::Observation;
 pub use outbox::{OutMessage, Outbox};
 pub use replaces::{Replaced, ReplacedAction};
 pub use sent::RequestBody;
+pub use transfer::{CallStarted, NewCall, TransferProgress};
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use crossbeam_utils::CachePadded;
 use crate::build::BuildError;
 use crate::dialog::{ColdTable, DialogInfo, InfoParts, Role};
 use crate::id::{BuildIdentityHasher, DialogKey, Fingerprint, Tag};
+use crate::refer::{ReferError, ReferLimits};
 use crate::state::{DialogState, StateError};
 use crate::table::{DialogHandle, DialogTable, NewDialog, TableError};
 use crate::timer::{Target, Timers};
@@ -61,6 +64,12 @@ pub struct ManagerConfig {
     pub via: Box<[u8]>,
     /// Our Contact, e.g. `<sip:sbc@192.0.2.1:5060>`: the remote target our peers use.
     pub contact: Box<[u8]>,
+    /// What a received Refer-To may be (length, schemes).
+    pub refer_limits: ReferLimits,
+    /// REFERs accepted per dialog per second; more get 403 (a REFER storm costs nothing).
+    pub max_refers_per_second: u32,
+    /// Implicit subscriptions live at once per dialog; a REFER beyond gets 403.
+    pub max_subscriptions: u32,
 }
 
 impl Default for ManagerConfig {
@@ -74,6 +83,9 @@ impl Default for ManagerConfig {
             max_duration_ms: 0,
             via: Box::from(&b"SIP/2.0/UDP 127.0.0.1:5060"[..]),
             contact: Box::from(&b"<sip:sipdialog@127.0.0.1:5060>"[..]),
+            refer_limits: ReferLimits::DEFAULT,
+            max_refers_per_second: 4,
+            max_subscriptions: 4,
         }
     }
 }
@@ -97,6 +109,30 @@ pub enum Verdict {
         to_tag: Tag,
         /// The dialog it replaces, and how that one ends.
         replaced: Replaced,
+    },
+    /// A valid REFER in the dialog (RFC 3515): the 202 is in the outbox (with `Refer-Sub:
+    /// false` echoed when asked, RFC 4488). Read it with [`crate::refer::ReferRequest`], act,
+    /// and report with [`DialogManager::notify`] when `subscribed`.
+    Refer {
+        /// The dialog.
+        dialog: DialogHandle,
+        /// The subscription's event id: the REFER's CSeq.
+        id: u32,
+        /// Whether an implicit subscription was created (NOTIFYs expected).
+        subscribed: bool,
+    },
+    /// A NOTIFY about one of our REFERs: the 200 is in the outbox.
+    Notify {
+        /// The dialog.
+        dialog: DialogHandle,
+        /// The subscription's event id (our REFER's CSeq).
+        id: u32,
+        /// The status in the `message/sipfrag` body.
+        status: u16,
+        /// What that status means for the transfer.
+        progress: TransferProgress,
+        /// Whether the subscription ended with it.
+        terminated: bool,
     },
     /// A request seen before (same INVITE, or same CSeq in the dialog): resend your answer.
     Retransmission,
@@ -201,6 +237,12 @@ pub enum ManagerError {
     PendingFull,
     /// The OS random source failed (tag generation).
     Random,
+    /// A transfer header or body was refused.
+    Refer(ReferError),
+    /// No implicit subscription with that id in the dialog.
+    NoSubscription,
+    /// The dialog holds as many implicit subscriptions as it may.
+    TooManySubscriptions,
 }
 
 impl ManagerError {
@@ -213,6 +255,9 @@ impl ManagerError {
             ManagerError::UnknownDialog => (481, "Call/Transaction Does Not Exist"),
             ManagerError::PendingFull => (503, "Service Unavailable"),
             ManagerError::Random => (500, "Server Internal Error"),
+            ManagerError::Refer(e) => e.status(),
+            ManagerError::NoSubscription => (481, "Call/Transaction Does Not Exist"),
+            ManagerError::TooManySubscriptions => (403, "Forbidden"),
         }
     }
 }
@@ -226,6 +271,9 @@ impl std::fmt::Display for ManagerError {
             ManagerError::UnknownDialog => f.write_str("no such dialog"),
             ManagerError::PendingFull => f.write_str("too many INVITE transactions"),
             ManagerError::Random => f.write_str("OS random source failed"),
+            ManagerError::Refer(e) => write!(f, "transfer: {e}"),
+            ManagerError::NoSubscription => f.write_str("no such subscription"),
+            ManagerError::TooManySubscriptions => f.write_str("subscription limit reached"),
         }
     }
 }
@@ -235,6 +283,12 @@ impl std::error::Error for ManagerError {}
 impl From<WireError> for ManagerError {
     fn from(e: WireError) -> ManagerError {
         ManagerError::Wire(e)
+    }
+}
+
+impl From<ReferError> for ManagerError {
+    fn from(e: ReferError) -> ManagerError {
+        ManagerError::Refer(e)
     }
 }
 
@@ -284,6 +338,8 @@ pub struct DialogManager {
     branch_prefix: Tag,
     /// State of the generator behind glare back-off (jitter, not a secret).
     jitter: AtomicU64,
+    /// Transfers in progress, only for dialogs that have one.
+    transfers: transfer::TransferTable,
 }
 
 impl std::fmt::Debug for DialogManager {
@@ -315,6 +371,7 @@ impl DialogManager {
             config,
             branch_prefix,
             jitter: AtomicU64::new(seed),
+            transfers: transfer::TransferTable::default(),
         })
     }
 
@@ -371,6 +428,7 @@ impl DialogManager {
     fn end(&self, dialog: DialogHandle) -> bool {
         let removed = self.table.remove(dialog).is_ok();
         self.cold.clear(dialog);
+        self.drop_transfers(dialog);
         removed
     }
 
@@ -380,6 +438,19 @@ impl DialogManager {
     /// what the request already has, so no counter is shared between threads.
     fn via(&self, dialog: DialogHandle, cseq: u32, kind: u8, buf: &mut [u8; 128]) -> usize {
         let id = u64::from(dialog.index()) << 32 | u64::from(dialog.generation());
+        let mut unique = [0u8; 25];
+        for (i, d) in unique[..16].iter_mut().enumerate() {
+            *d = b"0123456789abcdef"[(id >> (60 - 4 * i)) as usize & 15];
+        }
+        for (i, d) in unique[16..24].iter_mut().enumerate() {
+            *d = b"0123456789abcdef"[(cseq >> (28 - 4 * i)) as usize & 15];
+        }
+        unique[24] = kind;
+        self.via_with(&unique, buf)
+    }
+
+    /// Our Via with the branch `z9hG4bK` + prefix + `unique`.
+    fn via_with(&self, unique: &[u8], buf: &mut [u8; 128]) -> usize {
         let mut len = 0;
         let mut put = |bytes: &[u8]| {
             let end = (len + bytes.len()).min(buf.len());
@@ -391,15 +462,7 @@ impl DialogManager {
         put(&self.config.via[..self.config.via.len().min(80)]);
         put(b";branch=z9hG4bK");
         put(self.branch_prefix.as_bytes());
-        let mut hex = [0u8; 25];
-        for (i, d) in hex[..16].iter_mut().enumerate() {
-            *d = b"0123456789abcdef"[(id >> (60 - 4 * i)) as usize & 15];
-        }
-        for (i, d) in hex[16..24].iter_mut().enumerate() {
-            *d = b"0123456789abcdef"[(cseq >> (28 - 4 * i)) as usize & 15];
-        }
-        hex[24] = kind;
-        put(&hex);
+        put(unique);
         len
     }
 

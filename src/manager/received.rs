@@ -102,6 +102,8 @@ impl DialogManager {
                 }
                 Ok(Verdict::Request { dialog, method })
             }
+            Method::Refer => self.refer_received(view, dialog, now_ms, out),
+            Method::Notify => self.notify_received(view, dialog, out),
             _ => Ok(Verdict::Request { dialog, method }),
         }
     }
@@ -242,6 +244,9 @@ impl DialogManager {
             // response to our BYE.
             self.end(dialog);
             return Ok(Verdict::Ended { dialog, status });
+        }
+        if method == Method::Refer && status >= 300 {
+            self.refer_refused(dialog, cseq);
         }
         if method == Method::Invite && status >= 200 {
             let _ = self.table.transition(dialog, Event::EndInvite);

@@ -301,3 +301,81 @@ fn expiry_is_worked_off_in_bounded_slices() {
     assert_eq!(expired.len(), MAX_EXPIRIES_PER_CALL + 10);
     assert!(expired.iter().all(|e| e.reason == ExpiryReason::NoAck));
 }
+
+/// A call up between alice (UAC) and bob (UAS): (alice's dialog, bob's dialog).
+fn call_up(
+    alice: &DialogManager,
+    bob: &DialogManager,
+    call_id: &str,
+) -> (DialogHandle, DialogHandle) {
+    let mut out = Outbox::new();
+    let inv = invite(call_id, "at", 1);
+    alice.on_sent(&inv, 0).unwrap();
+    bob.on_received(&inv, 0, &mut out).unwrap();
+    let b = bob
+        .respond(&inv, 200, &Default::default(), 0, &mut out)
+        .unwrap()
+        .unwrap();
+    let ok = take(&mut out);
+    let Verdict::Confirmed { dialog: a, .. } = alice.on_received(&ok, 0, &mut out).unwrap() else {
+        panic!("not confirmed")
+    };
+    alice.ack(a, 1, &mut out).unwrap();
+    let ack = take(&mut out);
+    bob.on_received(&ack, 0, &mut out).unwrap();
+    (a, b)
+}
+
+#[test]
+fn blind_transfer_reports_trying_then_success_and_leaves_no_subscription() {
+    let (alice, bob) = managers();
+    let (a, b) = call_up(&alice, &bob, "x1@a");
+    let mut out = Outbox::new();
+    let id = alice
+        .refer(
+            a,
+            b"sip:carol@chicago.example.com",
+            None,
+            Some(b"<sip:alice@a>"),
+            1,
+            &mut out,
+        )
+        .unwrap();
+    let refer = take(&mut out);
+    assert_eq!(
+        bob.on_received(&refer, 1, &mut out).unwrap(),
+        Verdict::Refer {
+            dialog: b,
+            id,
+            subscribed: true
+        }
+    );
+    let accepted = take(&mut out);
+    assert!(accepted.starts_with(b"SIP/2.0 202 Accepted\r\n"));
+    alice.on_received(&accepted, 1, &mut out).unwrap();
+    for (status, progress, terminated) in [
+        (100, TransferProgress::Trying, false),
+        (200, TransferProgress::Succeeded, true),
+    ] {
+        bob.notify(b, id, status, 2, &mut out).unwrap();
+        let notify = take(&mut out);
+        let view = crate::wire::MessageView::parse(&notify).unwrap();
+        assert_eq!(view.event(), Some(format!("refer;id={id}").as_bytes()));
+        assert_eq!(
+            alice.on_received(&notify, 2, &mut out).unwrap(),
+            Verdict::Notify {
+                dialog: a,
+                id,
+                status,
+                progress,
+                terminated
+            }
+        );
+        assert!(take(&mut out).starts_with(b"SIP/2.0 200 OK\r\n"));
+    }
+    assert_eq!((alice.subscriptions(a), bob.subscriptions(b)), (0, 0));
+    assert_eq!(
+        bob.notify(b, id, 200, 3, &mut out),
+        Err(ManagerError::NoSubscription)
+    );
+}

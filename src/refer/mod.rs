@@ -7,6 +7,7 @@
 mod error;
 mod event;
 mod replaces;
+mod request;
 mod sipfrag;
 #[cfg(test)]
 mod tests;
@@ -18,5 +19,6 @@ pub use event::{
     SubscriptionState,
 };
 pub use replaces::{parse_replaces, write_replaces, Replaces};
+pub use request::ReferRequest;
 pub use sipfrag::{parse_sipfrag_status, write_sipfrag};
 pub use uri::{parse_refer_to, write_refer_to, ReferLimits, ReferTo, UriScheme};
