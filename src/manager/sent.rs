@@ -313,8 +313,13 @@ impl DialogManager {
         let cseq = self.table.next_local_cseq(dialog)?;
         let mut via = [0u8; 128];
         let via_len = self.via(dialog, cseq, b'q', &mut via);
-        let contact =
-            matches!(method, Method::Invite | Method::Update).then_some(&self.config.contact[..]);
+        // Target refreshes carry our Contact (§12.2.1.1), and REFER and NOTIFY must too
+        // (RFC 3515 §7, RFC 6665 §8.2.1).
+        let contact = matches!(
+            method,
+            Method::Invite | Method::Update | Method::Refer | Method::Notify | Method::Subscribe
+        )
+        .then_some(&self.config.contact[..]);
         let parts = RequestParts {
             method,
             cseq,

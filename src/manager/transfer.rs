@@ -102,17 +102,24 @@ fn lock(m: &Mutex<DialogTransfers>) -> std::sync::MutexGuard<'_, DialogTransfers
 }
 
 impl DialogManager {
+    /// The dialog's transfers; with `create`, made for a live dialog that has none. An entry
+    /// made while the dialog ends is taken out again, so none outlives its dialog.
     fn transfers_of(
         &self,
         dialog: DialogHandle,
         create: bool,
     ) -> Option<Arc<Mutex<DialogTransfers>>> {
         let map = self.transfers.pin();
-        if create {
-            Some(map.get_or_insert_with(dialog, Default::default).clone())
-        } else {
-            map.get(&dialog).cloned()
+        if !create {
+            return map.get(&dialog).cloned();
         }
+        self.table.state(dialog).ok()?;
+        let entry = map.get_or_insert_with(dialog, Default::default).clone();
+        if self.table.state(dialog).is_err() {
+            map.remove(&dialog);
+            return None;
+        }
+        Some(entry)
     }
 
     /// Forgets a dialog's transfers (the dialog ended).
