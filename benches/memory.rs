@@ -2,17 +2,25 @@
 //! every byte the table allocates (slab pages, index table, index entries), divided by the
 //! number of dialogs. Identities are realistic (Call-ID 32–48 bytes, tags 8–16). Baseline in
 //! the same run: `HashMap<String, Record>` with a formatted key and the same per-dialog fields.
+//!
+//! Then the whole dialog layer: 100 000 calls answered by a `DialogManager` (INVITE, 200, ACK
+//! as raw bytes) and held up, its INVITE records aged out: every byte the manager keeps per
+//! established call (hot slot, index entry, cold data, timer entry), and the transfer side
+//! table, which a call without a transfer must not touch.
 //! Run: `cargo bench --bench memory`.
 
 mod support;
 
 use std::collections::HashMap;
 
+use sipdialog::manager::{DialogManager, ManagerConfig, Outbox, Verdict};
 use sipdialog::table::HOT_SLOT_BYTES;
 use support::calls::alloc::{live_bytes, rss_bytes, TrackingAlloc};
 use support::{calls, filled_table, Record};
 
 const DIALOGS: usize = 1_000_000;
+/// Calls held up by the manager in the second measurement.
+const CALLS: usize = 100_000;
 
 #[global_allocator]
 static GLOBAL: TrackingAlloc = TrackingAlloc;
@@ -68,4 +76,69 @@ fn main() {
             per_dialog(r3 - r2)
         );
     }
+    drop(map);
+    drop(table);
+    manager_per_call();
+}
+
+/// An INVITE from a softphone, as `tests/common` writes requests.
+fn invite(id: &calls::Identity) -> String {
+    format!(
+        "INVITE sip:bob@192.0.2.20 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK{tag}\r\n\
+         Max-Forwards: 70\r\n\
+         From: \"Alice\" <sip:alice@atlanta.example.com>;tag={tag}\r\n\
+         To: <sip:bob@biloxi.example.com>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@198.51.100.7:5060>\r\n\
+         Content-Length: 0\r\n\r\n",
+        tag = id.remote_tag,
+        call_id = id.call_id,
+    )
+}
+
+fn manager_per_call() {
+    let ids = calls::identities(CALLS, 10);
+    let heap0 = live_bytes();
+    let bob = DialogManager::new(ManagerConfig {
+        capacity: CALLS as u32,
+        ..ManagerConfig::default()
+    })
+    .expect("OS randomness");
+    let mut out = Outbox::new();
+    for id in &ids {
+        let inv = invite(id);
+        let Ok(Verdict::NewInvite { to_tag }) = bob.on_received(inv.as_bytes(), 0, &mut out) else {
+            panic!("INVITE not taken")
+        };
+        bob.respond(inv.as_bytes(), 200, &Default::default(), 0, &mut out)
+            .expect("200");
+        let ack = inv
+            .replacen("INVITE sip", "ACK sip", 1)
+            .replacen("1 INVITE", "1 ACK", 1)
+            .replacen(
+                "<sip:bob@biloxi.example.com>",
+                &format!("<sip:bob@biloxi.example.com>;tag={}", to_tag.as_str()),
+                1,
+            );
+        let Ok(Verdict::Ack { .. }) = bob.on_received(ack.as_bytes(), 0, &mut out) else {
+            panic!("ACK not matched")
+        };
+        out.clear();
+    }
+    // INVITE records linger 64×T1 for retransmissions: let them go, keep the calls.
+    let mut expired = Vec::new();
+    while bob.on_timeout(64 * 500 + 1, &mut out, &mut expired) > 0 {}
+    assert!(expired.is_empty(), "no established call expires");
+    assert_eq!((bob.len(), bob.pending_invites()), (CALLS, 0));
+    let subscriptions: usize = bob.table().iter().map(|(h, _)| bob.subscriptions(h)).sum();
+    assert_eq!(subscriptions, 0);
+    let per_call = (live_bytes() - heap0) as f64 / CALLS as f64;
+    println!("dialog manager at {CALLS} established calls (UAS side, INVITE records aged out):");
+    println!(
+        "  {per_call:.0} bytes/call: hot slot and index as above, plus the cold data a request \
+         is built from (URIs, tags, remote target, route set) and one timer entry"
+    );
+    println!("  transfer state for calls without a transfer: 0 entries (side table, not the slot)");
 }
