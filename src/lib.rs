@@ -5,6 +5,7 @@ pub mod build;
 pub mod dialog;
 pub mod id;
 pub mod manager;
+pub mod metrics;
 pub mod refer;
 pub mod state;
 mod sync;
