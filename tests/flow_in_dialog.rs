@@ -156,7 +156,9 @@ fn in_dialog_request_with_lower_cseq_gets_500_and_the_dialog_lives_on() {
 fn response_481_to_info_ends_the_dialog() {
     let (mut alice, mut bob) = (Ua::alice(), Ua::bob());
     let (a_d, b_d, _) = establish(&mut alice, &mut bob, &[], CALL, 0);
-    assert!(bob.mgr.terminate(b_d));
+    assert!(bob
+        .mgr
+        .terminate(b_d, sipdialog::metrics::TerminationReason::Error, 1));
     alice
         .mgr
         .request(

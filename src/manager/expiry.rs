@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use super::{DialogManager, ManagerError, Outbox, RequestBody};
 use crate::build::{self, RequestParts, ResponseParts};
 use crate::dialog::{DialogInfo, Role};
+use crate::metrics::TerminationReason;
 use crate::state::{Flags, Phase};
 use crate::table::DialogHandle;
 use crate::timer::Target;
@@ -65,7 +66,7 @@ impl DialogManager {
                     if let Some(p) = current.filter(|p| p.armed_at.load(Ordering::Relaxed) == at) {
                         // 64×T1 after the first 2xx, forks still early are over (§13.2.2.4).
                         if p.confirmed.load(Ordering::Acquire) {
-                            self.end_early_dialogs(&p);
+                            self.end_early_dialogs(&p, TerminationReason::Rejected, now_ms);
                         }
                         self.pending_remove(key);
                     }
@@ -146,7 +147,15 @@ impl DialogManager {
         };
         // Best effort on the wire: the dialog ends whatever the builder says.
         let _ = self.send_ending(dialog, &info, reason, now_ms, out);
-        self.end(dialog);
+        let counted_as = match reason {
+            ExpiryReason::NoAck => TerminationReason::TimeoutAck,
+            ExpiryReason::EarlyTimeout | ExpiryReason::Idle | ExpiryReason::MaxDuration => {
+                TerminationReason::TimeoutIdle
+            }
+            ExpiryReason::ByeUnanswered => TerminationReason::Error,
+        };
+        self.end(dialog, counted_as, now_ms);
+        tracing::info!(?dialog, ?reason, role = ?info.role(), "dialog expired");
         expired.push(Expiry {
             dialog,
             reason,

@@ -34,6 +34,7 @@ use crossbeam_utils::CachePadded;
 use crate::build::BuildError;
 use crate::dialog::{ColdTable, DialogInfo, InfoParts, Role};
 use crate::id::{BuildIdentityHasher, DialogKey, Fingerprint, Tag};
+use crate::metrics::{Metrics, TableStats, TerminationReason};
 use crate::refer::{ReferError, ReferLimits};
 use crate::state::{DialogState, StateError};
 use crate::table::{DialogHandle, DialogTable, NewDialog, TableError};
@@ -340,6 +341,8 @@ pub struct DialogManager {
     jitter: AtomicU64,
     /// Transfers in progress, only for dialogs that have one.
     transfers: transfer::TransferTable,
+    /// Counters and histograms, when the user asked for them.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for DialogManager {
@@ -372,7 +375,27 @@ impl DialogManager {
             branch_prefix,
             jitter: AtomicU64::new(seed),
             transfers: transfer::TransferTable::default(),
+            metrics: None,
         })
+    }
+
+    /// A manager that counts into `metrics` (see [`crate::metrics`]; register them with
+    /// [`Metrics::register`], passing this manager, shared, as the table statistics).
+    pub fn with_metrics(
+        config: ManagerConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<DialogManager, ManagerError> {
+        let mut manager = DialogManager::new(config)?;
+        manager.metrics = Some(metrics);
+        Ok(manager)
+    }
+
+    /// Counts into the metrics, if there are any: one branch when there are none.
+    #[inline]
+    fn count(&self, update: impl FnOnce(&Metrics)) {
+        if let Some(metrics) = &self.metrics {
+            update(metrics);
+        }
     }
 
     /// The dialog table (states, CSeqs, iteration, counts).
@@ -421,14 +444,23 @@ impl DialogManager {
     ) -> Result<DialogHandle, ManagerError> {
         let handle = self.table.insert(key, init)?;
         self.cold.install(DialogInfo::new(handle, parts, route_set));
+        self.count(|m| m.dialog_created(parts.role));
+        tracing::debug!(dialog = ?handle, role = ?parts.role, state = ?init.state, "dialog created");
         Ok(handle)
     }
 
     /// Ends a dialog: out of the table and the cold table. Every handle copy goes stale.
-    fn end(&self, dialog: DialogHandle) -> bool {
+    /// Counted and traced once, by whoever removes it.
+    fn end(&self, dialog: DialogHandle, reason: TerminationReason, now_ms: u64) -> bool {
+        let created = self.table.times(dialog).map(|(created, _)| created);
         let removed = self.table.remove(dialog).is_ok();
         self.cold.clear(dialog);
         self.drop_transfers(dialog);
+        if removed {
+            let duration_ms = created.map_or(0, |c| now_ms.saturating_sub(c));
+            self.count(|m| m.dialog_terminated(reason, duration_ms));
+            tracing::debug!(?dialog, ?reason, duration_ms, "dialog terminated");
+        }
         removed
     }
 
@@ -524,5 +556,33 @@ impl DialogManager {
     /// Deadlines armed (stale entries included): for tests and health checks.
     pub fn timer_entries(&self) -> usize {
         self.timers.len()
+    }
+}
+
+/// The gauges' view of the table, read at scrape time: exact by construction (counted from the
+/// live slots), so `sipdialog_dialogs_active` cannot drift from what the table holds.
+impl TableStats for DialogManager {
+    fn capacity(&self) -> u64 {
+        u64::from(self.table.capacity())
+    }
+
+    fn live(&self) -> u64 {
+        self.table.len() as u64
+    }
+
+    fn by_phase(&self) -> (u64, u64) {
+        self.table
+            .iter()
+            .fold((0, 0), |(early, confirmed), (_, state)| {
+                match state.phase() {
+                    crate::state::Phase::Early => (early + 1, confirmed),
+                    crate::state::Phase::Confirmed => (early, confirmed + 1),
+                    crate::state::Phase::Terminated => (early, confirmed),
+                }
+            })
+    }
+
+    fn slab_bytes(&self) -> u64 {
+        self.table.slab_bytes() as u64
     }
 }

@@ -5,9 +5,11 @@
 use std::sync::atomic::Ordering;
 
 use super::pending::PendingInvite;
+use super::received::ended_by;
 use super::{DialogManager, ManagerError};
 use crate::dialog::{self, contact_uri, InfoParts, Role};
 use crate::id::DialogKey;
+use crate::metrics::TerminationReason;
 use crate::state::{DialogState, Event, Phase};
 use crate::table::{DialogHandle, NewDialog};
 use crate::wire::{MessageView, Method};
@@ -69,6 +71,7 @@ impl DialogManager {
     /// Follows one message passing through (either direction) at `now_ms`.
     pub fn observe(&self, bytes: &[u8], now_ms: u64) -> Result<Observation, ManagerError> {
         let view = MessageView::parse(bytes)?;
+        self.count_message(&view);
         let from = view.from_tag().unwrap_or_default();
         let Some(to) = view.to_tag() else {
             if view.method() == Some(Method::Invite) {
@@ -101,7 +104,12 @@ impl DialogManager {
             };
             let _ = self.table.touch(dialog, now_ms);
             if matches!(status, 481 | 408) || (method == Method::Bye && status >= 200) {
-                self.end(dialog);
+                let reason = if method == Method::Bye {
+                    TerminationReason::Bye
+                } else {
+                    TerminationReason::Error
+                };
+                self.end(dialog, reason, now_ms);
                 return Ok(Observation::Ended { dialog });
             }
             if method == Method::Invite && status >= 200 {
@@ -150,7 +158,7 @@ impl DialogManager {
         now_ms: u64,
     ) -> Result<Observation, ManagerError> {
         if status >= 300 {
-            let dialogs_ended = self.end_early_dialogs(pending);
+            let dialogs_ended = self.end_early_dialogs(pending, ended_by(status), now_ms);
             pending.finished.store(true, Ordering::Release);
             self.pending_remove(pending.key);
             return Ok(Observation::Failed {
@@ -175,7 +183,10 @@ impl DialogManager {
                 self.refresh_target(dialog, view, false);
                 self.rearm(dialog, now_ms);
             }
-            pending.confirm();
+            if pending.confirm() {
+                let setup_ms = now_ms.saturating_sub(pending.created_ms);
+                self.count(|m| m.setup_completed(setup_ms));
+            }
             // Late 2xx from other forks may still pass for 64×T1 (§13.2.2.4).
             self.pending_finish(pending, now_ms, true);
             return Ok(Observation::Confirmed {
@@ -216,7 +227,10 @@ impl DialogManager {
         pending.add_dialog(dialog);
         self.rearm(dialog, now_ms);
         if confirmed {
-            pending.confirm();
+            if pending.confirm() {
+                let setup_ms = now_ms.saturating_sub(pending.created_ms);
+                self.count(|m| m.setup_completed(setup_ms));
+            }
             // Late 2xx from other forks may still pass for 64×T1 (§13.2.2.4).
             self.pending_finish(pending, now_ms, true);
             Ok(Observation::Confirmed {

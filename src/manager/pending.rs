@@ -97,6 +97,8 @@ pub(crate) struct PendingInvite {
     pub key: Fingerprint,
     copy: ArcSwapOption<InviteCopy>,
     pub cseq: u32,
+    /// When the INVITE was sent or received (caller's clock), for the setup time.
+    pub created_ms: u64,
     /// UAS: the To tag of every response to this INVITE.
     pub to_tag: Option<Tag>,
     /// Dialogs created by its responses, one per fork (usually one).
@@ -133,6 +135,7 @@ impl PendingInvite {
             key,
             copy: ArcSwapOption::from_pointee(InviteCopy::new(invite)),
             cseq: invite.cseq().number,
+            created_ms: 0,
             to_tag,
             dialogs: Mutex::new(SmallVec::new()),
             confirmed: AtomicBool::new(false),
@@ -189,6 +192,8 @@ impl super::DialogManager {
             return Err(super::ManagerError::PendingFull);
         }
         let at = now_ms + self.pending_lifetime();
+        let mut pending = pending;
+        pending.created_ms = now_ms;
         pending.armed_at.store(at, Ordering::Relaxed);
         let pending = std::sync::Arc::new(pending);
         if self.pending.pin().try_insert(key, pending.clone()).is_err() {
@@ -233,10 +238,15 @@ impl super::DialogManager {
     }
 
     /// Ends every early dialog of an INVITE (non-2xx final, CANCEL, timeout); returns how many.
-    pub(crate) fn end_early_dialogs(&self, pending: &PendingInvite) -> u32 {
+    pub(crate) fn end_early_dialogs(
+        &self,
+        pending: &PendingInvite,
+        reason: crate::metrics::TerminationReason,
+        now_ms: u64,
+    ) -> u32 {
         let mut ended = 0;
         for dialog in pending.take_dialogs() {
-            if self.is_early_dialog(dialog) && self.end(dialog) {
+            if self.is_early_dialog(dialog) && self.end(dialog, reason, now_ms) {
                 ended += 1;
             }
         }

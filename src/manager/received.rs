@@ -7,6 +7,7 @@ use super::{DialogManager, ManagerError, Outbox, Verdict};
 use crate::build::{self, ResponseParts};
 use crate::dialog::{self, contact_uri, InfoParts, Role};
 use crate::id::{DialogKey, Tag};
+use crate::metrics::{MessageKind, TerminationReason};
 use crate::state::{DialogState, Event, Phase, StateError};
 use crate::table::{CSeqOrder, DialogHandle, NewDialog, TableError};
 use crate::wire::{HeaderName, MessageView, Method};
@@ -24,6 +25,7 @@ impl DialogManager {
         out: &mut Outbox,
     ) -> Result<Verdict, ManagerError> {
         let view = MessageView::parse(bytes)?;
+        self.count_message(&view);
         match view.method() {
             Some(method) => self.request_received(&view, method, now_ms, out),
             None => self.response_received(&view, now_ms),
@@ -72,7 +74,7 @@ impl DialogManager {
         let _ = self.table.touch(dialog, now_ms);
         match method {
             Method::Bye => {
-                self.end(dialog);
+                self.end(dialog, TerminationReason::Bye, now_ms);
                 out.push(Some(dialog), false, |buf| {
                     build::response(view, 200, "OK", None, &ResponseParts::default(), buf)
                 })?;
@@ -168,7 +170,7 @@ impl DialogManager {
             // The INVITE was answered already: the CANCEL changes nothing (§9.2).
             return Ok(Verdict::Cancelled { dialogs_ended: 0 });
         }
-        let dialogs_ended = self.end_early_dialogs(&pending);
+        let dialogs_ended = self.end_early_dialogs(&pending, TerminationReason::Cancel, now_ms);
         if let Some(invite_copy) = pending.copy() {
             let Some(invite) = invite_copy.view() else {
                 return Ok(Verdict::Cancelled { dialogs_ended });
@@ -207,7 +209,22 @@ impl DialogManager {
                 buf,
             )
         })?;
+        self.count(|m| m.rejected(status));
+        tracing::debug!(status, method = ?view.method(), ?dialog, "request rejected");
         Ok(Verdict::Rejected { status, dialog })
+    }
+
+    /// `sipdialog_messages_total`, one relaxed add on this thread's shard.
+    #[inline]
+    pub(crate) fn count_message(&self, view: &MessageView<'_>) {
+        self.count(|m| match view.method() {
+            Some(method) => m.message(MessageKind::Request, method),
+            None => m.message(
+                MessageKind::Response,
+                Method::from_bytes(view.cseq().method),
+            ),
+        });
+        tracing::trace!(call_id = ?view.call_id(), cseq = view.cseq().number, "message");
     }
 
     fn response_received(
@@ -242,7 +259,12 @@ impl DialogManager {
         if matches!(status, 481 | 408) || (method == Method::Bye && status >= 200) {
             // §12.2.1.2: 481 or 408 to a request inside a dialog ends it; so does any final
             // response to our BYE.
-            self.end(dialog);
+            let reason = if method == Method::Bye {
+                TerminationReason::Bye
+            } else {
+                TerminationReason::Error
+            };
+            self.end(dialog, reason, now_ms);
             return Ok(Verdict::Ended { dialog, status });
         }
         if method == Method::Refer && status >= 300 {
@@ -279,7 +301,7 @@ impl DialogManager {
         now_ms: u64,
     ) -> Result<Verdict, ManagerError> {
         if status >= 300 {
-            let dialogs_ended = self.end_early_dialogs(pending);
+            let dialogs_ended = self.end_early_dialogs(pending, ended_by(status), now_ms);
             pending.finished.store(true, Ordering::Release);
             self.pending_remove(pending.key);
             return Ok(Verdict::Failed {
@@ -341,6 +363,10 @@ impl DialogManager {
             }
         };
         let extra = !pending.confirm();
+        if !extra {
+            let setup_ms = now_ms.saturating_sub(pending.created_ms);
+            self.count(|m| m.setup_completed(setup_ms));
+        }
         // Later 2xx from other forks may come for 64×T1 (§13.2.2.4).
         self.pending_finish(pending, now_ms, true);
         Ok(Verdict::Confirmed {
@@ -427,5 +453,15 @@ impl DialogManager {
         self.table
             .state(dialog)
             .is_ok_and(|s| s.phase() == Phase::Early)
+    }
+}
+
+/// How early dialogs ended by a final non-2xx to their INVITE are counted: a 487 answers a
+/// CANCEL, anything else is a rejection.
+pub(crate) fn ended_by(status: u16) -> TerminationReason {
+    if status == 487 {
+        TerminationReason::Cancel
+    } else {
+        TerminationReason::Rejected
     }
 }

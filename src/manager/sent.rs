@@ -8,6 +8,7 @@ use super::{DialogManager, ManagerError, Outbox};
 use crate::build::{self, RequestParts, ResponseParts};
 use crate::dialog::{self, contact_uri, DialogInfo, InfoParts, Role};
 use crate::id::DialogKey;
+use crate::metrics::TerminationReason;
 use crate::state::{DialogState, Event, Phase, StateError};
 use crate::table::{DialogHandle, NewDialog};
 use crate::wire::{MessageView, Method};
@@ -136,7 +137,7 @@ impl DialogManager {
     ) -> Result<Option<DialogHandle>, ManagerError> {
         if status >= 300 {
             if !pending.finished.load(Ordering::Acquire) {
-                self.end_early_dialogs(pending);
+                self.end_early_dialogs(pending, TerminationReason::Rejected, now_ms);
                 self.pending_finish(pending, now_ms, false);
             }
             return Ok(None);
@@ -206,6 +207,8 @@ impl DialogManager {
         now_ms: u64,
     ) -> Result<(), ManagerError> {
         self.table.transition(dialog, Event::ConfirmAwaitingAck)?;
+        let setup_ms = now_ms.saturating_sub(pending.created_ms);
+        self.count(|m| m.setup_completed(setup_ms));
         if let Some((entry, _)) = self.cold.get(dialog) {
             entry
                 .ack_deadline
@@ -384,7 +387,7 @@ impl DialogManager {
 
     /// Ends a dialog now, without sending anything (the application already did, or the
     /// peer is gone). `false` if it had ended already.
-    pub fn terminate(&self, dialog: DialogHandle) -> bool {
-        self.end(dialog)
+    pub fn terminate(&self, dialog: DialogHandle, reason: TerminationReason, now_ms: u64) -> bool {
+        self.end(dialog, reason, now_ms)
     }
 }

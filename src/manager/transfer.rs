@@ -14,6 +14,7 @@ use smallvec::SmallVec;
 use super::{DialogManager, ManagerError, Outbox, RequestBody, Verdict};
 use crate::build::{self, DialogParts, RequestParts, ResponseParts};
 use crate::id::Tag;
+use crate::metrics::ReferOutcome;
 use crate::refer::{
     parse_refer_event, parse_sipfrag_status, parse_subscription_state, write_refer_to,
     write_replaces, write_sipfrag, write_subscription_state, ReferError, ReferRequest, Replaces,
@@ -145,10 +146,15 @@ impl DialogManager {
         let bump = Bump::new();
         let request = match ReferRequest::parse(view, &bump, &self.config.refer_limits) {
             Ok(request) => request,
-            Err(e) => return self.reject(view, Some(dialog), e.status().0, out),
+            Err(e) => {
+                self.count(|m| m.refer(ReferOutcome::Rejected));
+                tracing::info!(?dialog, error = %e, "REFER refused");
+                return self.reject(view, Some(dialog), e.status().0, out);
+            }
         };
         let id = view.cseq().number;
         let transfers = self.transfers_of(dialog, true);
+        let mut rate_limited = false;
         let admitted = transfers.is_some_and(|t| {
             let mut t = lock(&t);
             if now_ms >= t.window_start_ms + 1_000 {
@@ -157,7 +163,8 @@ impl DialogManager {
             }
             let full = request.subscribe
                 && t.subscriptions.len() >= self.config.max_subscriptions as usize;
-            if t.refers_in_window >= self.config.max_refers_per_second || full {
+            rate_limited = t.refers_in_window >= self.config.max_refers_per_second;
+            if rate_limited || full {
                 return false;
             }
             t.refers_in_window += 1;
@@ -170,8 +177,17 @@ impl DialogManager {
             true
         });
         if !admitted {
+            self.count(|m| {
+                m.refer(ReferOutcome::Rejected);
+                if rate_limited {
+                    m.rate_limited();
+                }
+            });
+            tracing::info!(?dialog, rate_limited, "REFER over the dialog's limits");
             return self.reject(view, Some(dialog), 403, out);
         }
+        self.count(|m| m.refer(ReferOutcome::Accepted));
+        tracing::info!(?dialog, id, subscribe = request.subscribe, "REFER accepted");
         let no_sub: [(&str, &[u8]); 1] = [("Refer-Sub", b"false")];
         let parts = ResponseParts {
             extra_headers: if request.subscribe { &[] } else { &no_sub },
@@ -226,6 +242,15 @@ impl DialogManager {
         out.push(Some(dialog), false, |buf| {
             build::response(view, 200, "OK", None, &ResponseParts::default(), buf)
         })?;
+        if terminated && status >= 200 {
+            let outcome = if status < 300 {
+                ReferOutcome::Succeeded
+            } else {
+                ReferOutcome::Failed
+            };
+            self.count(|m| m.refer(outcome));
+            tracing::info!(?dialog, id, status, "transfer finished");
+        }
         Ok(Verdict::Notify {
             dialog,
             id,
