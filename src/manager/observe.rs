@@ -2,10 +2,7 @@
 //! as a dialog-stateful proxy does (Kamailio's `dlg_manage`). The key is direction-agnostic:
 //! the two tags in a fixed order, so a request from either side finds the same dialog.
 
-use std::sync::atomic::Ordering;
-
 use super::pending::PendingInvite;
-use super::received::ended_by;
 use super::{DialogManager, ManagerError};
 use crate::dialog::{self, contact_uri, InfoParts, Role};
 use crate::id::DialogKey;
@@ -158,9 +155,7 @@ impl DialogManager {
         now_ms: u64,
     ) -> Result<Observation, ManagerError> {
         if status >= 300 {
-            let dialogs_ended = self.end_early_dialogs(pending, ended_by(status), now_ms);
-            pending.finished.store(true, Ordering::Release);
-            self.pending_remove(pending.key);
+            let dialogs_ended = self.invite_failed(pending, status, now_ms);
             return Ok(Observation::Failed {
                 status,
                 dialogs_ended,

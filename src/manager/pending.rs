@@ -237,6 +237,20 @@ impl super::DialogManager {
         }
     }
 
+    /// A final non-2xx to an INVITE we sent or watched: its early dialogs end (counted as
+    /// cancelled for a 487, rejected otherwise) and its record goes. Returns how many ended.
+    pub(crate) fn invite_failed(&self, pending: &PendingInvite, status: u16, now_ms: u64) -> u32 {
+        let reason = if status == 487 {
+            crate::metrics::TerminationReason::Cancel
+        } else {
+            crate::metrics::TerminationReason::Rejected
+        };
+        let ended = self.end_early_dialogs(pending, reason, now_ms);
+        pending.finished.store(true, Ordering::Release);
+        self.pending_remove(pending.key);
+        ended
+    }
+
     /// Ends every early dialog of an INVITE (non-2xx final, CANCEL, timeout); returns how many.
     pub(crate) fn end_early_dialogs(
         &self,

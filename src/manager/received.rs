@@ -301,9 +301,7 @@ impl DialogManager {
         now_ms: u64,
     ) -> Result<Verdict, ManagerError> {
         if status >= 300 {
-            let dialogs_ended = self.end_early_dialogs(pending, ended_by(status), now_ms);
-            pending.finished.store(true, Ordering::Release);
-            self.pending_remove(pending.key);
+            let dialogs_ended = self.invite_failed(pending, status, now_ms);
             return Ok(Verdict::Failed {
                 status,
                 dialogs_ended,
@@ -453,15 +451,5 @@ impl DialogManager {
         self.table
             .state(dialog)
             .is_ok_and(|s| s.phase() == Phase::Early)
-    }
-}
-
-/// How early dialogs ended by a final non-2xx to their INVITE are counted: a 487 answers a
-/// CANCEL, anything else is a rejection.
-pub(crate) fn ended_by(status: u16) -> TerminationReason {
-    if status == 487 {
-        TerminationReason::Cancel
-    } else {
-        TerminationReason::Rejected
     }
 }
