@@ -29,7 +29,7 @@ use criterion::{BenchmarkId, Criterion};
 use rsip::prelude::*;
 use sipdialog::build::ResponseParts;
 use sipdialog::manager::{
-    DialogManager, Expiry, ManagerConfig, Outbox, RequestBody, Verdict, MAX_EXPIRIES_PER_CALL,
+    DialogManager, Expiry, Outbox, RequestBody, Verdict, MAX_EXPIRIES_PER_CALL,
 };
 use sipdialog::wire::Method;
 use support::{calls, Record};
@@ -46,45 +46,13 @@ const SAMPLE: usize = 4_096;
 /// Messages on the wire per call.
 const MESSAGES_PER_CALL: f64 = 7.0;
 
-/// A new INVITE as a softphone sends it.
-fn invite(call_id: &str, from_tag: &str, branch: u64) -> Vec<u8> {
-    format!(
-        "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 198.51.100.7:5060;rport;branch=z9hG4bK{branch:016x}\r\n\
-         Max-Forwards: 70\r\n\
-         From: \"Alice\" <sip:alice@atlanta.example.com>;tag={from_tag}\r\n\
-         To: <sip:bob@biloxi.example.com>\r\n\
-         Call-ID: {call_id}\r\n\
-         CSeq: 1 INVITE\r\n\
-         Contact: <sip:alice@198.51.100.7:5060;transport=udp>\r\n\
-         Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER\r\n\
-         Supported: replaces, timer\r\n\
-         User-Agent: softphone/1.0\r\n\
-         Content-Length: 0\r\n\r\n"
-    )
-    .into_bytes()
-}
-
 /// `n` INVITEs with distinct Call-IDs (32–48 bytes) and From tags.
 fn invites(n: usize, seed: u64) -> Vec<Vec<u8>> {
     calls::identities(n, seed)
         .iter()
         .enumerate()
-        .map(|(i, id)| invite(&id.call_id, &id.remote_tag, seed << 32 | i as u64))
+        .map(|(i, id)| calls::initial_invite(&id.call_id, &id.remote_tag, seed << 32 | i as u64))
         .collect()
-}
-
-fn managers() -> (DialogManager, DialogManager) {
-    let config = |user: &str, host: &str| ManagerConfig {
-        capacity: 4_096,
-        via: format!("SIP/2.0/UDP {host}").into_bytes().into(),
-        contact: format!("<sip:{user}@{host}>").into_bytes().into(),
-        ..ManagerConfig::default()
-    };
-    (
-        DialogManager::new(config("alice", "198.51.100.7:5060")).expect("OS randomness"),
-        DialogManager::new(config("bob", "192.0.2.20:5060")).expect("OS randomness"),
-    )
 }
 
 /// One worker's calls: its own INVITEs, outboxes and timer bookkeeping.
@@ -221,7 +189,7 @@ fn call(
 
 /// Captures `n` calls' wire messages, from managers of their own.
 fn capture(n: usize, seed: u64) -> Vec<Wire> {
-    let (alice, bob) = managers();
+    let (alice, bob) = calls::caller_and_callee();
     let clock = AtomicU64::new(0);
     let mut w = Worker::new(invites(n, seed));
     (0..n)
@@ -335,7 +303,7 @@ fn bob_tag(wire: &Wire) -> String {
 }
 
 fn bench(c: &mut Criterion) {
-    let (alice, bob) = managers();
+    let (alice, bob) = calls::caller_and_callee();
     let managed = Managed {
         alice,
         bob,

@@ -13,7 +13,7 @@ mod common;
 
 use common::alloc::{allocations_during, TrackingAlloc};
 use sipdialog::build::ResponseParts;
-use sipdialog::manager::{DialogManager, ManagerConfig, Outbox, RequestBody, Verdict};
+use sipdialog::manager::{DialogManager, Outbox, RequestBody, Verdict};
 use sipdialog::wire::Method;
 
 #[global_allocator]
@@ -33,37 +33,6 @@ const MS_PER_CALL: u64 = 100;
 /// Setup + teardown, both managers, per call on average: measured 14.3 (INVITE record and
 /// dialog info on each side, the 2xx's refreshed info at alice; see the printout), plus margin.
 const MAX_SETUP_TEARDOWN_PER_CALL: f64 = 18.0;
-
-fn invite(call_id: &str, from_tag: &str, branch: usize) -> Vec<u8> {
-    format!(
-        "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 198.51.100.7:5060;rport;branch=z9hG4bK{branch:016x}\r\n\
-         Max-Forwards: 70\r\n\
-         From: \"Alice\" <sip:alice@atlanta.example.com>;tag={from_tag}\r\n\
-         To: <sip:bob@biloxi.example.com>\r\n\
-         Call-ID: {call_id}\r\n\
-         CSeq: 1 INVITE\r\n\
-         Contact: <sip:alice@198.51.100.7:5060;transport=udp>\r\n\
-         Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER\r\n\
-         Supported: replaces, timer\r\n\
-         User-Agent: softphone/1.0\r\n\
-         Content-Length: 0\r\n\r\n"
-    )
-    .into_bytes()
-}
-
-fn managers() -> (DialogManager, DialogManager) {
-    let config = |user: &str, host: &str| ManagerConfig {
-        capacity: 4_096,
-        via: format!("SIP/2.0/UDP {host}").into_bytes().into(),
-        contact: format!("<sip:{user}@{host}>").into_bytes().into(),
-        ..ManagerConfig::default()
-    };
-    (
-        DialogManager::new(config("alice", "198.51.100.7:5060")).unwrap(),
-        DialogManager::new(config("bob", "192.0.2.20:5060")).unwrap(),
-    )
-}
 
 /// The steps of a call whose allocations are counted apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -292,7 +261,7 @@ impl Run {
 
 #[test]
 fn allocations_per_whole_call() {
-    let (alice, bob) = managers();
+    let (alice, bob) = common::caller_and_callee();
     let mut run = Run {
         alice,
         bob,
@@ -306,7 +275,7 @@ fn allocations_per_whole_call() {
     let invites: Vec<Vec<u8>> = ids
         .iter()
         .enumerate()
-        .map(|(i, id)| invite(&id.call_id, &id.remote_tag, i))
+        .map(|(i, id)| common::initial_invite(&id.call_id, &id.remote_tag, i as u64))
         .collect();
 
     let mut warm = Tally::default();

@@ -94,3 +94,42 @@ pub fn in_dialog_request(id: &Identity, method: &str, cseq: u32) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// A new INVITE as a softphone sends it (~490 bytes): what the whole-call bench and the
+/// allocation test put through the managers.
+pub fn initial_invite(call_id: &str, from_tag: &str, branch: u64) -> Vec<u8> {
+    format!(
+        "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 198.51.100.7:5060;rport;branch=z9hG4bK{branch:016x}\r\n\
+         Max-Forwards: 70\r\n\
+         From: \"Alice\" <sip:alice@atlanta.example.com>;tag={from_tag}\r\n\
+         To: <sip:bob@biloxi.example.com>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@198.51.100.7:5060;transport=udp>\r\n\
+         Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER\r\n\
+         Supported: replaces, timer\r\n\
+         User-Agent: softphone/1.0\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A caller (alice, UAC) and a callee (bob, UAS) manager for 4 096 dialogs each, with their
+/// own Via and Contact.
+pub fn caller_and_callee() -> (
+    sipdialog::manager::DialogManager,
+    sipdialog::manager::DialogManager,
+) {
+    use sipdialog::manager::{DialogManager, ManagerConfig};
+    let config = |user: &str, host: &str| ManagerConfig {
+        capacity: 4_096,
+        via: format!("SIP/2.0/UDP {host}").into_bytes().into(),
+        contact: format!("<sip:{user}@{host}>").into_bytes().into(),
+        ..ManagerConfig::default()
+    };
+    (
+        DialogManager::new(config("alice", "198.51.100.7:5060")).expect("OS randomness"),
+        DialogManager::new(config("bob", "192.0.2.20:5060")).expect("OS randomness"),
+    )
+}
