@@ -1,0 +1,126 @@
+//! UDP sockets and addresses: one socket per worker on the same port (SO_REUSEPORT), where
+//! requests go (the next hop's URI) and where responses go (the top Via).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use sipdialog::wire::MessageView;
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Receive and send buffer asked of the kernel: bursts of thousands of datagrams a second
+/// must not be dropped while a worker is busy.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// A UDP socket bound to `addr` with SO_REUSEPORT, so every worker binds its own and the
+/// kernel spreads peers over them (one peer's datagrams always reach the same worker).
+pub fn bind_worker_socket(addr: SocketAddr, read_timeout: Duration) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    // The kernel may grant less than asked; that is not an error.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    let socket: UdpSocket = socket.into();
+    socket.set_read_timeout(Some(read_timeout))?;
+    Ok(socket)
+}
+
+/// The address a SIP URI (`sip:user@host:port;params`, in `<>` or not) points at. Only IP
+/// literals and `localhost` are resolved: the endpoint does no DNS (RFC 3263 is out of scope).
+pub fn uri_addr(uri: &[u8]) -> Option<SocketAddr> {
+    let uri = uri.strip_prefix(b"<").unwrap_or(uri);
+    let rest = uri
+        .strip_prefix(b"sips:")
+        .or_else(|| uri.strip_prefix(b"sip:"))?;
+    // The host part ends at the first of ; ? > (parameters, headers, end of name-addr).
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b';' | b'?' | b'>'))
+        .unwrap_or(rest.len());
+    let hostport = &rest[..end];
+    let hostport = match hostport.iter().rposition(|&b| b == b'@') {
+        Some(at) => &hostport[at + 1..],
+        None => hostport,
+    };
+    host_port(hostport, 5060)
+}
+
+/// `host[:port]` (IPv6 in brackets) as a socket address.
+fn host_port(text: &[u8], default_port: u16) -> Option<SocketAddr> {
+    let text = std::str::from_utf8(text).ok()?.trim();
+    let (host, port) = if let Some(v6) = text.strip_prefix('[') {
+        let close = v6.find(']')?;
+        let port = v6[close + 1..].strip_prefix(':');
+        (&v6[..close], port)
+    } else {
+        match text.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (text, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => default_port,
+    };
+    let ip = if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        host.parse().ok()?
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Where a response goes (RFC 3261 §18.2.2, RFC 3581): the top Via's `received` and `rport`
+/// when present, else its sent-by.
+pub fn response_addr(response: &[u8]) -> Option<SocketAddr> {
+    let view = MessageView::parse(response).ok()?;
+    let via = view.top_via().ok()??;
+    let mut addr = host_port(via.sent_by, 5060)?;
+    let raw = view
+        .headers()
+        .find(|h| h.kind == sipdialog::wire::HeaderName::Via)?;
+    // The first element of the top Via header field.
+    let top = raw.value.split(|&b| b == b',').next()?;
+    for param in top.split(|&b| b == b';').skip(1) {
+        let param = std::str::from_utf8(param).ok()?.trim();
+        match param.split_once('=') {
+            Some((name, value)) if name.eq_ignore_ascii_case("received") => {
+                addr.set_ip(value.trim().parse().ok()?);
+            }
+            Some((name, value)) if name.eq_ignore_ascii_case("rport") => {
+                addr.set_port(value.trim().parse().ok()?);
+            }
+            _ => {}
+        }
+    }
+    Some(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_to_addresses() {
+        let a = |s: &str| uri_addr(s.as_bytes());
+        assert_eq!(a("sip:bob@127.0.0.1:5070"), "127.0.0.1:5070".parse().ok());
+        assert_eq!(a("<sip:127.0.0.1;lr>"), "127.0.0.1:5060".parse().ok());
+        assert_eq!(a("sip:[::1]:5080;transport=udp"), "[::1]:5080".parse().ok());
+        assert_eq!(a("sips:alice@localhost"), "127.0.0.1:5060".parse().ok());
+        assert_eq!(a("tel:+15551234"), None);
+        assert_eq!(a("sip:bob@example.com"), None);
+    }
+
+    #[test]
+    fn responses_follow_received_and_rport() {
+        let response = b"SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bK1;received=127.0.0.1;rport=40000\r\n\
+From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 BYE\r\n\r\n";
+        assert_eq!(response_addr(response), "127.0.0.1:40000".parse().ok());
+        let plain = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK1\r\n\
+From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 BYE\r\n\r\n";
+        assert_eq!(response_addr(plain), "127.0.0.1:5061".parse().ok());
+    }
+}
