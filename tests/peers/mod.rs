@@ -103,14 +103,7 @@ impl Endpoint {
 
     /// The `/metrics` text, if the endpoint answers.
     pub fn scrape(&self) -> Option<String> {
-        let mut stream = TcpStream::connect_timeout(&self.metrics, Duration::from_secs(2)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .ok()?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).ok()?;
-        text.starts_with("HTTP/1.").then_some(text)
+        http_get(self.metrics, "/metrics")
     }
 
     /// The sum over every label set of the metric `name` (a counter's `_total` or a gauge).
@@ -151,6 +144,23 @@ impl Drop for Endpoint {
             let _ = child.wait();
         }
     }
+}
+
+/// A plain HTTP/1.1 GET with `Connection: close`; the response (head and body) read until
+/// the server closes or goes quiet for a second, `None` unless it is a 200.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 16384];
+    while let Ok(n @ 1..) = stream.read(&mut chunk) {
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let status_ok = text.split_whitespace().nth(1) == Some("200");
+    status_ok.then_some(text)
 }
 
 /// Sums the samples of `name` in OpenMetrics text (the lines `name{...} v` and `name v`).
@@ -292,4 +302,108 @@ fn read_run(dir: &Path, status: Option<ExitStatus>) -> SippRun {
         }
     }
     run
+}
+
+/// A running Kamailio: the dialog-stateful, record-routing proxy of `tests/kamailio/proxy.cfg`.
+pub struct Kamailio {
+    child: Option<Child>,
+    /// Its SIP address.
+    pub sip: SocketAddr,
+    http: SocketAddr,
+    log: PathBuf,
+}
+
+impl Kamailio {
+    /// Starts Kamailio on `sip`, forwarding new calls to `uas`, with its Prometheus stats on
+    /// `http`; waits until they answer. `shm_mb` is its shared memory.
+    pub fn start(
+        dir: &Path,
+        sip: SocketAddr,
+        uas: SocketAddr,
+        http: SocketAddr,
+        shm_mb: u32,
+    ) -> Kamailio {
+        require("kamailio");
+        let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kamailio/proxy.cfg");
+        let cfg = std::fs::read_to_string(template)
+            .expect("proxy.cfg")
+            .replace("SIP_PORT", &sip.port().to_string())
+            .replace("UAS_PORT", &uas.port().to_string())
+            .replace("HTTP_PORT", &http.port().to_string())
+            .replace("RUNDIR", dir.to_str().expect("utf-8 path"));
+        let cfg_path = dir.join("kamailio.cfg");
+        std::fs::write(&cfg_path, cfg).expect("write kamailio.cfg");
+        let log = dir.join("kamailio.log");
+        // -x fm: Debian's default allocator is a debug build; see tests/kamailio/proxy.cfg.
+        let child = Command::new("kamailio")
+            .arg("-f")
+            .arg(&cfg_path)
+            .args([
+                "-DD",
+                "-E",
+                "-x",
+                "fm",
+                "-m",
+                &shm_mb.to_string(),
+                "-M",
+                "32",
+                "-n",
+                "2",
+            ])
+            .arg("-Y")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start kamailio");
+        let kamailio = Kamailio {
+            child: Some(child),
+            sip,
+            http,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while kamailio.scrape().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "kamailio did not come up:\n{}",
+                std::fs::read_to_string(&kamailio.log).unwrap_or_default()
+            );
+            sleep(Duration::from_millis(100));
+        }
+        kamailio
+    }
+
+    fn scrape(&self) -> Option<String> {
+        http_get(self.http, "/metrics").filter(|text| text.contains("kamailio_"))
+    }
+
+    /// A Kamailio statistic (its Prometheus lines end in a timestamp, dropped here).
+    pub fn stat(&self, name: &str) -> u64 {
+        let text = self.scrape().expect("kamailio metrics");
+        text.lines()
+            .filter_map(|l| {
+                let mut parts = l.split_whitespace();
+                (parts.next()? == name).then(|| parts.next()?.parse::<f64>().ok())?
+            })
+            .map(|v| v as u64)
+            .sum()
+    }
+
+    /// The main PID: stopping it stops its children.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "TERM");
+            if wait_bounded(&mut child, Duration::from_secs(10)).is_none() {
+                let _ = child.kill();
+            }
+        }
+    }
 }
