@@ -32,7 +32,7 @@ fn through_proxy(
         port,
         calls: CALLS,
         rate: 20,
-        extra: &[],
+        extra: &["-key", "refer_target", "127.0.0.1:23070"],
     }
     .run(dir, Duration::from_secs(120));
     assert_eq!(

@@ -95,6 +95,7 @@ fn reinvite_update_info_options() {
 
 #[test]
 fn blind_transfer_with_both_notifies() {
+    let target = ["-key", "refer_target", "127.0.0.1:21064"];
     run(
         "refer",
         21064,
@@ -102,7 +103,7 @@ fn blind_transfer_with_both_notifies() {
         "refer",
         20,
         20,
-        &[],
+        &target,
     );
 }
 

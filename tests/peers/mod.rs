@@ -240,26 +240,37 @@ impl Sipp<'_> {
         read_run(dir, status)
     }
 
-    /// Starts SIPp in the background (a uas for other tests to call).
+    /// Starts SIPp in the background (a callee for other tests to call), writing its logs
+    /// to `dir`.
     pub fn spawn(&self, dir: &Path) -> Background {
-        Background(Some(self.command(dir).spawn().expect("start sipp")))
+        std::fs::create_dir_all(dir).expect("sipp folder");
+        Background {
+            child: Some(self.command(dir).spawn().expect("start sipp")),
+            dir: dir.to_path_buf(),
+        }
     }
 }
 
-/// A SIPp left running; killed when dropped.
-pub struct Background(Option<Child>);
+/// A SIPp left running; stopped when dropped.
+pub struct Background {
+    child: Option<Child>,
+    dir: PathBuf,
+}
 
 impl Background {
-    /// Waits for it to end (at most `limit`).
-    pub fn wait(mut self, limit: Duration) -> Option<ExitStatus> {
-        let mut child = self.0.take()?;
-        wait_bounded(&mut child, limit)
+    /// Waits for it to end (at most `limit`) and reads its outcome.
+    pub fn wait(mut self, limit: Duration) -> SippRun {
+        let status = self
+            .child
+            .take()
+            .and_then(|mut child| wait_bounded(&mut child, limit));
+        read_run(&self.dir, status)
     }
 }
 
 impl Drop for Background {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
             signal(child.id(), "TERM");
             if wait_bounded(&mut child, Duration::from_secs(5)).is_none() {
                 let _ = child.kill();

@@ -15,12 +15,22 @@ use sipdialog::manager::{DialogManager, Expiry, Outbox, Verdict};
 use sipdialog::wire::{MessageView, Method};
 
 use crate::net;
-use crate::txn::{KeyHasher, ResponseCache, Retransmissions};
+use crate::txn::{self, KeyHasher, ResponseCache, Retransmissions};
 
 /// RFC 3261 T2: the cap on the retransmission interval.
 const T2_MS: u64 = 4_000;
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
+
+/// A minimal SDP body (one PCMU audio stream at `ip`): the answer serve gives, the offer the
+/// B2BUA makes to a transfer target. Media is not handled; the dialogs are.
+pub fn sdp_offer(ip: &str) -> Vec<u8> {
+    format!(
+        "v=0\r\no=sipdialog 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+    .into_bytes()
+}
 
 /// Counters for the status line.
 #[derive(Default)]
@@ -284,7 +294,10 @@ impl<M: Mode> Worker<M> {
                 return;
             }
         } else if let Some(key) = keys.client(&view) {
-            if view.status_code().unwrap_or(0) >= 200 {
+            let status = view.status_code().unwrap_or(0);
+            if status >= 300 && view.cseq().method == b"INVITE" {
+                self.ack_failure(key, &view);
+            } else if status >= 200 {
                 self.shared.retransmissions.remove(key);
             } else {
                 self.shared.retransmissions.quieten(key);
@@ -312,12 +325,36 @@ impl<M: Mode> Worker<M> {
                 }
             }
         }
-        self.flush(Some(src), now);
+        // The answer to this request goes back where it came from (symmetric response
+        // routing); anything else the outbox holds follows its own Via.
+        let answering = view
+            .is_request()
+            .then(|| (src, self.shared.keys.server(&view)));
+        self.flush(answering, now);
+    }
+
+    /// A non-2xx final response to our INVITE ends its client transaction; the ACK is ours
+    /// to send (the dialog layer only ACKs 2xx). A retransmitted failure finds the INVITE gone
+    /// and is ACKed again from the cache of ACKs sent.
+    fn ack_failure(&mut self, key: u64, response: &MessageView<'_>) {
+        let ack_key = key ^ 0xACC;
+        if let Some(invite) = self.shared.retransmissions.take(key) {
+            let Ok(invite_view) = MessageView::parse(&invite.bytes) else {
+                return;
+            };
+            if let Some(ack) = txn::ack_for_non_2xx(&invite_view, response) {
+                send(&self.socket, &ack, invite.to);
+                self.cache.put(ack_key, 0, invite.to, &ack);
+            }
+        } else if let Some((_, to, ack)) = self.cache.get(ack_key) {
+            send(&self.socket, ack, to);
+        }
     }
 
     /// Sends the outbox: requests to their next hop (and into retransmission unless ACK),
-    /// responses to `src` when they answer what just came from there, else per their Via.
-    fn flush(&mut self, src: Option<SocketAddr>, now: u64) {
+    /// responses to the source of the request they answer when that is `answering` (its
+    /// address and server transaction key), else per their Via.
+    fn flush(&mut self, answering: Option<(SocketAddr, u64)>, now: u64) {
         let out = std::mem::take(&mut self.out);
         for msg in out.iter() {
             let Ok(view) = MessageView::parse(msg.bytes) else {
@@ -335,13 +372,17 @@ impl<M: Mode> Worker<M> {
                     }
                 }
             } else {
-                let Some(to) = src.or_else(|| net::response_addr(msg.bytes)) else {
+                let key = self.shared.keys.server(&view);
+                let to = match answering {
+                    Some((src, request)) if request == key => Some(src),
+                    _ => net::response_addr(msg.bytes),
+                };
+                let Some(to) = to else {
                     continue;
                 };
                 send(&self.socket, msg.bytes, to);
                 let status = view.status_code().unwrap_or(0);
-                self.cache
-                    .put(self.shared.keys.server(&view), status, to, msg.bytes);
+                self.cache.put(key, status, to, msg.bytes);
                 if (200..300).contains(&status) && view.cseq().method == b"INVITE" {
                     let key = self.shared.keys.awaiting_ack(&view);
                     self.retransmit(key, to, msg.bytes, now);

@@ -1,6 +1,8 @@
 //! `sipdialog`: the dialog layer on the wire. `serve` answers calls as a UAS over UDP, for
-//! SIPp, Kamailio or any SIP peer to talk to; `/metrics` exposes the library's counters.
+//! SIPp, Kamailio or any SIP peer to talk to; `b2bua` relays them to an upstream as an SBC
+//! does; `/metrics` exposes the library's counters.
 
+mod b2bua;
 mod endpoint;
 mod net;
 mod ops;
@@ -38,6 +40,20 @@ enum Command {
     /// re-INVITE, UPDATE, INFO, OPTIONS, CANCEL and REFER (202, NOTIFY 100, NOTIFY 200);
     /// answers 481 to requests in unknown dialogs.
     Serve(ServeArgs),
+    /// A back-to-back user agent (the SBC shape): each inbound call becomes a new call to the
+    /// upstream with its own Call-ID and tags; responses, ACK, BYE, re-INVITE, UPDATE, INFO
+    /// and CANCEL are relayed; a REFER is carried out here (blind transfer, NOTIFYs to the
+    /// transferor); calls that go quiet are ended with BYE on both legs.
+    B2bua(B2buaArgs),
+}
+
+#[derive(Args, Debug)]
+struct B2buaArgs {
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+    /// Where new calls go (IP:port); the Request-URI keeps the inbound call's user part.
+    #[arg(long, value_name = "HOST:PORT")]
+    upstream: SocketAddr,
 }
 
 /// What every mode is configured with.
@@ -112,6 +128,10 @@ fn main() -> std::process::ExitCode {
                 transfer_ms: args.transfer_ms,
                 media_ip: args.endpoint.listen.ip().to_string(),
             });
+            run(&args.endpoint, mode)
+        }
+        Command::B2bua(args) => {
+            let mode = b2bua::B2bua::new(args.upstream, args.endpoint.listen);
             run(&args.endpoint, mode)
         }
     };

@@ -11,7 +11,7 @@ use sipdialog::state::Phase;
 use sipdialog::table::DialogHandle;
 use sipdialog::wire::{MessageView, Method};
 
-use crate::endpoint::{Io, Mode};
+use crate::endpoint::{sdp_offer, Io, Mode};
 
 /// How the UAS behaves, in milliseconds.
 #[derive(Clone, Debug)]
@@ -61,12 +61,7 @@ const ALLOW: &[u8] = b"INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, N
 impl Serve {
     /// A UAS behaving as `config` says.
     pub fn new(config: ServeConfig) -> Serve {
-        let ip = &config.media_ip;
-        let sdp = format!(
-            "v=0\r\no=sipdialog 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
-             m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-        )
-        .into_bytes();
+        let sdp = sdp_offer(&config.media_ip);
         Serve { config, sdp }
     }
 

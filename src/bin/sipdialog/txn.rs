@@ -29,15 +29,24 @@ impl KeyHasher {
     /// and CSeq method (a CANCEL shares its INVITE's branch); without a branch (RFC 2543
     /// peers), Call-ID, From tag and CSeq.
     pub fn server(&self, view: &MessageView<'_>) -> u64 {
+        self.server_of(view, view.cseq().method)
+    }
+
+    /// The server transaction of the INVITE a CANCEL cancels (same branch, §9.2).
+    pub fn cancelled_invite(&self, cancel: &MessageView<'_>) -> u64 {
+        self.server_of(cancel, b"INVITE")
+    }
+
+    fn server_of(&self, view: &MessageView<'_>, method: &[u8]) -> u64 {
         let cseq = view.cseq();
         match view.via_branch() {
-            Some(branch) => self.key(&[b"s", branch, cseq.method]),
+            Some(branch) => self.key(&[b"s", branch, method]),
             None => self.key(&[
                 b"s",
                 view.call_id(),
                 view.from_tag().unwrap_or_default(),
                 &cseq.number.to_le_bytes(),
-                cseq.method,
+                method,
             ]),
         }
     }
@@ -172,6 +181,12 @@ impl Retransmissions {
         self.shard(key).remove(&key).is_some()
     }
 
+    /// Stops for good and hands back what was in flight (the INVITE a non-2xx answers, to
+    /// build its ACK from).
+    pub fn take(&self, key: u64) -> Option<Retransmission> {
+        self.shard(key).remove(&key)
+    }
+
     /// Stops resending but keeps the entry (a 1xx to our INVITE).
     pub fn quieten(&self, key: u64) {
         if let Some(r) = self.shard(key).get_mut(&key) {
@@ -201,6 +216,47 @@ impl Retransmissions {
     }
 }
 
+fn raw<'a>(view: &MessageView<'a>, kind: sipdialog::wire::HeaderName) -> Option<&'a [u8]> {
+    view.headers()
+        .find(|h| h.kind == kind)
+        .map(|h| h.value.trim_ascii())
+}
+
+/// The ACK for a non-2xx final response to our INVITE (RFC 3261 §17.1.1.3): part of the
+/// INVITE transaction, so the INVITE's Request-URI, top Via (same branch), Route, From,
+/// Call-ID and CSeq number, with the response's To (and its tag).
+pub fn ack_for_non_2xx(invite: &MessageView<'_>, response: &MessageView<'_>) -> Option<Vec<u8>> {
+    use sipdialog::wire::HeaderName;
+    let uri = invite.request_uri()?;
+    let mut ack = Vec::with_capacity(512);
+    ack.extend_from_slice(b"ACK ");
+    ack.extend_from_slice(uri);
+    ack.extend_from_slice(b" SIP/2.0\r\n");
+    let mut line = |name: &str, value: &[u8]| {
+        ack.extend_from_slice(name.as_bytes());
+        ack.extend_from_slice(b": ");
+        ack.extend_from_slice(value);
+        ack.extend_from_slice(b"\r\n");
+    };
+    let top_via = invite.headers().find(|h| h.kind == HeaderName::Via)?;
+    line(
+        "Via",
+        top_via.value.split(|&b| b == b',').next()?.trim_ascii(),
+    );
+    for route in invite.headers().filter(|h| h.kind == HeaderName::Route) {
+        line("Route", route.value.trim_ascii());
+    }
+    line("From", raw(invite, HeaderName::From)?);
+    line("To", raw(response, HeaderName::To)?);
+    line("Call-ID", invite.call_id());
+    let cseq = format!("{} ACK", invite.cseq().number);
+    line("CSeq", cseq.as_bytes());
+    line("Max-Forwards", b"70");
+    line("Content-Length", b"0");
+    ack.extend_from_slice(b"\r\n");
+    Some(ack)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +273,28 @@ mod tests {
         assert!(cache.get(1).is_none());
         assert_eq!(cache.get(2).map(|c| c.2), Some(&b"two"[..]));
         assert_eq!(cache.get(3).map(|c| c.2), Some(&b"three"[..]));
+    }
+
+    #[test]
+    fn ack_for_a_failure_reuses_the_invite_transaction() {
+        let invite = b"INVITE sip:bob@127.0.0.1:5070 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKabc\r\nRoute: <sip:127.0.0.1:5080;lr>\r\n\
+From: <sip:a@b>;tag=1\r\nTo: <sip:bob@c>\r\nCall-ID: x1\r\nCSeq: 4 INVITE\r\n\
+Content-Length: 0\r\n\r\n";
+        let busy = b"SIP/2.0 486 Busy Here\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKabc\r\n\
+From: <sip:a@b>;tag=1\r\nTo: <sip:bob@c>;tag=9\r\nCall-ID: x1\r\nCSeq: 4 INVITE\r\n\
+Content-Length: 0\r\n\r\n";
+        let invite = MessageView::parse(invite).unwrap();
+        let busy = MessageView::parse(busy).unwrap();
+        let ack = ack_for_non_2xx(&invite, &busy).unwrap();
+        let ack = MessageView::parse(&ack).unwrap();
+        assert_eq!(ack.request_uri(), Some(&b"sip:bob@127.0.0.1:5070"[..]));
+        assert_eq!(ack.via_branch(), Some(&b"z9hG4bKabc"[..]));
+        assert_eq!(ack.to_tag(), Some(&b"9"[..]));
+        assert_eq!(ack.cseq().number, 4);
+        assert_eq!(ack.cseq().method, b"ACK");
+        assert_eq!(ack.route(), Some(&b"<sip:127.0.0.1:5080;lr>"[..]));
     }
 
     #[test]
