@@ -287,7 +287,9 @@ impl<M: Mode> Worker<M> {
         let keys = &self.shared.keys;
         if view.is_request() {
             if view.method() == Some(Method::Ack) {
-                self.shared.retransmissions.remove(keys.awaiting_ack(&view));
+                let retransmissions = &self.shared.retransmissions;
+                retransmissions.remove(keys.awaiting_ack(&view));
+                retransmissions.remove(keys.failure_awaiting_ack(&view));
             } else if let Some((_, to, cached)) = self.cache.get(keys.server(&view)) {
                 // A retransmitted request: the answer again, the manager never sees it.
                 send(&self.socket, cached, to);
@@ -365,12 +367,13 @@ impl<M: Mode> Worker<M> {
                     tracing::warn!(hop = ?msg.next_hop.map(String::from_utf8_lossy), "no address for next hop");
                     continue;
                 };
-                send(&self.socket, msg.bytes, to);
+                // In flight before it is sent: its answer may reach another worker at once.
                 if view.method() != Some(Method::Ack) {
                     if let Some(key) = self.shared.keys.client(&view) {
                         self.retransmit(key, to, msg.bytes, now);
                     }
                 }
+                send(&self.socket, msg.bytes, to);
             } else {
                 let key = self.shared.keys.server(&view);
                 let to = match answering {
@@ -380,13 +383,19 @@ impl<M: Mode> Worker<M> {
                 let Some(to) = to else {
                     continue;
                 };
-                send(&self.socket, msg.bytes, to);
                 let status = view.status_code().unwrap_or(0);
                 self.cache.put(key, status, to, msg.bytes);
-                if (200..300).contains(&status) && view.cseq().method == b"INVITE" {
-                    let key = self.shared.keys.awaiting_ack(&view);
+                // Final responses to INVITE are resent until the ACK (Timers G and 2xx), and
+                // are in flight before they are sent, as requests are.
+                if status >= 200 && view.cseq().method == b"INVITE" {
+                    let key = if status < 300 {
+                        self.shared.keys.awaiting_ack(&view)
+                    } else {
+                        self.shared.keys.failure_awaiting_ack(&view)
+                    };
                     self.retransmit(key, to, msg.bytes, now);
                 }
+                send(&self.socket, msg.bytes, to);
             }
         }
         self.out = out;

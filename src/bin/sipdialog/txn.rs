@@ -58,6 +58,12 @@ impl KeyHasher {
         Some(self.key(&[b"c", branch, view.cseq().method]))
     }
 
+    /// A non-2xx final response to an INVITE waiting for its ACK, which belongs to the INVITE
+    /// transaction and so carries the same branch (§17.2.1).
+    pub fn failure_awaiting_ack(&self, view: &MessageView<'_>) -> u64 {
+        self.server_of(view, b"ACK")
+    }
+
     /// A 2xx to an INVITE waiting for its ACK: the ACK carries the same Call-ID and CSeq
     /// number (and a different branch, §17.1.1.3).
     pub fn awaiting_ack(&self, view: &MessageView<'_>) -> u64 {
