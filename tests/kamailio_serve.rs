@@ -54,9 +54,11 @@ fn through_proxy(
 fn calls_through_kamailio_use_the_route_set() {
     require("sipp");
     let dir = scratch("kamailio_serve");
+    // Kamailio's workers may deliver NOTIFY 100 before the 202; refer.xml then answers the
+    // NOTIFY's retransmission (T1 = 500 ms), which must come before the final NOTIFY.
     let serve = Endpoint::start(
         &dir,
-        &["serve", "--transfer-ms", "50"],
+        &["serve", "--transfer-ms", "1500"],
         addr(23070),
         addr(23170),
     );
