@@ -32,7 +32,14 @@ fn through_proxy(
         port,
         calls: CALLS,
         rate: 20,
-        extra: &["-key", "refer_target", "127.0.0.1:23070"],
+        extra: &[
+            "-key",
+            "refer_target",
+            "127.0.0.1:23070",
+            "-key",
+            "notify_answer_ms",
+            "0",
+        ],
     }
     .run(dir, Duration::from_secs(120));
     assert_eq!(
@@ -55,10 +62,10 @@ fn calls_through_kamailio_use_the_route_set() {
     require("sipp");
     let dir = scratch("kamailio_serve");
     // Kamailio's workers may deliver NOTIFY 100 before the 202; refer.xml then answers the
-    // NOTIFY's retransmission (T1 = 500 ms), which must come before the final NOTIFY.
+    // NOTIFY's retransmission, and serve holds the final NOTIFY until NOTIFY 100 is answered.
     let serve = Endpoint::start(
         &dir,
-        &["serve", "--transfer-ms", "1500"],
+        &["serve", "--transfer-ms", "50"],
         addr(23070),
         addr(23170),
     );

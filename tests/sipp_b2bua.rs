@@ -200,7 +200,14 @@ fn refer_carried_out_by_the_b2bua() {
         calls: CALLS,
         extra: &[],
     };
-    let target = ["-key", "refer_target", "127.0.0.1:22342"];
+    let target = [
+        "-key",
+        "refer_target",
+        "127.0.0.1:22342",
+        "-key",
+        "notify_answer_ms",
+        "0",
+    ];
     relay(
         "b2bua_refer",
         22064,

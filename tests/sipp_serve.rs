@@ -95,7 +95,14 @@ fn reinvite_update_info_options() {
 
 #[test]
 fn blind_transfer_with_both_notifies() {
-    let target = ["-key", "refer_target", "127.0.0.1:21064"];
+    let target = [
+        "-key",
+        "refer_target",
+        "127.0.0.1:21064",
+        "-key",
+        "notify_answer_ms",
+        "0",
+    ];
     run(
         "refer",
         21064,
@@ -103,6 +110,29 @@ fn blind_transfer_with_both_notifies() {
         "refer",
         20,
         20,
+        &target,
+    );
+}
+
+#[test]
+fn final_notify_waits_for_the_answer_to_the_first() {
+    // The transfer is over after 50 ms but NOTIFY 100 is answered after 300: a final NOTIFY
+    // sent before that answer reaches SIPp during its pause and fails the call.
+    let target = [
+        "-key",
+        "refer_target",
+        "127.0.0.1:21068",
+        "-key",
+        "notify_answer_ms",
+        "300",
+    ];
+    run(
+        "refer_late_answer",
+        21068,
+        &["--transfer-ms", "50"],
+        "refer",
+        10,
+        10,
         &target,
     );
 }

@@ -106,7 +106,8 @@ struct ServeArgs {
     /// Milliseconds from the ACK until serve hangs up with BYE (0: the caller hangs up).
     #[arg(long, default_value_t = 0)]
     hold_ms: u64,
-    /// Milliseconds from a REFER to the final NOTIFY (the transfer target "answers").
+    /// Milliseconds from a REFER to the final NOTIFY (the transfer target "answers"); the
+    /// final NOTIFY also waits until NOTIFY 100 is answered.
     #[arg(long, default_value_t = 0)]
     transfer_ms: u64,
 }

@@ -47,6 +47,9 @@ pub enum Action {
         dialog: DialogHandle,
         /// The subscription's event id.
         id: u32,
+        /// The client transaction of NOTIFY 100: the final NOTIFY waits for its answer, so
+        /// the transferor gets them in order even through a proxy that reorders.
+        trying: Option<u64>,
     },
 }
 
@@ -55,6 +58,9 @@ pub struct Serve {
     config: ServeConfig,
     sdp: Vec<u8>,
 }
+
+/// How often a final NOTIFY looks again whether NOTIFY 100 has been answered.
+const NOTIFY_WAIT_MS: u64 = 20;
 
 const ALLOW: &[u8] = b"INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY";
 
@@ -168,8 +174,15 @@ impl Serve {
             tracing::debug!(error = ?e, "NOTIFY not sent");
             return;
         }
+        let trying = io
+            .out
+            .iter()
+            .filter_map(|m| MessageView::parse(m.bytes).ok())
+            .filter(|v| v.cseq().method == b"NOTIFY")
+            .last()
+            .and_then(|v| io.shared.keys.client(&v));
         let at = io.now + self.config.transfer_ms;
-        io.schedule(at, Action::TransferDone { dialog, id });
+        io.schedule(at, Action::TransferDone { dialog, id, trying });
     }
 }
 
@@ -255,7 +268,13 @@ impl Mode for Serve {
                 }
             }
             Action::HangUp(dialog) => self.bye(io, dialog),
-            Action::TransferDone { dialog, id } => {
+            Action::TransferDone { dialog, id, trying } => {
+                // Until NOTIFY 100 is answered, or given up at 64×T1.
+                if trying.is_some_and(|key| io.shared.retransmissions.contains(key)) {
+                    let at = io.now + NOTIFY_WAIT_MS;
+                    io.schedule(at, Action::TransferDone { dialog, id, trying });
+                    return;
+                }
                 if let Err(e) = io.shared.manager.notify(dialog, id, 200, io.now, io.out) {
                     tracing::debug!(error = ?e, "final NOTIFY not sent");
                 }

@@ -182,6 +182,11 @@ impl Retransmissions {
         );
     }
 
+    /// Whether `key` is still in flight: sent, neither answered nor given up.
+    pub fn contains(&self, key: u64) -> bool {
+        self.shard(key).contains_key(&key)
+    }
+
     /// Stops for good: the final answer (or the ACK) came. `true` if it was in flight.
     pub fn remove(&self, key: u64) -> bool {
         self.shard(key).remove(&key).is_some()
