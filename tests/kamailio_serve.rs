@@ -7,7 +7,7 @@ mod peers;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use peers::{require, scenario, scratch, Endpoint, Kamailio, Sipp};
+use peers::{refer_keys, require, scenario, scratch, Endpoint, Kamailio, Sipp};
 
 const CALLS: u64 = 20;
 
@@ -32,14 +32,7 @@ fn through_proxy(
         port,
         calls: CALLS,
         rate: 20,
-        extra: &[
-            "-key",
-            "refer_target",
-            "127.0.0.1:23070",
-            "-key",
-            "notify_answer_ms",
-            "0",
-        ],
+        extra: &refer_keys("127.0.0.1:23070", "0"),
     }
     .run(dir, Duration::from_secs(120));
     assert_eq!(

@@ -7,7 +7,7 @@ mod peers;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use peers::{require, scenario, scratch, Endpoint, Sipp};
+use peers::{refer_keys, require, scenario, scratch, Endpoint, Sipp};
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -200,14 +200,7 @@ fn refer_carried_out_by_the_b2bua() {
         calls: CALLS,
         extra: &[],
     };
-    let target = [
-        "-key",
-        "refer_target",
-        "127.0.0.1:22342",
-        "-key",
-        "notify_answer_ms",
-        "0",
-    ];
+    let target = refer_keys("127.0.0.1:22342", "0");
     relay(
         "b2bua_refer",
         22064,

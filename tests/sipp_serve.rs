@@ -7,7 +7,7 @@ mod peers;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use peers::{require, scenario, scratch, Endpoint, Sipp};
+use peers::{refer_keys, require, scenario, scratch, Endpoint, Sipp};
 
 /// Each test its own ports, so they run in parallel.
 fn addrs(base: u16) -> (SocketAddr, SocketAddr, u16) {
@@ -95,14 +95,7 @@ fn reinvite_update_info_options() {
 
 #[test]
 fn blind_transfer_with_both_notifies() {
-    let target = [
-        "-key",
-        "refer_target",
-        "127.0.0.1:21064",
-        "-key",
-        "notify_answer_ms",
-        "0",
-    ];
+    let target = refer_keys("127.0.0.1:21064", "0");
     run(
         "refer",
         21064,
@@ -118,14 +111,7 @@ fn blind_transfer_with_both_notifies() {
 fn final_notify_waits_for_the_answer_to_the_first() {
     // The transfer is over after 50 ms but NOTIFY 100 is answered after 300: a final NOTIFY
     // sent before that answer reaches SIPp during its pause and fails the call.
-    let target = [
-        "-key",
-        "refer_target",
-        "127.0.0.1:21068",
-        "-key",
-        "notify_answer_ms",
-        "300",
-    ];
+    let target = refer_keys("127.0.0.1:21068", "300");
     run(
         "refer_late_answer",
         21068,

@@ -17,6 +17,19 @@ pub fn scenario(name: &str) -> PathBuf {
         .join(format!("{name}.xml"))
 }
 
+/// The `-key` arguments `refer.xml` needs: where the REFER points, and how many milliseconds
+/// the caller waits before answering NOTIFY 100.
+pub fn refer_keys<'a>(target: &'a str, notify_answer_ms: &'a str) -> [&'a str; 6] {
+    [
+        "-key",
+        "refer_target",
+        target,
+        "-key",
+        "notify_answer_ms",
+        notify_answer_ms,
+    ]
+}
+
 /// A scratch folder for one test's logs.
 pub fn scratch(test: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(test);

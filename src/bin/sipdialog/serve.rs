@@ -174,12 +174,12 @@ impl Serve {
             tracing::debug!(error = ?e, "NOTIFY not sent");
             return;
         }
+        // `notify` wrote the NOTIFY last.
         let trying = io
             .out
             .iter()
-            .filter_map(|m| MessageView::parse(m.bytes).ok())
-            .filter(|v| v.cseq().method == b"NOTIFY")
             .last()
+            .and_then(|m| MessageView::parse(m.bytes).ok())
             .and_then(|v| io.shared.keys.client(&v));
         let at = io.now + self.config.transfer_ms;
         io.schedule(at, Action::TransferDone { dialog, id, trying });
