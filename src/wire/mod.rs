@@ -8,12 +8,14 @@
 
 mod error;
 mod header;
+mod salvage;
 mod start_line;
 mod swar;
-mod value;
+pub(crate) mod value;
 
 pub use error::WireError;
 pub use header::{HeaderIter, HeaderName, RawHeader};
+pub use salvage::{Salvaged, MAX_SALVAGE_BYTES};
 pub use start_line::{Method, StartLine};
 pub use value::ValueList;
 
@@ -61,6 +63,69 @@ pub struct Via<'a> {
     pub sent_by: &'a [u8],
     /// The `branch` parameter, if any.
     pub branch: Option<&'a [u8]>,
+    /// The `received` parameter (RFC 3261 §18.2.1), as written.
+    pub received: Option<&'a [u8]>,
+    /// The `rport` parameter (RFC 3581): `Some(None)` when the sender asks for it (no value),
+    /// `Some(Some(port))` once a server filled it in.
+    pub rport: Option<Option<u16>>,
+}
+
+impl<'a> Via<'a> {
+    /// The host of the sent-by, brackets of an IPv6 reference removed.
+    pub fn host(&self) -> &'a [u8] {
+        let host = match self.sent_by.iter().rposition(|&b| b == b']') {
+            Some(close) => &self.sent_by[..close],
+            None => match self.sent_by.iter().rposition(|&b| b == b':') {
+                Some(colon) => &self.sent_by[..colon],
+                None => self.sent_by,
+            },
+        };
+        let host = host.strip_prefix(b"[").unwrap_or(host);
+        value::trim_lws(host)
+    }
+
+    /// The port of the sent-by, if written.
+    pub fn port(&self) -> Option<u16> {
+        let after_host = match self.sent_by.iter().rposition(|&b| b == b']') {
+            Some(close) => &self.sent_by[close + 1..],
+            None => self.sent_by,
+        };
+        let colon = after_host.iter().rposition(|&b| b == b':')?;
+        value::decimal(&after_host[colon + 1..]).and_then(|p| u16::try_from(p).ok())
+    }
+
+    /// Where a response to a request with this top Via goes over UDP (RFC 3261 §18.2.2, RFC
+    /// 3581 §4): the `received` address, else the sent-by host when it is an IP literal; at
+    /// the `rport` port, else the sent-by port, else 5060. `None` when the host is a name and
+    /// nobody stamped `received` (this layer resolves no names). `maddr` is not honoured: it
+    /// would let a request aim our responses at a third party.
+    ///
+    /// ```
+    /// use sipdialog::wire::MessageView;
+    ///
+    /// let msg = b"SIP/2.0 200 OK\r\n\
+    /// Via: SIP/2.0/UDP pc33.example.com:5062;branch=z9hG4bK1;received=192.0.2.7;rport=40000\r\n\
+    /// From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 BYE\r\n\r\n";
+    /// let via = MessageView::parse(msg).unwrap().top_via().unwrap().unwrap();
+    /// assert_eq!(via.response_destination(), "192.0.2.7:40000".parse().ok());
+    /// ```
+    pub fn response_destination(&self) -> Option<std::net::SocketAddr> {
+        let text = |b: &[u8]| {
+            std::str::from_utf8(b)
+                .ok()?
+                .parse::<std::net::IpAddr>()
+                .ok()
+        };
+        let ip = match self.received {
+            Some(received) => text(received)?,
+            None => text(self.host())?,
+        };
+        let port = match self.rport {
+            Some(Some(port)) => port,
+            _ => self.port().unwrap_or(5060),
+        };
+        Some(std::net::SocketAddr::new(ip, port))
+    }
 }
 
 /// One SIP message, scanned: slices of the caller's buffer, nothing copied.
@@ -369,14 +434,31 @@ impl<'a> MessageView<'a> {
     /// dialog, so scanning leaves it to the transaction layer that does. `Ok(None)` when the
     /// message has no Via; [`WireError::MalformedHeader`] when the top value does not parse.
     pub fn top_via(&self) -> Result<Option<Via<'a>>, WireError> {
-        match self.via.map(value::via) {
-            None => Ok(None),
-            Some(Ok(v)) => Ok(Some(Via {
-                sent_by: v.sent_by,
-                branch: v.branch,
-            })),
-            Some(Err(())) => Err(WireError::MalformedHeader(HeaderName::Via)),
-        }
+        let malformed = WireError::MalformedHeader(HeaderName::Via);
+        let Some(raw) = self.via else {
+            return Ok(None);
+        };
+        let v = value::via(raw).map_err(|()| malformed)?;
+        let rport = match v.rport {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(port)) => Some(Some(
+                value::decimal(port)
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or(malformed)?,
+            )),
+        };
+        Ok(Some(Via {
+            sent_by: v.sent_by,
+            branch: v.branch,
+            received: v.received,
+            rport,
+        }))
+    }
+
+    /// The raw value of the first Via header (all its comma-joined elements).
+    pub(crate) fn top_via_raw(&self) -> Option<&'a [u8]> {
+        self.via
     }
 
     /// The `branch` parameter of the top Via; `None` when absent or when the Via is malformed

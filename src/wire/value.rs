@@ -69,6 +69,11 @@ impl<'a> Cursor<'a> {
         self.buf.get(self.pos).copied()
     }
 
+    /// Bytes consumed so far.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
     pub(crate) fn at_end(&self) -> bool {
         self.pos >= self.buf.len()
     }
@@ -295,10 +300,16 @@ pub(crate) fn decimal(value: &[u8]) -> Option<u64> {
     decimal_digits(trim_lws(value))
 }
 
-/// The top Via element: its sent-by and branch parameter.
+/// The top Via element: its sent-by and the parameters responses are routed by.
 pub(crate) struct ViaValue<'a> {
     pub(crate) sent_by: &'a [u8],
     pub(crate) branch: Option<&'a [u8]>,
+    /// `received` (RFC 3261 §18.2.1), as written.
+    pub(crate) received: Option<&'a [u8]>,
+    /// `rport` (RFC 3581): `Some(None)` when present without a value.
+    pub(crate) rport: Option<Option<&'a [u8]>>,
+    /// Where the element's last parameter ends, within the value.
+    pub(crate) end: usize,
 }
 
 pub(crate) fn via(value: &[u8]) -> Result<ViaValue<'_>, ()> {
@@ -343,19 +354,42 @@ pub(crate) fn via(value: &[u8]) -> Result<ViaValue<'_>, ()> {
         end = c.pos;
     }
     let sent_by = &value[start..end];
-    let mut branch = None;
+    let mut via = ViaValue {
+        sent_by,
+        branch: None,
+        received: None,
+        rport: None,
+        end,
+    };
     while let Some((name, val)) = c.next_param()? {
-        if name.eq_ignore_ascii_case(b"branch") {
-            // via-branch = "branch" EQUAL token, once.
+        via.end = c.pos;
+        // Each of these at most once: a second one is a message built to confuse.
+        let slot = if name.eq_ignore_ascii_case(b"branch") {
+            // via-branch = "branch" EQUAL token.
             match val {
-                Some(v) if branch.is_none() && v.iter().all(|&b| is_token_byte(b)) => {
-                    branch = Some(v)
+                Some(v) if via.branch.is_none() && v.iter().all(|&b| is_token_byte(b)) => {
+                    via.branch = Some(v);
+                    continue;
                 }
                 _ => return Err(()),
             }
+        } else if name.eq_ignore_ascii_case(b"received") {
+            &mut via.received
+        } else if name.eq_ignore_ascii_case(b"rport") {
+            if via.rport.is_some() {
+                return Err(());
+            }
+            via.rport = Some(val);
+            continue;
+        } else {
+            continue;
+        };
+        match val {
+            Some(v) if slot.is_none() => *slot = Some(v),
+            _ => return Err(()),
         }
     }
-    Ok(ViaValue { sent_by, branch })
+    Ok(via)
 }
 
 /// Splits a header value at the commas that separate list elements, ignoring commas inside
