@@ -7,6 +7,7 @@ pub mod id;
 pub mod manager;
 pub mod metrics;
 pub mod refer;
+pub mod security;
 pub mod state;
 mod sync;
 pub mod table;

@@ -17,7 +17,7 @@ use core::fmt;
 use crossbeam_utils::CachePadded;
 
 use crate::id::{BuildIdentityHasher, DialogKey, Fingerprint, Fingerprinter};
-use crate::state::{DialogState, Event, StateError};
+use crate::state::{DialogState, Event, Phase, StateError};
 use crate::sync::{AtomicUsize, Ordering};
 use crate::wire::{MessageView, ScanLimits, WireError};
 use slab::Slab;
@@ -163,6 +163,8 @@ pub struct DialogTable {
     index: papaya::HashMap<Fingerprint, DialogHandle, BuildIdentityHasher>,
     slab: Slab,
     live: CachePadded<AtomicUsize>,
+    /// Live dialogs in the early phase: moved by whoever wins the CAS that changes a phase.
+    early: CachePadded<AtomicUsize>,
     limits: ScanLimits,
 }
 
@@ -196,6 +198,7 @@ impl DialogTable {
                 .build(),
             slab: Slab::new(capacity),
             live: CachePadded::new(AtomicUsize::new(0)),
+            early: CachePadded::new(AtomicUsize::new(0)),
             limits: ScanLimits::DEFAULT,
         }
     }
@@ -223,6 +226,26 @@ impl DialogTable {
     /// Whether no dialog is live.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Live dialogs in the early phase. Exact once the threads changing phases are done (every
+    /// phase change is one CAS, and its winner moves this count).
+    pub fn early(&self) -> usize {
+        self.early.load(Ordering::Relaxed)
+    }
+
+    fn count_early(&self, before: DialogState, after: Option<DialogState>) {
+        let was = before.phase() == Phase::Early;
+        let is = after.is_some_and(|s| s.phase() == Phase::Early);
+        match (was, is) {
+            (false, true) => {
+                self.early.fetch_add(1, Ordering::Relaxed);
+            }
+            (true, false) => {
+                self.early.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
     }
 
     /// Bytes held by the slab's pages (the index is extra; see the `memory` bench).
@@ -261,12 +284,14 @@ impl DialogTable {
         };
         // Counted before it can be found: whoever removes it decrements exactly once.
         self.live.fetch_add(1, Ordering::Relaxed);
+        self.count_early(DialogState::TERMINATED, Some(init.state));
         if self.index.try_insert(fp, handle, &guard).is_err() {
             // Another thread inserted the same key between our check and now. Whoever wins
             // the release (we, or a remover that saw the slot through `iter`) un-counts it.
-            if slot.release(handle.generation).is_ok() {
+            if let Ok(last) = slot.release(handle.generation) {
                 self.slab.free(index);
                 self.live.fetch_sub(1, Ordering::Relaxed);
+                self.count_early(last, None);
             }
             return Err(TableError::Duplicate);
         }
@@ -321,7 +346,9 @@ impl DialogTable {
         handle: DialogHandle,
         event: Event,
     ) -> Result<DialogState, TableError> {
-        Ok(self.slot(handle)?.transition(handle.generation, event)?)
+        let (before, after) = self.slot(handle)?.transition(handle.generation, event)?;
+        self.count_early(before, Some(after));
+        Ok(after)
     }
 
     /// Takes the next local CSeq for a new request in the dialog.
@@ -380,6 +407,7 @@ impl DialogTable {
         let last = slot.release(handle.generation)?;
         self.slab.free(handle.index);
         self.live.fetch_sub(1, Ordering::Relaxed);
+        self.count_early(last, None);
         Ok(last)
     }
 

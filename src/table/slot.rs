@@ -156,13 +156,13 @@ impl Slot {
             .then_some(Fingerprint(u128::from(hi) << 64 | u128::from(lo)))
     }
 
-    /// Applies `event` by CAS through the transition table.
+    /// Applies `event` by CAS through the transition table; the state before and after.
     #[inline]
     pub(crate) fn transition(
         &self,
         generation: u32,
         event: Event,
-    ) -> Result<DialogState, SlotError> {
+    ) -> Result<(DialogState, DialogState), SlotError> {
         let mut word = self.lifecycle.load(Ordering::Acquire);
         loop {
             if generation_of(word) != generation {
@@ -175,7 +175,7 @@ impl Slot {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Ok(next),
+                Ok(_) => return Ok((state_of(word), next)),
                 Err(actual) => word = actual,
             }
         }

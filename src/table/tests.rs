@@ -204,6 +204,11 @@ fn threads_racing_inserts_removes_and_transitions_leave_nothing() {
         }
     });
     assert_eq!(t.len(), 0);
+    assert_eq!(
+        t.early(),
+        0,
+        "every early dialog's phase change counted once"
+    );
     assert_eq!(t.iter().count(), 0);
     // Every slot came back: the table can be filled to capacity again.
     for i in 0..64 {
@@ -278,6 +283,8 @@ proptest! {
                 }
             }
             prop_assert_eq!(t.len(), model.len());
+            let early = model.values().filter(|(_, s)| s.phase() == crate::state::Phase::Early).count();
+            prop_assert_eq!(t.early(), early);
             for (k, (h, s)) in &model {
                 prop_assert_eq!(t.lookup(&key(&k.to_string())), Some(*h));
                 prop_assert_eq!(t.state(*h), Ok(*s));
