@@ -109,7 +109,8 @@ fn manager_per_call() {
     let mut out = Outbox::new();
     for id in &ids {
         let inv = invite(id);
-        let Ok(Verdict::NewInvite { to_tag }) = bob.on_received(inv.as_bytes(), 0, &mut out) else {
+        let Ok(Verdict::NewInvite { to_tag, .. }) = bob.on_received(inv.as_bytes(), 0, &mut out)
+        else {
             panic!("INVITE not taken")
         };
         bob.respond(inv.as_bytes(), 200, &Default::default(), 0, &mut out)

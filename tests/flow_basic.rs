@@ -25,7 +25,7 @@ fn rfc3665_3_1_successful_session_establishment() {
     assert_eq!(alice.mgr.on_sent(&inv, 0).unwrap(), None);
     assert_eq!(alice.mgr.pending_invites(), 1);
     let got = deliver_msg(&inv, &[], &mut bob, 0);
-    let Some(Verdict::NewInvite { to_tag }) = got.verdict else {
+    let Some(Verdict::NewInvite { to_tag, .. }) = got.verdict else {
         panic!("INVITE: {:?}", got.verdict)
     };
     let bob_tag = to_tag.as_str().to_owned();
@@ -236,7 +236,7 @@ fn two_proxies(bob_hangs_up: bool) {
     alice.mgr.on_sent(&inv, 0).unwrap();
     let got = deliver_msg(&inv, &ab, &mut bob, 0);
     assert_eq!(got.seen, [Observation::Invite, Observation::Invite]);
-    let Some(Verdict::NewInvite { to_tag }) = got.verdict else {
+    let Some(Verdict::NewInvite { to_tag, .. }) = got.verdict else {
         panic!("INVITE: {:?}", got.verdict)
     };
     let bob_tag = to_tag.as_str().to_owned();

@@ -279,7 +279,7 @@ fn ua_calling_itself_holds_two_dialogs() {
             .collect()
     };
     let got = deliver_msg(&inv, &[], &mut alice, 0);
-    let Some(Verdict::NewInvite { to_tag }) = got.verdict else {
+    let Some(Verdict::NewInvite { to_tag, .. }) = got.verdict else {
         panic!("INVITE to myself: {:?}", got.verdict)
     };
     let uas = alice

@@ -49,7 +49,7 @@ fn lost_ack_the_uas_hangs_up_after_64_t1() {
     assert!(bob.run_timers(10 + T64 - 1).is_empty());
     let expired = bob.run_timers(10 + T64);
     assert_eq!(expired.len(), 1);
-    assert_eq!(expired[0].dialog, b_d);
+    assert_eq!(expired[0].dialog, Some(b_d));
     assert_eq!(
         deliver_one(&mut bob, &[], &mut alice, 10 + T64).verdict,
         Some(Verdict::Bye { dialog: a_d })

@@ -45,7 +45,7 @@ fn consultation_call(
     );
     alice.mgr.on_sent(&inv, t).unwrap();
     let got = deliver_msg(&inv, &[], carol, t);
-    let Some(Verdict::NewInvite { to_tag }) = got.verdict else {
+    let Some(Verdict::NewInvite { to_tag, .. }) = got.verdict else {
         panic!("INVITE to carol: {:?}", got.verdict)
     };
     let carol_tag = to_tag.as_str().to_owned();

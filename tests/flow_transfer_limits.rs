@@ -42,8 +42,8 @@ fn ua_with(user: &str, host: &str, tune: impl FnOnce(&mut ManagerConfig)) -> Ua 
 /// Alice with limits too high to matter: what is tested is the recipient's policing.
 fn alice_unlimited() -> Ua {
     ua_with("alice", "client.atlanta.example.com", |c| {
-        c.max_refers_per_second = 1_000_000;
-        c.max_subscriptions = 1_000_000;
+        c.policy.max_refers_per_second = 1_000_000;
+        c.policy.max_subscriptions = 1_000_000;
     })
 }
 
@@ -54,9 +54,13 @@ fn refers_beyond_the_per_second_limit_get_403() {
     let _serial = serial();
     let mut alice = alice_unlimited();
     let mut bob = ua_with("bob", "client.biloxi.example.com", |c| {
-        c.max_subscriptions = 64; // so that only the rate limit bites
+        c.policy.max_subscriptions = 64; // so that only the rate limit bites
     });
-    assert_eq!(bob.mgr.config().max_refers_per_second, 4, "the default");
+    assert_eq!(
+        bob.mgr.security().policy().max_refers_per_second,
+        4,
+        "the default"
+    );
     let (a_d, b_d, _) = establish(&mut alice, &mut bob, &[], CALL, 0);
     let mut accepted = Vec::new();
     let mut refer = |alice: &mut Ua, bob: &mut Ua, t: u64| -> Verdict {
@@ -149,7 +153,7 @@ fn refer_storm_never_holds_more_than_max_subscriptions() {
     let _serial = serial();
     let mut alice = alice_unlimited();
     let mut bob = Ua::bob();
-    let max = bob.mgr.config().max_subscriptions as usize;
+    let max = bob.mgr.security().policy().max_subscriptions as usize;
     assert_eq!(max, 4, "the default");
     let (a_d, b_d, _) = establish(&mut alice, &mut bob, &[], CALL, 0);
     let (mut accepted, mut refused) = (Vec::new(), 0);

@@ -38,6 +38,12 @@ impl TableStats for FakeTable {
     fn slab_bytes(&self) -> u64 {
         131_072
     }
+    fn invite_records(&self) -> (u64, u64) {
+        (7, 4_096)
+    }
+    fn sources(&self) -> u64 {
+        11
+    }
 }
 
 /// The scripted updates, from two threads so that more than one shard holds counts.
@@ -171,6 +177,9 @@ fn exposition_has_every_family_with_its_type() {
         ("sipdialog_table_capacity_dialogs", (Gauge, l(&[]))),
         ("sipdialog_table_slots_in_use", (Gauge, l(&[]))),
         ("sipdialog_table_bytes", (Gauge, l(&[]))),
+        ("sipdialog_invite_records", (Gauge, l(&[]))),
+        ("sipdialog_invite_record_bytes", (Gauge, l(&[]))),
+        ("sipdialog_security_sources", (Gauge, l(&[]))),
     ]
     .into_iter()
     .collect();
@@ -264,7 +273,10 @@ fn counters_have_exact_values() {
     }
 
     let mut rejected = expect(&[("status=481", 2.0), ("status=other", 1.0)]);
-    for status in ["400", "403", "486", "489", "491", "500", "503", "603"] {
+    for status in [
+        "400", "403", "405", "408", "413", "486", "489", "491", "500", "501", "503", "505", "513",
+        "603",
+    ] {
         rejected.insert(format!("status={status}"), 0.0);
     }
     assert_eq!(values(&exposition, "sipdialog_rejected", Counter), rejected);
@@ -360,6 +372,18 @@ fn gauges_read_the_table_at_scrape() {
     assert_eq!(
         values(&exposition, "sipdialog_table_bytes", Gauge),
         expect(&[("", 131_072.0)])
+    );
+    assert_eq!(
+        values(&exposition, "sipdialog_invite_records", Gauge),
+        expect(&[("", 7.0)])
+    );
+    assert_eq!(
+        values(&exposition, "sipdialog_invite_record_bytes", Gauge),
+        expect(&[("", 4_096.0)])
+    );
+    assert_eq!(
+        values(&exposition, "sipdialog_security_sources", Gauge),
+        expect(&[("", 11.0)])
     );
 }
 

@@ -37,7 +37,7 @@ fn manager() -> DialogManager {
 fn answered(bob: &DialogManager, call_id: &str, status: u16) -> (DialogHandle, String) {
     let mut out = Outbox::new();
     let inv = invite(call_id, "alicetag", "");
-    let Verdict::NewInvite { to_tag } = bob.on_received(&inv, 0, &mut out).unwrap() else {
+    let Verdict::NewInvite { to_tag, .. } = bob.on_received(&inv, 0, &mut out).unwrap() else {
         panic!("not new")
     };
     let dialog = bob

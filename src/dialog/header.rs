@@ -38,6 +38,43 @@ pub fn contact_uri(value: &[u8]) -> Option<&[u8]> {
     (!uri.is_empty() && uri != b"*" && !quoted).then_some(uri)
 }
 
+/// The host of a `sip:` or `sips:` URI (brackets of an IPv6 reference kept), empty for any
+/// other scheme.
+///
+/// ```
+/// use sipdialog::dialog::uri_host;
+///
+/// assert_eq!(uri_host(b"sip:carol@192.0.2.7:5070;transport=udp"), b"192.0.2.7");
+/// assert_eq!(uri_host(b"sips:[2001:db8::1]:5061"), b"[2001:db8::1]");
+/// assert_eq!(uri_host(b"sip:gw.example.com?Replaces=x"), b"gw.example.com");
+/// assert_eq!(uri_host(b"tel:+15551234"), b"");
+/// ```
+pub fn uri_host(uri: &[u8]) -> &[u8] {
+    let scheme_end = match memchr(b':', uri) {
+        Some(i)
+            if uri[..i].eq_ignore_ascii_case(b"sip") || uri[..i].eq_ignore_ascii_case(b"sips") =>
+        {
+            i
+        }
+        _ => return b"",
+    };
+    let rest = &uri[scheme_end + 1..];
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b';' | b'?' | b'>'))
+        .unwrap_or(rest.len());
+    let hostport = &rest[..end];
+    let hostport = match hostport.iter().rposition(|&b| b == b'@') {
+        Some(at) => &hostport[at + 1..],
+        None => hostport,
+    };
+    let host_end = match memchr(b']', hostport) {
+        Some(close) => close + 1,
+        None => memchr(b':', hostport).unwrap_or(hostport.len()),
+    };
+    trim(&hostport[..host_end])
+}
+
 /// A From or To value with its `tag` parameter cut out, as the two pieces around it: what a
 /// dialog keeps as the party's URI (the tag is kept apart).
 ///

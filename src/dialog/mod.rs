@@ -9,10 +9,13 @@ mod cold;
 mod header;
 
 pub(crate) use cold::ColdTable;
-pub use header::{contact_uri, without_tag};
+pub use header::{contact_uri, uri_host, without_tag};
+
+use std::net::SocketAddr;
 
 use crate::build::DialogParts;
 use crate::id::Fingerprint;
+use crate::security::Charge;
 use crate::table::DialogHandle;
 use crate::wire::{HeaderName, MessageView};
 
@@ -48,6 +51,8 @@ pub struct DialogInfo {
     remote_target: Span,
     local_target: Span,
     route_set: Box<[Box<[u8]>]>,
+    peer: Option<SocketAddr>,
+    charge: Option<Charge>,
 }
 
 /// The fields a new [`DialogInfo`] is made of, borrowed from the messages that created it.
@@ -65,6 +70,11 @@ pub(crate) struct InfoParts<'a> {
     pub remote_uri: &'a [u8],
     pub remote_target: &'a [u8],
     pub local_target: &'a [u8],
+    /// Where the peer's messages came from (the creating INVITE, or the response that made a
+    /// UAC dialog), when the caller said.
+    pub peer: Option<SocketAddr>,
+    /// The per-source share the dialog holds, given back when it ends.
+    pub charge: Option<Charge>,
 }
 
 impl DialogInfo {
@@ -115,6 +125,8 @@ impl DialogInfo {
             remote_target,
             local_target,
             route_set,
+            peer: p.peer,
+            charge: p.charge,
         }
     }
 
@@ -137,6 +149,8 @@ impl DialogInfo {
             remote_uri: self.get(self.remote_uri),
             remote_target,
             local_target: self.local_target(),
+            peer: self.peer,
+            charge: self.charge,
         };
         let routes = route_set.unwrap_or_else(|| self.route_set.clone());
         DialogInfo::new(self.handle, &parts, routes)
@@ -198,6 +212,18 @@ impl DialogInfo {
         self.get(self.local_target)
     }
 
+    /// The transport address the peer's messages came from, when the caller said: the one
+    /// address our requests are retransmitted to (SECURITY.md: no amplification towards third
+    /// parties).
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// The per-source share the dialog holds.
+    pub(crate) fn charge(&self) -> Option<Charge> {
+        self.charge
+    }
+
     /// The route set, in the order our requests visit it.
     pub fn route_set(&self) -> &[Box<[u8]>] {
         &self.route_set
@@ -248,13 +274,6 @@ pub(crate) fn route_set(view: &MessageView<'_>, reverse: bool) -> Box<[Box<[u8]>
 pub(crate) fn is_sips(uri: &[u8]) -> bool {
     uri.get(..5)
         .is_some_and(|s| s.eq_ignore_ascii_case(b"sips:"))
-}
-
-/// The raw value of the first `name` header of `view`, LWS-trimmed.
-pub(crate) fn raw_header<'a>(view: &MessageView<'a>, name: HeaderName) -> &'a [u8] {
-    view.headers()
-        .find(|h| h.kind == name)
-        .map_or(&[][..], |h| header::trim(h.value))
 }
 
 #[cfg(test)]

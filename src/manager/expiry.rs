@@ -1,11 +1,15 @@
-//! Time passed in: dialogs whose ACK, answer, activity or age ran out end here, and the
-//! manager writes what ends them on the wire (BYE, CANCEL, 408).
+//! Time passed in: dialogs whose ACK, answer, activity or age ran out end here, and so do
+//! INVITEs that got no (final) answer in time; the manager writes what ends them on the wire
+//! (BYE, CANCEL, 408).
 
 use std::sync::atomic::Ordering;
 
+use super::outbox::{Delivery, Meta};
+use super::pending::{InviteId, PendingInvite};
 use super::{DialogManager, ManagerError, Outbox, RequestBody};
 use crate::build::{self, RequestParts, ResponseParts};
 use crate::dialog::{DialogInfo, Role};
+use crate::id::{Fingerprint, Tag};
 use crate::metrics::TerminationReason;
 use crate::state::{Flags, Phase};
 use crate::table::DialogHandle;
@@ -15,10 +19,15 @@ use crate::wire::Method;
 /// Why a dialog expired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ExpiryReason {
-    /// We sent a 2xx and no ACK came within 64×T1 (§13.3.1.4): BYE sent.
+    /// We sent a 2xx and no ACK came within 64×T1 (§13.3.1.4): BYE sent, once (the peer
+    /// never showed it listens where the BYE goes).
     NoAck,
-    /// Early longer than the configured limit: CANCEL (UAC) or 408 (UAS) sent.
+    /// Early (or an INVITE without a final answer) longer than the configured limit: CANCEL
+    /// (UAC, when a provisional came) or 408 (UAS) sent.
     EarlyTimeout,
+    /// An INVITE we sent got no response at all within 64×T1 (Timer B, §17.1.1.2): its
+    /// transaction is gone; tell the caller it timed out (408).
+    NoAnswer,
     /// No message for the configured idle time: BYE sent (to both sides when observing).
     Idle,
     /// Older than the configured maximum: BYE sent (to both sides when observing).
@@ -27,11 +36,15 @@ pub enum ExpiryReason {
     ByeUnanswered,
 }
 
-/// One dialog that expired in [`DialogManager::on_timeout`].
+/// A dialog, or an INVITE transaction, that expired in [`DialogManager::on_timeout`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Expiry {
-    /// The dialog (stale now: it has left the table).
-    pub dialog: DialogHandle,
+    /// The dialog (stale now: it has left the table); `None` for an INVITE that ended
+    /// without one.
+    pub dialog: Option<DialogHandle>,
+    /// The INVITE that got no (final) answer in time ([`ExpiryReason::NoAnswer`], or
+    /// [`ExpiryReason::EarlyTimeout`] of its transaction); `None` for a dialog's own expiry.
+    pub invite: Option<InviteId>,
     /// Why.
     pub reason: ExpiryReason,
     /// Our role in it.
@@ -45,7 +58,10 @@ pub const MAX_EXPIRIES_PER_CALL: usize = 4096;
 impl DialogManager {
     /// The earliest time [`DialogManager::on_timeout`] has work, if any.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.timers.next_deadline()
+        match (self.timers.next_deadline(), self.security.next_sweep()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Handles every deadline due at `now_ms`, at most [`MAX_EXPIRIES_PER_CALL`] wake-ups per
@@ -53,6 +69,7 @@ impl DialogManager {
     /// listed in `expired`; what ends them on the wire goes to `out`. Returns the wake-ups
     /// handled.
     pub fn on_timeout(&self, now_ms: u64, out: &mut Outbox, expired: &mut Vec<Expiry>) -> usize {
+        self.security.sweep(now_ms);
         let mut due = Vec::new();
         let n = self
             .timers
@@ -60,20 +77,94 @@ impl DialogManager {
         for (at, target) in due {
             match target {
                 Target::Dialog(dialog) => self.dialog_due(dialog, at, now_ms, out, expired),
-                Target::Pending(key) => {
-                    // Its lifetime, or 64×T1 after its final response, is over.
-                    let current = self.pending_get(key);
-                    if let Some(p) = current.filter(|p| p.armed_at.load(Ordering::Relaxed) == at) {
-                        // 64×T1 after the first 2xx, forks still early are over (§13.2.2.4).
-                        if p.confirmed.load(Ordering::Acquire) {
-                            self.end_early_dialogs(&p, TerminationReason::Rejected, now_ms);
-                        }
-                        self.pending_remove(key);
-                    }
-                }
+                Target::Pending(key) => self.record_due(key, at, now_ms, out, expired),
             }
         }
         n
+    }
+
+    /// An INVITE record's deadline: Timer B for ours, the early limit for any INVITE still
+    /// without a final answer, or the end of its 64×T1 linger.
+    fn record_due(
+        &self,
+        key: Fingerprint,
+        at: u64,
+        now_ms: u64,
+        out: &mut Outbox,
+        expired: &mut Vec<Expiry>,
+    ) {
+        let Some(p) = self
+            .pending_get(key)
+            .filter(|p| p.armed_at.load(Ordering::Relaxed) == at)
+        else {
+            return; // superseded by a later deadline, or gone
+        };
+        if p.finished.load(Ordering::Acquire) {
+            // 64×T1 after the first 2xx, forks still early are over (§13.2.2.4).
+            if p.confirmed.load(Ordering::Acquire) {
+                self.end_early_dialogs(&p, TerminationReason::Rejected, now_ms);
+            }
+            self.pending_remove(key);
+            return;
+        }
+        let age = now_ms.saturating_sub(p.created_ms);
+        let answered = p.responded.load(Ordering::Acquire);
+        if p.role == Role::Uac && !answered && p.claim_final() {
+            // Timer B: nobody answered our INVITE. No CANCEL: nothing was received (§9.1).
+            self.pending_remove(key);
+            tracing::info!(call = ?key, "INVITE unanswered (Timer B)");
+            expired.push(Expiry {
+                dialog: None,
+                invite: Some(p.id()),
+                reason: ExpiryReason::NoAnswer,
+                role: Role::Uac,
+            });
+            return;
+        }
+        if age < self.early_limit() {
+            let at = p.created_ms + self.early_limit();
+            p.armed_at.store(at, Ordering::Relaxed);
+            self.arm(at, Target::Pending(key));
+            return;
+        }
+        if !p.claim_final() {
+            return;
+        }
+        let _ = self.write_timeout(&p, out);
+        self.end_early_dialogs(&p, TerminationReason::TimeoutIdle, now_ms);
+        self.pending_finish(&p, now_ms, false);
+        tracing::info!(call = ?key, role = ?p.role, "INVITE without a final answer timed out");
+        expired.push(Expiry {
+            dialog: None,
+            invite: Some(p.id()),
+            reason: ExpiryReason::EarlyTimeout,
+            role: p.role,
+        });
+    }
+
+    /// What ends an INVITE that has waited too long for its final answer: 408 to the caller
+    /// (UAS), CANCEL to the callee (UAC, once it answered provisionally).
+    fn write_timeout(&self, p: &PendingInvite, out: &mut Outbox) -> Result<(), ManagerError> {
+        let Some(copy) = p.copy() else {
+            return Ok(());
+        };
+        let Some(invite) = copy.view() else {
+            return Ok(());
+        };
+        match p.role {
+            Role::Uas => {
+                let tag = p.to_tag.as_ref().map(Tag::as_bytes);
+                out.push(Meta::response(None), |buf| {
+                    let parts = ResponseParts::default();
+                    build::response(&invite, 408, "Request Timeout", tag, &parts, buf)
+                })?;
+            }
+            Role::Uac if p.responded.load(Ordering::Acquire) => {
+                out.push(Meta::request(None), |buf| build::cancel(&invite, buf))?;
+            }
+            Role::Uac | Role::Observed => {}
+        }
+        Ok(())
     }
 
     /// The nearest deadline of a live dialog.
@@ -152,12 +243,13 @@ impl DialogManager {
             ExpiryReason::EarlyTimeout | ExpiryReason::Idle | ExpiryReason::MaxDuration => {
                 TerminationReason::TimeoutIdle
             }
-            ExpiryReason::ByeUnanswered => TerminationReason::Error,
+            ExpiryReason::ByeUnanswered | ExpiryReason::NoAnswer => TerminationReason::Error,
         };
         self.end(dialog, counted_as, now_ms);
         tracing::info!(?dialog, ?reason, role = ?info.role(), "dialog expired");
         expired.push(Expiry {
-            dialog,
+            dialog: Some(dialog),
+            invite: None,
             reason,
             role: info.role(),
         });
@@ -174,41 +266,30 @@ impl DialogManager {
     ) -> Result<(), ManagerError> {
         match (reason, info.role()) {
             (ExpiryReason::ByeUnanswered, _) => Ok(()),
-            (ExpiryReason::EarlyTimeout, Role::Uac) => {
-                self.cancel(info.call_id(), info.local_tag(), out)
-            }
-            (ExpiryReason::EarlyTimeout, Role::Uas) => {
-                let Some(key) = info.invite() else {
-                    return Ok(());
-                };
-                let Some(pending) = self.pending_get(key) else {
-                    return Ok(());
-                };
-                if !pending.finished.load(Ordering::Acquire) {
-                    if let Some(copy) = pending.copy() {
-                        let Some(invite) = copy.view() else {
-                            return Ok(());
-                        };
-                        let tag = pending.to_tag.as_ref().map(|t| t.as_bytes());
-                        out.push(None, false, |buf| {
-                            build::response(
-                                &invite,
-                                408,
-                                "Request Timeout",
-                                tag,
-                                &ResponseParts::default(),
-                                buf,
-                            )
-                        })?;
+            (ExpiryReason::EarlyTimeout, Role::Uac | Role::Uas) => {
+                // The INVITE's own timeout sends its CANCEL or 408, once for all its forks.
+                let pending = info.invite().and_then(|key| self.pending_get(key));
+                match pending {
+                    Some(p) if p.claim_final() => {
+                        let _ = self.write_timeout(&p, out);
+                        self.pending_finish(&p, now_ms, false);
                     }
-                    self.pending_finish(&pending, now_ms, false);
+                    _ => {}
                 }
                 Ok(())
             }
             (ExpiryReason::EarlyTimeout, Role::Observed) => Ok(()),
+            (ExpiryReason::NoAnswer, _) => Ok(()),
             // The dialog ends right after: no BYE_PENDING, no deadline for its answer.
             (_, Role::Uac | Role::Uas) => {
-                self.write_request(dialog, info, Method::Bye, &RequestBody::default(), out)?;
+                let delivery = match (reason, info.peer()) {
+                    // The peer never completed the handshake: one datagram, no more.
+                    (ExpiryReason::NoAck, _) => Delivery::Once,
+                    (_, Some(peer)) => Delivery::ReliableTo(peer),
+                    (_, None) => Delivery::Reliable,
+                };
+                let body = RequestBody::default();
+                self.write_request(dialog, info, Method::Bye, &body, delivery, out)?;
                 Ok(())
             }
             (_, Role::Observed) => self.bye_both_sides(dialog, info, out),
@@ -241,7 +322,7 @@ impl DialogManager {
                 body: &[],
                 extra_headers: &[],
             };
-            out.push(Some(dialog), true, |buf| {
+            out.push(Meta::request(Some(dialog)), |buf| {
                 build::request(&parts, &request, buf)
             })?;
         }

@@ -8,6 +8,8 @@
 //! allocates nothing; dialog creation and teardown, transaction records and timers are the
 //! cold path.
 
+mod admission;
+mod answer;
 mod expiry;
 mod observe;
 mod outbox;
@@ -21,7 +23,8 @@ mod transfer;
 
 pub use expiry::{Expiry, ExpiryReason, MAX_EXPIRIES_PER_CALL};
 pub use observe::Observation;
-pub use outbox::{OutMessage, Outbox};
+pub use outbox::{Delivery, OutMessage, Outbox};
+pub use pending::InviteId;
 pub use replaces::{Replaced, ReplacedAction};
 pub use sent::RequestBody;
 pub use transfer::{CallStarted, NewCall, TransferProgress};
@@ -35,7 +38,8 @@ use crate::build::BuildError;
 use crate::dialog::{ColdTable, DialogInfo, InfoParts, Role};
 use crate::id::{BuildIdentityHasher, DialogKey, Fingerprint, Tag};
 use crate::metrics::{Metrics, TableStats, TerminationReason};
-use crate::refer::{ReferError, ReferLimits};
+use crate::refer::ReferError;
+use crate::security::{Policy, Security, SecurityError};
 use crate::state::{DialogState, StateError};
 use crate::table::{DialogHandle, DialogTable, NewDialog, TableError};
 use crate::timer::{Target, Timers};
@@ -45,16 +49,14 @@ use pending::PendingInvite;
 /// How a [`DialogManager`] is sized and timed. Times are milliseconds.
 #[derive(Clone, Debug)]
 pub struct ManagerConfig {
-    /// The most dialogs held at once; a new one beyond it is refused with 503.
+    /// The most dialogs the table holds (its slots are allocated in pages as they are first
+    /// used); [`Policy::max_dialogs`] may cap it lower at run time. Beyond it, 503.
     pub capacity: u32,
-    /// The most INVITE transactions tracked at once (forking, CANCEL), answered ones included:
-    /// a record stays 64×T1 (32 s) after the final response, so this bounds the sustained
-    /// call rate at `max_pending / 32` per second (the default: 65 000 calls/s). Beyond it,
-    /// new INVITEs get 503. An answered UAS record keeps no copy of the INVITE.
-    pub max_pending: usize,
-    /// RFC 3261 T1 (500 ms): the ACK wait and transaction lingering are 64×T1.
+    /// RFC 3261 T1 (500 ms): the ACK wait, Timer B and transaction lingering are 64×T1.
     pub t1_ms: u64,
-    /// An early dialog older than this is ended (0: never).
+    /// An early dialog older than this is ended, and an INVITE without a final response by
+    /// then is answered 408 (UAS) or cancelled (UAC) (0: never for dialogs; INVITE records
+    /// then go after 180 s).
     pub early_timeout_ms: u64,
     /// A confirmed dialog without any message for this long is ended with BYE (0: never).
     pub idle_timeout_ms: u64,
@@ -65,28 +67,21 @@ pub struct ManagerConfig {
     pub via: Box<[u8]>,
     /// Our Contact, e.g. `<sip:sbc@192.0.2.1:5060>`: the remote target our peers use.
     pub contact: Box<[u8]>,
-    /// What a received Refer-To may be (length, schemes).
-    pub refer_limits: ReferLimits,
-    /// REFERs accepted per dialog per second; more get 403 (a REFER storm costs nothing).
-    pub max_refers_per_second: u32,
-    /// Implicit subscriptions live at once per dialog; a REFER beyond gets 403.
-    pub max_subscriptions: u32,
+    /// The limits in force at start; [`DialogManager::security`] swaps them at run time.
+    pub policy: Policy,
 }
 
 impl Default for ManagerConfig {
     fn default() -> ManagerConfig {
         ManagerConfig {
             capacity: 1 << 20,
-            max_pending: 1 << 21,
             t1_ms: 500,
             early_timeout_ms: 180_000,
             idle_timeout_ms: 7_200_000,
             max_duration_ms: 0,
             via: Box::from(&b"SIP/2.0/UDP 127.0.0.1:5060"[..]),
             contact: Box::from(&b"<sip:sipdialog@127.0.0.1:5060>"[..]),
-            refer_limits: ReferLimits::DEFAULT,
-            max_refers_per_second: 4,
-            max_subscriptions: 4,
+            policy: Policy::default(),
         }
     }
 }
@@ -96,11 +91,14 @@ impl Default for ManagerConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Verdict {
-    /// A new INVITE: answer it with [`DialogManager::respond`], which puts `to_tag` in every
-    /// response and creates the dialog from the 1xx/2xx.
+    /// A new INVITE, admitted: answer it with [`DialogManager::respond_invite`] (or
+    /// [`DialogManager::respond`] with its bytes), which puts `to_tag` in every response and
+    /// creates the dialog before a 1xx/2xx leaves.
     NewInvite {
         /// The To tag the manager chose for this INVITE's responses.
         to_tag: Tag,
+        /// Its transaction, to answer it by.
+        invite: InviteId,
     },
     /// A new INVITE with Replaces naming a dialog it may take over (RFC 3891): answer it as a
     /// [`Verdict::NewInvite`]; once its dialog is up, end `replaced` as its action says.
@@ -110,6 +108,8 @@ pub enum Verdict {
         to_tag: Tag,
         /// The dialog it replaces, and how that one ends.
         replaced: Replaced,
+        /// Its transaction, to answer it by.
+        invite: InviteId,
     },
     /// A valid REFER in the dialog (RFC 3515): the 202 is in the outbox (with `Refer-Sub:
     /// false` echoed when asked, RFC 4488). Read it with [`crate::refer::ReferRequest`], act,
@@ -156,11 +156,15 @@ pub enum Verdict {
         /// The dialog that ended.
         dialog: DialogHandle,
     },
-    /// A CANCEL matched an INVITE being answered: its early dialogs ended; the 200 for the
-    /// CANCEL and the 487 for the INVITE are in the outbox.
+    /// A CANCEL matched an INVITE's transaction (§9.2: Call-ID, From tag, CSeq, top Via
+    /// branch and sent-by). Unless the INVITE had its final answer already (then only the 200
+    /// for the CANCEL is in the outbox and nothing changed), its early dialogs ended and the
+    /// 200 for the CANCEL and the 487 for the INVITE are in the outbox.
     Cancelled {
         /// Early dialogs ended.
         dialogs_ended: u32,
+        /// The INVITE cancelled.
+        invite: InviteId,
     },
     /// Refused: the response (481, 491, 500, 503…) is in the outbox.
     Rejected {
@@ -244,6 +248,11 @@ pub enum ManagerError {
     NoSubscription,
     /// The dialog holds as many implicit subscriptions as it may.
     TooManySubscriptions,
+    /// A limit of the [`Policy`] refused the message or the dialog (for a request, the answer
+    /// is in the outbox: 503 with `Retry-After`, 413, 513 or 403).
+    Security(SecurityError),
+    /// The INVITE has its final answer already (or was cancelled): nothing was sent.
+    AlreadyAnswered,
 }
 
 impl ManagerError {
@@ -259,6 +268,8 @@ impl ManagerError {
             ManagerError::Refer(e) => e.status(),
             ManagerError::NoSubscription => (481, "Call/Transaction Does Not Exist"),
             ManagerError::TooManySubscriptions => (403, "Forbidden"),
+            ManagerError::Security(e) => e.status(),
+            ManagerError::AlreadyAnswered => (500, "Server Internal Error"),
         }
     }
 }
@@ -275,6 +286,8 @@ impl std::fmt::Display for ManagerError {
             ManagerError::Refer(e) => write!(f, "transfer: {e}"),
             ManagerError::NoSubscription => f.write_str("no such subscription"),
             ManagerError::TooManySubscriptions => f.write_str("subscription limit reached"),
+            ManagerError::Security(e) => write!(f, "refused: {e}"),
+            ManagerError::AlreadyAnswered => f.write_str("the INVITE has its final answer"),
         }
     }
 }
@@ -284,6 +297,12 @@ impl std::error::Error for ManagerError {}
 impl From<WireError> for ManagerError {
     fn from(e: WireError) -> ManagerError {
         ManagerError::Wire(e)
+    }
+}
+
+impl From<SecurityError> for ManagerError {
+    fn from(e: SecurityError) -> ManagerError {
+        ManagerError::Security(e)
     }
 }
 
@@ -333,6 +352,10 @@ pub struct DialogManager {
     pending: papaya::HashMap<Fingerprint, Arc<PendingInvite>, BuildIdentityHasher>,
     /// Written on every call setup by every thread: on a line of its own.
     pending_count: CachePadded<AtomicUsize>,
+    /// Bytes the INVITE records hold, copies included.
+    pending_bytes: CachePadded<AtomicUsize>,
+    /// The policy and the per-source state it is enforced with.
+    security: Security,
     timers: Timers,
     config: ManagerConfig,
     /// The random per-manager prefix of branch parameters.
@@ -366,10 +389,12 @@ impl DialogManager {
             table,
             // Sized up front: growing under load makes every thread help copy the table.
             pending: papaya::HashMap::builder()
-                .capacity(config.max_pending.min(1 << 16))
+                .capacity(config.policy.max_invite_records.min(1 << 16))
                 .hasher(BuildIdentityHasher)
                 .build(),
             pending_count: CachePadded::new(AtomicUsize::new(0)),
+            pending_bytes: CachePadded::new(AtomicUsize::new(0)),
+            security: Security::new(config.policy.clone()),
             timers: Timers::new(),
             config,
             branch_prefix,
@@ -403,9 +428,31 @@ impl DialogManager {
         &self.table
     }
 
-    /// The configuration.
+    /// The configuration it was made with ([`ManagerConfig::policy`] is the policy it started
+    /// with; [`DialogManager::security`] has the one in force).
     pub fn config(&self) -> &ManagerConfig {
         &self.config
+    }
+
+    /// The policy in force, the per-source state, and [`Security::set_policy`] to swap the
+    /// policy while traffic runs.
+    pub fn security(&self) -> &Security {
+        &self.security
+    }
+
+    /// Live dialogs in the early phase.
+    pub fn early_dialogs(&self) -> usize {
+        self.table.early()
+    }
+
+    /// How many more dialogs the policy in force and the table's capacity allow now.
+    pub fn room(&self) -> usize {
+        let max = self
+            .security
+            .policy()
+            .max_dialogs
+            .min(self.table.capacity());
+        (max as usize).saturating_sub(self.table.len())
     }
 
     /// Live dialogs.
@@ -453,10 +500,14 @@ impl DialogManager {
     /// Counted and traced once, by whoever removes it.
     fn end(&self, dialog: DialogHandle, reason: TerminationReason, now_ms: u64) -> bool {
         let created = self.table.times(dialog).map(|(created, _)| created);
+        let info = self.cold.get(dialog).map(|(_, info)| info);
         let removed = self.table.remove(dialog).is_ok();
         self.cold.clear(dialog);
         self.drop_transfers(dialog);
         if removed {
+            if let Some(charge) = info.and_then(|i| i.charge()) {
+                self.security.release(charge);
+            }
             let duration_ms = created.map_or(0, |c| now_ms.saturating_sub(c));
             self.count(|m| m.dialog_terminated(reason, duration_ms));
             tracing::debug!(?dialog, ?reason, duration_ms, "dialog terminated");
@@ -584,5 +635,16 @@ impl TableStats for DialogManager {
 
     fn slab_bytes(&self) -> u64 {
         self.table.slab_bytes() as u64
+    }
+
+    fn invite_records(&self) -> (u64, u64) {
+        (
+            self.pending_invites() as u64,
+            self.invite_record_bytes() as u64,
+        )
+    }
+
+    fn sources(&self) -> u64 {
+        self.security.sources() as u64
     }
 }

@@ -2,7 +2,7 @@
 //! as a dialog-stateful proxy does (Kamailio's `dlg_manage`). The key is direction-agnostic:
 //! the two tags in a fixed order, so a request from either side finds the same dialog.
 
-use super::pending::PendingInvite;
+use super::pending::{self, NewRecord, PendingInvite};
 use super::{DialogManager, ManagerError};
 use crate::dialog::{self, contact_uri, InfoParts, Role};
 use crate::id::DialogKey;
@@ -72,8 +72,15 @@ impl DialogManager {
         let from = view.from_tag().unwrap_or_default();
         let Some(to) = view.to_tag() else {
             if view.method() == Some(Method::Invite) {
-                let key = self.pending_key(view.call_id(), from, Role::Observed);
-                let pending = PendingInvite::new(key, &view, None);
+                let record = NewRecord {
+                    key: self.pending_key(view.call_id(), from, Role::Observed),
+                    role: Role::Observed,
+                    via: pending::via_key(self.table.fingerprinter(), &view),
+                    source: None,
+                    to_tag: None,
+                    charge: None,
+                };
+                let pending = PendingInvite::new(record, &view);
                 if self.pending_insert(pending, now_ms)?.is_some() {
                     return Ok(Observation::Invite);
                 }
@@ -205,6 +212,8 @@ impl DialogManager {
             remote_uri: copy.to(),
             remote_target: view.contact().and_then(contact_uri).unwrap_or_default(),
             local_target: copy.contact(),
+            peer: None,
+            charge: None,
         };
         let state = if confirmed {
             DialogState::CONFIRMED
@@ -219,7 +228,7 @@ impl DialogManager {
         };
         let key = observed_key(view.call_id(), caller_tag, callee_tag);
         let dialog = self.create(&key, &init, &parts, Box::default())?;
-        pending.add_dialog(dialog);
+        pending.add_dialog(dialog, true);
         self.rearm(dialog, now_ms);
         if confirmed {
             if pending.confirm() {

@@ -1,9 +1,27 @@
 //! The caller-owned buffer the manager writes outgoing messages into.
 
+use std::net::SocketAddr;
+
 use memchr::{memchr, memmem, memrchr};
 
 use crate::build::BuildError;
 use crate::table::DialogHandle;
+
+/// How the transport treats a message it sends (RFC 3261 §17 retransmissions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Part of a transaction: a request is resent until answered, a final response to an
+    /// INVITE until its ACK, an answer is kept for the request's retransmissions.
+    Reliable,
+    /// As [`Delivery::Reliable`], but only if the next hop resolves to this address, the one
+    /// the dialog's peer sent from; anywhere else it goes out once. A peer that never answered
+    /// from an address cannot make us send more than one datagram there (SECURITY.md).
+    ReliableTo(SocketAddr),
+    /// Once, never resent or kept: a stateless answer (a 503 for a limit, a 400 for a
+    /// malformed request), or a request to a peer that never proved it listens (the BYE after
+    /// a missing ACK).
+    Once,
+}
 
 /// Messages to send, written back to back into one byte buffer. Reuse one per worker and
 /// [`Outbox::clear`] it after sending: once its buffers have grown, writing costs no
@@ -21,6 +39,8 @@ struct Item {
     /// The URI a request goes to; `None` for a response.
     hop: Option<(usize, usize)>,
     dialog: Option<DialogHandle>,
+    destination: Option<SocketAddr>,
+    delivery: Delivery,
 }
 
 /// One message to send.
@@ -34,6 +54,46 @@ pub struct OutMessage<'a> {
     pub next_hop: Option<&'a [u8]>,
     /// The dialog the message belongs to, if any.
     pub dialog: Option<DialogHandle>,
+    /// Where it goes, when the manager knows better than the message says: a stateless answer
+    /// to a malformed request, which may not scan. Otherwise a response goes where its top
+    /// Via says ([`crate::wire::Via::response_destination`]) and a request to `next_hop`.
+    pub destination: Option<SocketAddr>,
+    /// Whether it is resent (see [`Delivery`]).
+    pub delivery: Delivery,
+}
+
+/// What the manager says about a message besides its bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Meta {
+    pub dialog: Option<DialogHandle>,
+    pub request: bool,
+    pub destination: Option<SocketAddr>,
+    pub delivery: Delivery,
+}
+
+impl Meta {
+    /// A response, part of its request's transaction.
+    pub(crate) fn response(dialog: Option<DialogHandle>) -> Meta {
+        Meta {
+            dialog,
+            request: false,
+            destination: None,
+            delivery: Delivery::Reliable,
+        }
+    }
+
+    /// A request, resent until answered.
+    pub(crate) fn request(dialog: Option<DialogHandle>) -> Meta {
+        Meta {
+            request: true,
+            ..Meta::response(dialog)
+        }
+    }
+
+    /// With another delivery.
+    pub(crate) fn delivered(self, delivery: Delivery) -> Meta {
+        Meta { delivery, ..self }
+    }
 }
 
 impl Outbox {
@@ -66,15 +126,23 @@ impl Outbox {
                 .hop
                 .and_then(|(s, e)| self.buf.get(item.start + s..item.start + e)),
             dialog: item.dialog,
+            destination: item.destination,
+            delivery: item.delivery,
         })
+    }
+
+    /// Takes the last message back out.
+    pub(crate) fn pop(&mut self) {
+        if let Some(item) = self.items.pop() {
+            self.buf.truncate(item.start);
+        }
     }
 
     /// Appends one message written by `write`; on error nothing is added. A request is scanned
     /// once more to find its next hop (cold path: requests the manager builds).
     pub(crate) fn push(
         &mut self,
-        dialog: Option<DialogHandle>,
-        request: bool,
+        meta: Meta,
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), BuildError>,
     ) -> Result<(), BuildError> {
         let start = self.buf.len();
@@ -82,7 +150,7 @@ impl Outbox {
             self.buf.truncate(start);
             return Err(e);
         }
-        let hop = if request {
+        let hop = if meta.request {
             next_hop(self.buf.get(start..).unwrap_or_default())
         } else {
             None
@@ -91,7 +159,9 @@ impl Outbox {
             start,
             end: self.buf.len(),
             hop,
-            dialog,
+            dialog: meta.dialog,
+            destination: meta.destination,
+            delivery: meta.delivery,
         });
         Ok(())
     }

@@ -1,12 +1,14 @@
 //! Messages received from the network (RFC 3261 §12.1–§12.2, §13–§15).
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
+use super::outbox::Meta;
 use super::pending::PendingInvite;
 use super::{DialogManager, ManagerError, Outbox, Verdict};
 use crate::build::{self, ResponseParts};
 use crate::dialog::{self, contact_uri, InfoParts, Role};
-use crate::id::{DialogKey, Tag};
+use crate::id::DialogKey;
 use crate::metrics::{MessageKind, TerminationReason};
 use crate::state::{DialogState, Event, Phase, StateError};
 use crate::table::{CSeqOrder, DialogHandle, NewDialog, TableError};
@@ -14,28 +16,11 @@ use crate::wire::{HeaderName, MessageView, Method};
 use smallvec::SmallVec;
 
 impl DialogManager {
-    /// Handles a message received from the network at `now_ms` (caller's clock). Responses the
-    /// manager answers with (481, 491, 500, 200 to BYE/CANCEL, 487) go to `out`.
-    ///
-    /// Bad bytes are an error carrying the status to answer with, when the caller can.
-    pub fn on_received(
-        &self,
-        bytes: &[u8],
-        now_ms: u64,
-        out: &mut Outbox,
-    ) -> Result<Verdict, ManagerError> {
-        let view = MessageView::parse(bytes)?;
-        self.count_message(&view);
-        match view.method() {
-            Some(method) => self.request_received(&view, method, now_ms, out),
-            None => self.response_received(&view, now_ms),
-        }
-    }
-
-    fn request_received(
+    pub(crate) fn request_received(
         &self,
         view: &MessageView<'_>,
         method: Method,
+        source: Option<SocketAddr>,
         now_ms: u64,
         out: &mut Outbox,
     ) -> Result<Verdict, ManagerError> {
@@ -43,7 +28,7 @@ impl DialogManager {
             return self.cancel_received(view, now_ms, out);
         }
         if view.to_tag().is_none() {
-            return self.out_of_dialog_request(view, method, now_ms, out);
+            return self.out_of_dialog_request(view, method, source, now_ms, out);
         }
         if view.replaces().is_some() {
             // Replaces belongs on an INVITE that creates a dialog (RFC 3891 §3).
@@ -75,7 +60,7 @@ impl DialogManager {
         match method {
             Method::Bye => {
                 self.end(dialog, TerminationReason::Bye, now_ms);
-                out.push(Some(dialog), false, |buf| {
+                out.push(Meta::response(Some(dialog)), |buf| {
                     build::response(view, 200, "OK", None, &ResponseParts::default(), buf)
                 })?;
                 Ok(Verdict::Bye { dialog })
@@ -110,11 +95,13 @@ impl DialogManager {
         }
     }
 
-    /// A request with no To tag: a new INVITE (a UAS dialog in the making), or not ours.
+    /// A request with no To tag: a new INVITE (a UAS dialog in the making, once admitted), or
+    /// not ours.
     fn out_of_dialog_request(
         &self,
         view: &MessageView<'_>,
         method: Method,
+        source: Option<SocketAddr>,
         now_ms: u64,
         out: &mut Outbox,
     ) -> Result<Verdict, ManagerError> {
@@ -125,9 +112,7 @@ impl DialogManager {
         if method != Method::Invite {
             return Ok(Verdict::OutOfDialog);
         }
-        let from_tag = view.from_tag().unwrap_or_default();
-        let key = self.pending_key(view.call_id(), from_tag, Role::Uas);
-        if let Some(known) = self.pending_get(key) {
+        if let Some(known) = self.uas_record(view) {
             if known.cseq == view.cseq().number {
                 return Ok(Verdict::Retransmission);
             }
@@ -136,59 +121,18 @@ impl DialogManager {
                 return self.reject(view, None, 500, out);
             }
             // A new INVITE after a final answer, e.g. with credentials after a 401.
-            self.pending_remove(key);
+            self.pending_remove(known.key);
         }
-        let to_tag = Tag::generate().map_err(|_| ManagerError::Random)?;
-        match self.pending_insert(PendingInvite::new(key, view, Some(to_tag)), now_ms)? {
-            Some(_) => Ok(Self::new_invite_verdict(to_tag, replaced)),
-            None => Ok(Verdict::Retransmission),
+        match self.admit_invite(view, source, now_ms) {
+            Ok(pending) => {
+                // An admitted INVITE's record always carries the tag chosen for it.
+                let to_tag = pending.to_tag.ok_or(ManagerError::Random)?;
+                Ok(Self::new_invite_verdict(to_tag, pending.id(), replaced))
+            }
+            Err(ManagerError::AlreadyAnswered) => Ok(Verdict::Retransmission),
+            Err(ManagerError::Security(e)) => self.refuse(view, None, e, out),
+            Err(e) => Err(e),
         }
-    }
-
-    /// CANCEL (§9.2): ends the early dialogs of the INVITE it names; 200 for the CANCEL and
-    /// 487 for the INVITE go out. A CANCEL matching nothing gets 481.
-    fn cancel_received(
-        &self,
-        view: &MessageView<'_>,
-        now_ms: u64,
-        out: &mut Outbox,
-    ) -> Result<Verdict, ManagerError> {
-        let from_tag = view.from_tag().unwrap_or_default();
-        let key = self.pending_key(view.call_id(), from_tag, Role::Uas);
-        let Some(pending) = self
-            .pending_get(key)
-            .filter(|p| p.cseq == view.cseq().number)
-        else {
-            return self.reject(view, None, 481, out);
-        };
-        // The 200 carries the To tag of the INVITE's responses (§9.2).
-        let tag = pending.to_tag.as_ref().map(Tag::as_bytes);
-        out.push(None, false, |buf| {
-            build::response(view, 200, "OK", tag, &ResponseParts::default(), buf)
-        })?;
-        if pending.finished.load(Ordering::Acquire) {
-            // The INVITE was answered already: the CANCEL changes nothing (§9.2).
-            return Ok(Verdict::Cancelled { dialogs_ended: 0 });
-        }
-        let dialogs_ended = self.end_early_dialogs(&pending, TerminationReason::Cancel, now_ms);
-        if let Some(invite_copy) = pending.copy() {
-            let Some(invite) = invite_copy.view() else {
-                return Ok(Verdict::Cancelled { dialogs_ended });
-            };
-            let tag = pending.to_tag.as_ref().map(Tag::as_bytes);
-            out.push(None, false, |buf| {
-                build::response(
-                    &invite,
-                    487,
-                    "Request Terminated",
-                    tag,
-                    &ResponseParts::default(),
-                    buf,
-                )
-            })?;
-        }
-        self.pending_finish(&pending, now_ms, false);
-        Ok(Verdict::Cancelled { dialogs_ended })
     }
 
     /// Writes a response refusing `view` and reports it.
@@ -199,7 +143,7 @@ impl DialogManager {
         status: u16,
         out: &mut Outbox,
     ) -> Result<Verdict, ManagerError> {
-        out.push(dialog, false, |buf| {
+        out.push(Meta::response(dialog), |buf| {
             build::response(
                 view,
                 status,
@@ -227,9 +171,10 @@ impl DialogManager {
         tracing::trace!(call_id = ?view.call_id(), cseq = view.cseq().number, "message");
     }
 
-    fn response_received(
+    pub(crate) fn response_received(
         &self,
         view: &MessageView<'_>,
+        source: Option<SocketAddr>,
         now_ms: u64,
     ) -> Result<Verdict, ManagerError> {
         let status = view.status_code().unwrap_or_default();
@@ -249,7 +194,8 @@ impl DialogManager {
                 Role::Uac,
             );
             if let Some(pending) = self.pending_get(key).filter(|p| p.cseq == cseq) {
-                return self.invite_response(view, &pending, found, status, now_ms);
+                pending.responded.store(true, Ordering::Release);
+                return self.invite_response(view, &pending, found, status, source, now_ms);
             }
         }
         let Some(dialog) = found else {
@@ -298,6 +244,7 @@ impl DialogManager {
         pending: &PendingInvite,
         found: Option<DialogHandle>,
         status: u16,
+        source: Option<SocketAddr>,
         now_ms: u64,
     ) -> Result<Verdict, ManagerError> {
         if status >= 300 {
@@ -348,8 +295,8 @@ impl DialogManager {
                 } else {
                     DialogState::EARLY
                 };
-                let dialog = self.create_uac(view, pending, state, now_ms)?;
-                pending.add_dialog(dialog);
+                let dialog = self.create_uac(view, pending, state, source, now_ms)?;
+                pending.add_dialog(dialog, true);
                 self.rearm(dialog, now_ms);
                 if !confirmed {
                     return Ok(Verdict::Provisional {
@@ -380,6 +327,7 @@ impl DialogManager {
         response: &MessageView<'_>,
         pending: &PendingInvite,
         state: DialogState,
+        source: Option<SocketAddr>,
         now_ms: u64,
     ) -> Result<DialogHandle, ManagerError> {
         let copy = pending.copy().ok_or(ManagerError::UnknownDialog)?;
@@ -398,6 +346,8 @@ impl DialogManager {
                 .and_then(contact_uri)
                 .unwrap_or(copy.request_uri()),
             local_target: copy.contact(),
+            peer: source,
+            charge: None,
         };
         let init = NewDialog {
             state,

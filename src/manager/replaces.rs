@@ -71,11 +71,16 @@ impl DialogManager {
     /// The verdict for a new INVITE, with the dialog it replaces if any.
     pub(crate) fn new_invite_verdict(
         to_tag: crate::id::Tag,
+        invite: super::InviteId,
         replaced: Option<Replaced>,
     ) -> Verdict {
         match replaced {
-            None => Verdict::NewInvite { to_tag },
-            Some(replaced) => Verdict::ReplacingInvite { to_tag, replaced },
+            None => Verdict::NewInvite { to_tag, invite },
+            Some(replaced) => Verdict::ReplacingInvite {
+                to_tag,
+                replaced,
+                invite,
+            },
         }
     }
 }

@@ -1,16 +1,18 @@
-//! Messages this side sends: responses that create dialogs (UAS), the INVITE that starts a
-//! UAC dialog, and requests inside dialogs built from the dialog's state (§12.2.1.1).
+//! Messages this side sends: the INVITE that starts a UAC dialog, requests inside dialogs
+//! built from the dialog's state (§12.2.1.1), ACK and CANCEL, and messages the caller built
+//! itself ([`DialogManager::on_sent`]).
 
 use std::sync::atomic::Ordering;
 
-use super::pending::PendingInvite;
+use super::outbox::{Delivery, Meta};
+use super::pending::{self, NewRecord, PendingInvite};
 use super::{DialogManager, ManagerError, Outbox};
-use crate::build::{self, RequestParts, ResponseParts};
-use crate::dialog::{self, contact_uri, DialogInfo, InfoParts, Role};
+use crate::build::{self, RequestParts};
+use crate::dialog::{DialogInfo, Role};
 use crate::id::DialogKey;
 use crate::metrics::TerminationReason;
-use crate::state::{DialogState, Event, Phase, StateError};
-use crate::table::{DialogHandle, NewDialog};
+use crate::state::{Event, Phase, StateError};
+use crate::table::DialogHandle;
 use crate::wire::{MessageView, Method};
 
 /// The parts of an in-dialog request the caller chooses; the manager fills in the rest.
@@ -25,61 +27,6 @@ pub struct RequestBody<'a> {
 }
 
 impl DialogManager {
-    /// Answers a received request with `status` and records what the answer does to the
-    /// dialogs: a 1xx/2xx to a new INVITE creates the early/confirmed UAS dialog (with the
-    /// To tag chosen in [`super::Verdict::NewInvite`]), a final response ends the INVITE
-    /// transaction, a 2xx to a re-INVITE/UPDATE installs the new remote target. Our Contact is
-    /// added to 1xx/2xx of INVITE and UPDATE unless `parts` has one. Returns the dialog.
-    pub fn respond(
-        &self,
-        request: &[u8],
-        status: u16,
-        parts: &ResponseParts<'_>,
-        now_ms: u64,
-        out: &mut Outbox,
-    ) -> Result<Option<DialogHandle>, ManagerError> {
-        let view = MessageView::parse(request)?;
-        let method = view.method().ok_or(ManagerError::UnknownDialog)?;
-        let new_invite = method == Method::Invite && view.to_tag().is_none();
-        let pending = if new_invite {
-            let key = self.pending_key(
-                view.call_id(),
-                view.from_tag().unwrap_or_default(),
-                Role::Uas,
-            );
-            Some(self.pending_get(key).ok_or(ManagerError::UnknownDialog)?)
-        } else {
-            None
-        };
-        let to_tag = pending.as_ref().and_then(|p| p.to_tag);
-        let mut parts = *parts;
-        let needs_contact = matches!(method, Method::Invite | Method::Update) && status > 100;
-        if parts.contact.is_none() && needs_contact && status < 300 {
-            parts.contact = Some(&self.config.contact);
-        }
-        // A 100 carries no tag (§8.2.6.2); every other response to the INVITE carries ours.
-        let tag = to_tag
-            .as_ref()
-            .filter(|_| status > 100)
-            .map(|t| t.as_bytes());
-        out.push(None, false, |buf| {
-            build::response(
-                &view,
-                status,
-                build::reason_phrase(status),
-                tag,
-                &parts,
-                buf,
-            )
-        })?;
-        match pending {
-            Some(pending) => self.uas_invite_answered(&view, &pending, status, now_ms),
-            None => {
-                Ok(self.in_dialog_answered(&DialogKey::received(&view), method, status, now_ms))
-            }
-        }
-    }
-
     /// Records a message the caller built and sent itself: an INVITE outside a dialog starts a
     /// UAC transaction (its 1xx/2xx create dialogs), an in-dialog BYE or re-INVITE moves the
     /// state, a response works as in [`DialogManager::respond`] (its To tag is used as is).
@@ -87,12 +34,16 @@ impl DialogManager {
         let view = MessageView::parse(bytes)?;
         match view.method() {
             Some(Method::Invite) if view.to_tag().is_none() => {
-                let key = self.pending_key(
-                    view.call_id(),
-                    view.from_tag().unwrap_or_default(),
-                    Role::Uac,
-                );
-                self.pending_insert(PendingInvite::new(key, &view, None), now_ms)?;
+                let from_tag = view.from_tag().unwrap_or_default();
+                let record = NewRecord {
+                    key: self.pending_key(view.call_id(), from_tag, Role::Uac),
+                    role: Role::Uac,
+                    via: pending::via_key(self.table.fingerprinter(), &view),
+                    source: None,
+                    to_tag: None,
+                    charge: None,
+                };
+                self.pending_insert(PendingInvite::new(record, &view), now_ms)?;
                 Ok(None)
             }
             Some(method) => {
@@ -112,7 +63,7 @@ impl DialogManager {
                         Role::Uas,
                     );
                     if let Some(pending) = self.pending_get(key) {
-                        return self.uas_invite_answered(&view, &pending, status, now_ms);
+                        return self.invite_answer_sent(&pending, &view, status, now_ms);
                     }
                 }
                 Ok(
@@ -125,124 +76,6 @@ impl DialogManager {
                 )
             }
         }
-    }
-
-    /// Our answer to a new INVITE: 101–299 with our tag creates or confirms the dialog.
-    fn uas_invite_answered(
-        &self,
-        view: &MessageView<'_>,
-        pending: &PendingInvite,
-        status: u16,
-        now_ms: u64,
-    ) -> Result<Option<DialogHandle>, ManagerError> {
-        if status >= 300 {
-            if !pending.finished.load(Ordering::Acquire) {
-                self.end_early_dialogs(pending, TerminationReason::Rejected, now_ms);
-                self.pending_finish(pending, now_ms, false);
-            }
-            return Ok(None);
-        }
-        let to_tag = match (&pending.to_tag, view.to_tag()) {
-            (Some(tag), _) => tag.as_bytes(),
-            (None, Some(tag)) => tag,
-            (None, None) => return Ok(None),
-        };
-        if status <= 100 {
-            return Ok(None);
-        }
-        // Call-ID and From tag are the INVITE's in every response to it.
-        let key = DialogKey {
-            call_id: view.call_id(),
-            local_tag: to_tag,
-            remote_tag: view.from_tag().unwrap_or_default(),
-        };
-        if let Some(dialog) = self.table.lookup(&key) {
-            // A retransmitted answer, or the 2xx after a 1xx: only the 2xx moves the state.
-            if status >= 200 && !pending.finished.load(Ordering::Acquire) {
-                self.uas_confirmed(dialog, pending, now_ms)?;
-            }
-            return Ok(Some(dialog));
-        }
-        if pending.finished.load(Ordering::Acquire) {
-            return Ok(None); // answered before: no dialog comes of it now
-        }
-        let Some(copy) = pending.copy() else {
-            return Ok(None);
-        };
-        let parts = InfoParts {
-            role: Role::Uas,
-            secure: dialog::is_sips(copy.request_uri()),
-            invite_cseq: pending.cseq,
-            invite: Some(pending.key),
-            call_id: key.call_id,
-            local_tag: to_tag,
-            remote_tag: key.remote_tag,
-            local_uri: copy.to(),
-            remote_uri: copy.from(),
-            remote_target: copy.contact(),
-            local_target: contact_uri(&self.config.contact).unwrap_or_default(),
-        };
-        let init = NewDialog {
-            state: DialogState::EARLY,
-            local_cseq: 0,
-            remote_cseq: Some(pending.cseq),
-            now_ms,
-        };
-        let dialog = self.create(&key, &init, &parts, copy.record_route.clone())?;
-        pending.add_dialog(dialog);
-        if status >= 200 {
-            self.uas_confirmed(dialog, pending, now_ms)?;
-        } else {
-            self.rearm(dialog, now_ms);
-        }
-        Ok(Some(dialog))
-    }
-
-    /// Our 2xx went out: the dialog waits for the ACK (64×T1), and the INVITE record stays as
-    /// long, so that a retransmitted INVITE is recognised (RFC 6026 "Accepted").
-    fn uas_confirmed(
-        &self,
-        dialog: DialogHandle,
-        pending: &PendingInvite,
-        now_ms: u64,
-    ) -> Result<(), ManagerError> {
-        self.table.transition(dialog, Event::ConfirmAwaitingAck)?;
-        let setup_ms = now_ms.saturating_sub(pending.created_ms);
-        self.count(|m| m.setup_completed(setup_ms));
-        if let Some((entry, _)) = self.cold.get(dialog) {
-            entry
-                .ack_deadline
-                .store(now_ms + 64 * self.config.t1_ms, Ordering::Relaxed);
-        }
-        self.rearm(dialog, now_ms);
-        self.pending_finish(pending, now_ms, false);
-        Ok(())
-    }
-
-    /// Our answer to a request inside the dialog `key` names.
-    fn in_dialog_answered(
-        &self,
-        key: &DialogKey<'_>,
-        method: Method,
-        status: u16,
-        now_ms: u64,
-    ) -> Option<DialogHandle> {
-        let dialog = self.table.lookup(key)?;
-        let _ = self.table.touch(dialog, now_ms);
-        if method == Method::Invite && status >= 200 {
-            let _ = self.table.transition(dialog, Event::EndInvite);
-        }
-        if matches!(method, Method::Invite | Method::Update) && status >= 200 {
-            if let Some((entry, info)) = self.cold.get(dialog) {
-                let target = entry.pending_target.swap(None);
-                if let Some(target) = target.filter(|_| status < 300) {
-                    entry
-                        .info
-                        .store(Some(std::sync::Arc::new(info.refreshed(&target, None))));
-                }
-            }
-        }
-        Some(dialog)
     }
 
     /// State changes for a request we send inside a dialog.
@@ -300,7 +133,11 @@ impl DialogManager {
     ) -> Result<u32, ManagerError> {
         let (_, info) = self.cold.get(dialog).ok_or(ManagerError::UnknownDialog)?;
         self.request_sent(dialog, method, now_ms)?;
-        self.write_request(dialog, &info, method, body, out)
+        let delivery = match info.peer() {
+            Some(peer) => Delivery::ReliableTo(peer),
+            None => Delivery::Reliable,
+        };
+        self.write_request(dialog, &info, method, body, delivery, out)
             .inspect_err(|_| self.undo_sent(dialog, method))
     }
 
@@ -311,6 +148,7 @@ impl DialogManager {
         info: &DialogInfo,
         method: Method,
         body: &RequestBody<'_>,
+        delivery: Delivery,
         out: &mut Outbox,
     ) -> Result<u32, ManagerError> {
         let cseq = self.table.next_local_cseq(dialog)?;
@@ -333,7 +171,7 @@ impl DialogManager {
             body: body.body,
             extra_headers: body.extra_headers,
         };
-        out.push(Some(dialog), true, |buf| {
+        out.push(Meta::request(Some(dialog)).delivered(delivery), |buf| {
             build::request(&info.parts(), &parts, buf)
         })?;
         Ok(cseq)
@@ -358,14 +196,18 @@ impl DialogManager {
         let (_, info) = self.cold.get(dialog).ok_or(ManagerError::UnknownDialog)?;
         let mut via = [0u8; 128];
         let via_len = self.via(dialog, invite_cseq, b'a', &mut via);
-        out.push(Some(dialog), true, |buf| {
-            build::ack_for_2xx(
-                &info.parts(),
-                invite_cseq,
-                via.get(..via_len).unwrap_or_default(),
-                buf,
-            )
-        })?;
+        // An ACK is never resent by the transport: the 2xx it answers is (§13.2.2.4).
+        out.push(
+            Meta::request(Some(dialog)).delivered(Delivery::Once),
+            |buf| {
+                build::ack_for_2xx(
+                    &info.parts(),
+                    invite_cseq,
+                    via.get(..via_len).unwrap_or_default(),
+                    buf,
+                )
+            },
+        )?;
         Ok(())
     }
 
@@ -381,7 +223,7 @@ impl DialogManager {
         let pending = self.pending_get(key).ok_or(ManagerError::UnknownDialog)?;
         let copy = pending.copy().ok_or(ManagerError::UnknownDialog)?;
         let invite = copy.view().ok_or(ManagerError::UnknownDialog)?;
-        out.push(None, true, |buf| build::cancel(&invite, buf))?;
+        out.push(Meta::request(None), |buf| build::cancel(&invite, buf))?;
         Ok(())
     }
 

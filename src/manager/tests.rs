@@ -43,7 +43,7 @@ fn basic_call_back_to_back_leaves_nothing_behind() {
     let (mut a_out, mut b_out) = (Outbox::new(), Outbox::new());
     let inv = invite("c1@a", "at", 1);
     alice.on_sent(&inv, 0).unwrap();
-    let Verdict::NewInvite { to_tag } = bob.on_received(&inv, 0, &mut b_out).unwrap() else {
+    let Verdict::NewInvite { to_tag, .. } = bob.on_received(&inv, 0, &mut b_out).unwrap() else {
         panic!("not a new INVITE")
     };
     assert_eq!(
@@ -142,7 +142,8 @@ fn missing_ack_ends_the_dialog_with_bye_after_64_t1() {
     assert_eq!(
         expired,
         [Expiry {
-            dialog: d,
+            dialog: Some(d),
+            invite: None,
             reason: ExpiryReason::NoAck,
             role: crate::dialog::Role::Uas
         }]

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bumpalo::Bump;
 use smallvec::SmallVec;
 
+use super::outbox::Meta;
 use super::{DialogManager, ManagerError, Outbox, RequestBody, Verdict};
 use crate::build::{self, DialogParts, RequestParts, ResponseParts};
 use crate::id::Tag;
@@ -96,6 +97,8 @@ pub struct CallStarted {
     pub call_id: String,
     /// Our From tag.
     pub from_tag: Tag,
+    /// Its INVITE transaction, as [`super::Expiry::invite`] reports it.
+    pub invite: super::InviteId,
 }
 
 fn lock(m: &Mutex<DialogTransfers>) -> std::sync::MutexGuard<'_, DialogTransfers> {
@@ -144,7 +147,8 @@ impl DialogManager {
         out: &mut Outbox,
     ) -> Result<Verdict, ManagerError> {
         let bump = Bump::new();
-        let request = match ReferRequest::parse(view, &bump, &self.config.refer_limits) {
+        let policy = self.security.policy();
+        let request = match ReferRequest::parse(view, &bump, &policy.refer_limits) {
             Ok(request) => request,
             Err(e) => {
                 self.count(|m| m.refer(ReferOutcome::Rejected));
@@ -152,6 +156,12 @@ impl DialogManager {
                 return self.reject(view, Some(dialog), e.status().0, out);
             }
         };
+        if !policy.allows_transfer_to(crate::dialog::uri_host(request.target.uri)) {
+            self.count(|m| m.refer(ReferOutcome::Rejected));
+            tracing::info!(?dialog, "REFER to a target outside the policy");
+            let refused = crate::security::SecurityError::TransferTargetNotAllowed;
+            return self.refuse(view, Some(dialog), refused, out);
+        }
         let id = view.cseq().number;
         let transfers = self.transfers_of(dialog, true);
         let mut rate_limited = false;
@@ -161,9 +171,9 @@ impl DialogManager {
                 t.window_start_ms = now_ms;
                 t.refers_in_window = 0;
             }
-            let full = request.subscribe
-                && t.subscriptions.len() >= self.config.max_subscriptions as usize;
-            rate_limited = t.refers_in_window >= self.config.max_refers_per_second;
+            let full =
+                request.subscribe && t.subscriptions.len() >= policy.max_subscriptions as usize;
+            rate_limited = t.refers_in_window >= policy.max_refers_per_second;
             if rate_limited || full {
                 return false;
             }
@@ -193,7 +203,7 @@ impl DialogManager {
             extra_headers: if request.subscribe { &[] } else { &no_sub },
             ..ResponseParts::default()
         };
-        out.push(Some(dialog), false, |buf| {
+        out.push(Meta::response(Some(dialog)), |buf| {
             build::response(view, 202, "Accepted", None, &parts, buf)
         })?;
         Ok(Verdict::Refer {
@@ -239,7 +249,7 @@ impl DialogManager {
         let Some(id) = found else {
             return self.reject(view, Some(dialog), 481, out);
         };
-        out.push(Some(dialog), false, |buf| {
+        out.push(Meta::response(Some(dialog)), |buf| {
             build::response(view, 200, "OK", None, &ResponseParts::default(), buf)
         })?;
         if terminated && status >= 200 {
@@ -285,7 +295,8 @@ impl DialogManager {
         let transfers = self
             .transfers_of(dialog, true)
             .ok_or(ManagerError::UnknownDialog)?;
-        if lock(&transfers).subscriptions.len() >= self.config.max_subscriptions as usize {
+        let max = self.security.policy().max_subscriptions as usize;
+        if lock(&transfers).subscriptions.len() >= max {
             return Err(ManagerError::TooManySubscriptions);
         }
         let mut refer_to = Vec::new();
@@ -401,12 +412,23 @@ impl DialogManager {
             body: call.body,
             extra_headers: &extra,
         };
-        out.push(None, true, |buf| {
+        out.push(Meta::request(None), |buf| {
             build::initial_invite(&parties, &parts, buf)
         })?;
-        if let Some(sent) = out.iter().last() {
-            self.on_sent(sent.bytes, now_ms)?;
+        let recorded = match out.iter().last() {
+            Some(sent) => self.on_sent(sent.bytes, now_ms),
+            None => Ok(None),
+        };
+        if let Err(e) = recorded {
+            // Untracked, the INVITE must not leave (its answers would match nothing).
+            out.pop();
+            return Err(e);
         }
-        Ok(CallStarted { call_id, from_tag })
+        let invite = self.sent_invite_id(call_id.as_bytes(), from_tag.as_bytes());
+        Ok(CallStarted {
+            call_id,
+            from_tag,
+            invite,
+        })
     }
 }

@@ -36,6 +36,10 @@ pub(super) mod names {
     pub const SLOTS: &str = "sipdialog_table_slots_in_use";
     /// With [`prometheus_client::registry::Unit::Bytes`]: `sipdialog_table_bytes`.
     pub const TABLE: &str = "sipdialog_table";
+    pub const INVITES: &str = "sipdialog_invite_records";
+    /// With [`prometheus_client::registry::Unit::Bytes`]: `sipdialog_invite_record_bytes`.
+    pub const INVITE_BYTES: &str = "sipdialog_invite_record";
+    pub const SOURCES: &str = "sipdialog_security_sources";
 }
 
 /// Registered by [`Metrics::register`]; runs at every scrape.
@@ -219,6 +223,28 @@ impl Collector for MetricsCollector {
             "Bytes of the dialog table's slab.",
             Some(&Unit::Bytes),
             self.table.slab_bytes(),
+        )?;
+        let (invites, invite_bytes) = self.table.invite_records();
+        gauge(
+            &mut encoder,
+            names::INVITES,
+            "INVITE transactions tracked (until 64xT1 after their final response).",
+            None,
+            invites,
+        )?;
+        gauge(
+            &mut encoder,
+            names::INVITE_BYTES,
+            "Bytes the INVITE transaction records hold (their budget is in the policy).",
+            Some(&Unit::Bytes),
+            invite_bytes,
+        )?;
+        gauge(
+            &mut encoder,
+            names::SOURCES,
+            "Source addresses the per-source limits track (capped by the policy).",
+            None,
+            self.table.sources(),
         )
     }
 }

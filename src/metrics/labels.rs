@@ -185,11 +185,14 @@ pub(super) const fn method_index(method: Method) -> usize {
 }
 
 /// The rejection statuses that get a label value of their own; any other is `other`.
-pub const REJECT_STATUSES: [u16; 9] = [400, 403, 481, 486, 489, 491, 500, 503, 603];
+pub const REJECT_STATUSES: [u16; 15] = [
+    400, 403, 405, 408, 413, 481, 486, 489, 491, 500, 501, 503, 505, 513, 603,
+];
 
 /// The `status` label values, in index order: [`REJECT_STATUSES`] as text, then `other`.
-pub(super) const STATUS_LABELS: [&str; 10] = [
-    "400", "403", "481", "486", "489", "491", "500", "503", "603", "other",
+pub(super) const STATUS_LABELS: [&str; 16] = [
+    "400", "403", "405", "408", "413", "481", "486", "489", "491", "500", "501", "503", "505",
+    "513", "603", "other",
 ];
 
 /// The `status` label value of a rejection status: the code for the ones in
@@ -207,13 +210,19 @@ pub(super) const fn status_index(status: u16) -> usize {
     match status {
         400 => 0,
         403 => 1,
-        481 => 2,
-        486 => 3,
-        489 => 4,
-        491 => 5,
-        500 => 6,
-        503 => 7,
-        603 => 8,
-        _ => 9,
+        405 => 2,
+        408 => 3,
+        413 => 4,
+        481 => 5,
+        486 => 6,
+        489 => 7,
+        491 => 8,
+        500 => 9,
+        501 => 10,
+        503 => 11,
+        505 => 12,
+        513 => 13,
+        603 => 14,
+        _ => 15,
     }
 }

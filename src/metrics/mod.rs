@@ -73,6 +73,15 @@ pub trait TableStats: Send + Sync + std::fmt::Debug {
     fn by_phase(&self) -> (u64, u64);
     /// Bytes of the slab, allocated or reserved (`sipdialog_table_bytes`).
     fn slab_bytes(&self) -> u64;
+    /// INVITE transactions tracked, and the bytes they hold (`sipdialog_invite_records`,
+    /// `sipdialog_invite_record_bytes`).
+    fn invite_records(&self) -> (u64, u64) {
+        (0, 0)
+    }
+    /// Sources the per-source limits track (`sipdialog_security_sources`).
+    fn sources(&self) -> u64 {
+        0
+    }
 }
 
 /// Everything the dialog layer counts. Cheap to update from any thread (see the

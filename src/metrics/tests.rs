@@ -155,7 +155,6 @@ fn every_listed_status_has_its_label_and_others_are_other() {
         200,
         401,
         404,
-        408,
         480,
         487,
         488,

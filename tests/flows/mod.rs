@@ -58,7 +58,10 @@ pub struct Ua {
 pub fn config(user: &str, host: &str) -> ManagerConfig {
     ManagerConfig {
         capacity: 1024,
-        max_pending: 1024,
+        policy: sipdialog::security::Policy {
+            max_invite_records: 1024,
+            ..Default::default()
+        },
         t1_ms: T1,
         via: format!("SIP/2.0/UDP {host}:5060").into_bytes().into(),
         contact: format!("<sip:{user}@{host}>").into_bytes().into(),

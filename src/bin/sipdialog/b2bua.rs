@@ -1,94 +1,71 @@
 //! `sipdialog b2bua`: every inbound call becomes an outbound call to the upstream, with its
 //! own Call-ID, tags, Via and Contact (topology hiding); responses, BYE, re-INVITE, UPDATE,
 //! INFO and CANCEL are relayed between the two legs; a REFER from a caller is carried out by
-//! the B2BUA itself (blind transfer).
+//! the B2BUA itself (blind transfer). A caller it cannot serve gets 503, one whose call the
+//! upstream never answers gets 408; nothing it keeps outlives the call.
+
+mod legs;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use bumpalo::Bump;
 use sipdialog::build::ResponseParts;
-use sipdialog::id::Tag;
-use sipdialog::manager::{Expiry, NewCall, Replaced, ReplacedAction, RequestBody, Verdict};
+use sipdialog::manager::{
+    Expiry, ExpiryReason, InviteId, ManagerError, NewCall, Replaced, ReplacedAction, RequestBody,
+    Verdict,
+};
 use sipdialog::metrics::TerminationReason;
 use sipdialog::refer::ReferRequest;
+use sipdialog::security::SecurityError;
 use sipdialog::state::Phase;
 use sipdialog::table::DialogHandle;
 use sipdialog::wire::{HeaderName, MessageView, Method};
 
 use crate::endpoint::{sdp_offer, Io, Mode};
+use crate::serve::not_served;
+pub use legs::LegBudget;
+use legs::{Legs, Origin, Outbound};
 
-/// An outbound INVITE on its way, and what its answer is for.
-struct Outbound {
-    from_tag: Tag,
-    origin: Origin,
-}
+/// What the B2BUA answers, for `Allow`.
+const ALLOW: &[u8] = b"INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY";
 
-enum Origin {
-    /// The inbound INVITE (bytes as received) this call relays.
-    Caller {
-        invite: Vec<u8>,
-        /// Its server transaction key (in `by_inbound` until the outbound call is answered).
-        key: u64,
-        replaces: Option<Replaced>,
-    },
-    /// A transfer the B2BUA carries out for `transferor` (REFER event id `id`): once the
-    /// target answers, `keep` (the transferor's peer) is bridged to it.
-    Transfer {
+/// A scheduled B2BUA action.
+pub enum Action {
+    /// A request relayed onto `leg` as `cseq` got no answer in 64×T1: 408 to its sender.
+    RelayTimeout { leg: DialogHandle, cseq: u32 },
+    /// The final NOTIFY of a transfer, once NOTIFY 100 (`trying`) is answered.
+    FinalNotify {
         transferor: DialogHandle,
         id: u32,
-        subscribed: bool,
-        keep: Option<DialogHandle>,
+        status: u16,
+        trying: Option<u64>,
     },
 }
+
+/// How often a final NOTIFY looks again whether NOTIFY 100 has been answered.
+const NOTIFY_WAIT_MS: u64 = 20;
 
 /// The B2BUA.
 pub struct B2bua {
     upstream: SocketAddr,
-    local: String,
+    local: SocketAddr,
     sdp: Vec<u8>,
-    /// Outbound INVITEs by their Call-ID.
-    outbound: papaya::HashMap<Box<[u8]>, Arc<Outbound>>,
-    /// Inbound INVITE (server transaction key) → outbound Call-ID, to CANCEL.
-    by_inbound: papaya::HashMap<u64, Box<[u8]>>,
-    /// Each leg → the other.
-    links: papaya::HashMap<DialogHandle, DialogHandle>,
-    /// Requests relayed onto a leg, by (leg, CSeq) → the request as received on the other.
-    relayed: papaya::HashMap<(DialogHandle, u32), Arc<[u8]>>,
+    legs: Legs,
 }
 
 impl B2bua {
     /// A B2BUA sending new calls to `upstream`, reachable itself at `local`.
-    pub fn new(upstream: SocketAddr, local: SocketAddr) -> B2bua {
+    pub fn new(upstream: SocketAddr, local: SocketAddr, budget: LegBudget) -> B2bua {
         B2bua {
             upstream,
-            local: local.to_string(),
+            local,
             sdp: sdp_offer(&local.ip().to_string()),
-            outbound: papaya::HashMap::new(),
-            by_inbound: papaya::HashMap::new(),
-            links: papaya::HashMap::new(),
-            relayed: papaya::HashMap::new(),
+            legs: Legs::new(budget),
         }
     }
 
-    fn link(&self, a: DialogHandle, b: DialogHandle) {
-        let links = self.links.pin();
-        links.insert(a, b);
-        links.insert(b, a);
-    }
-
-    /// Takes out both directions of `leg`'s link; the other leg.
-    fn unlink(&self, leg: DialogHandle) -> Option<DialogHandle> {
-        let links = self.links.pin();
-        let other = *links.remove(&leg)?;
-        if links.get(&other) == Some(&leg) {
-            links.remove(&other);
-        }
-        Some(other)
-    }
-
-    fn bye(&self, io: &mut Io<'_, ()>, dialog: DialogHandle) {
+    fn bye(&self, io: &mut Io<'_, Action>, dialog: DialogHandle) {
         let body = RequestBody::default();
         if let Err(e) = io
             .shared
@@ -99,24 +76,39 @@ impl B2bua {
         }
     }
 
+    /// A leg ended: so does its pairing, and the other leg.
+    fn leg_ended(&self, io: &mut Io<'_, Action>, leg: DialogHandle) {
+        if let Some(other) = self.legs.unlink(leg) {
+            self.bye(io, other);
+        }
+    }
+
     fn new_invite(
         &self,
-        io: &mut Io<'_, ()>,
+        io: &mut Io<'_, Action>,
         view: &MessageView<'_>,
-        bytes: &[u8],
+        invite: InviteId,
         replaces: Option<Replaced>,
     ) {
-        if io.shared.draining.load(Ordering::Relaxed) {
-            io.respond(bytes, 503, &ResponseParts::default());
+        // Two dialogs per call: refuse now rather than answer the caller 503 after the
+        // upstream rang.
+        if io.shared.draining.load(Ordering::Relaxed) || io.shared.manager.room() < 2 {
+            io.unavailable(invite);
             return;
         }
-        io.respond(bytes, 100, &ResponseParts::default());
-        let user = view.request_uri().map_or(&b"b2bua"[..], user_part);
+        if !self.legs.reserve_outbound(true) {
+            io.unavailable(invite);
+            return;
+        }
+        if !io.respond_invite(invite, 100, &ResponseParts::default()) {
+            self.legs.unreserve_outbound(true);
+            return;
+        }
+        let user = view.request_uri().map_or(&b"b2bua"[..], legs::user_part);
         let user = String::from_utf8_lossy(user);
-        let upstream = self.upstream;
-        let request_uri = format!("sip:{user}@{upstream}");
+        let request_uri = format!("sip:{user}@{}", self.upstream);
         let to = format!("<{request_uri}>");
-        let from = format!("<sip:b2bua@{}>", self.local);
+        let from = legs::local_uri(self.local);
         let call = NewCall {
             request_uri: request_uri.as_bytes(),
             from: from.as_bytes(),
@@ -127,31 +119,31 @@ impl B2bua {
         };
         match io.shared.manager.invite(&call, io.now, io.out) {
             Ok(started) => {
-                let call_id: Box<[u8]> = started.call_id.as_bytes().into();
-                let key = io.shared.keys.server(view);
-                self.by_inbound.pin().insert(key, call_id.clone());
-                let origin = Origin::Caller {
-                    invite: bytes.to_vec(),
-                    key,
-                    replaces,
-                };
                 let outbound = Outbound {
+                    call_id: started.call_id.as_bytes().into(),
                     from_tag: started.from_tag,
-                    origin,
+                    origin: Origin::Caller { invite, replaces },
                 };
-                self.outbound.pin().insert(call_id, Arc::new(outbound));
+                self.legs.add_outbound(started.invite, outbound);
             }
             Err(e) => {
                 tracing::warn!(error = ?e, "outbound INVITE not sent");
-                io.respond(bytes, e.status().0.max(500), &ResponseParts::default());
+                self.legs.unreserve_outbound(true);
+                io.unavailable(invite);
             }
         }
     }
 
     /// A response to one of our outbound INVITEs.
-    fn invite_answered(&self, io: &mut Io<'_, ()>, view: &MessageView<'_>, verdict: Verdict) {
-        let outbound = self.outbound.pin();
-        let Some(call) = outbound.get(view.call_id()).cloned() else {
+    fn invite_answered(&self, io: &mut Io<'_, Action>, view: &MessageView<'_>, verdict: Verdict) {
+        let from_tag = view.from_tag().unwrap_or_default();
+        let ours = io.shared.manager.sent_invite_id(view.call_id(), from_tag);
+        let Some(call) = self.legs.outbound(ours) else {
+            if let Verdict::Confirmed { dialog, cseq, .. } = verdict {
+                // Answered after we gave up on it: take the call and end it at once.
+                let _ = io.shared.manager.ack(dialog, cseq, io.out);
+                self.bye(io, dialog);
+            }
             return;
         };
         let status = view.status_code().unwrap_or(0);
@@ -161,10 +153,8 @@ impl B2bua {
             ..ResponseParts::default()
         };
         match (&call.origin, verdict) {
-            (Origin::Caller { invite, .. }, Verdict::Provisional { .. })
-                if status > 100 && !finally_answered(io, invite) =>
-            {
-                io.respond(invite, status, &parts);
+            (Origin::Caller { invite, .. }, Verdict::Provisional { .. }) if status > 100 => {
+                io.respond_invite(*invite, status, &parts);
             }
             (
                 _,
@@ -179,27 +169,22 @@ impl B2bua {
                     self.bye(io, dialog); // a second fork answered: one call is enough
                     return;
                 }
-                outbound.remove(view.call_id());
+                self.legs.take_outbound(ours);
                 match &call.origin {
-                    Origin::Caller {
-                        invite,
-                        key,
-                        replaces,
-                    } => {
-                        self.by_inbound.pin().remove(key);
-                        if finally_answered(io, invite) {
-                            self.bye(io, dialog); // the caller gave up meanwhile
-                            return;
-                        }
+                    Origin::Caller { invite, replaces } => {
                         let manager = &io.shared.manager;
-                        match manager.respond(invite, 200, &parts, io.now, io.out) {
-                            Ok(Some(inbound)) => {
+                        match manager.respond_invite(*invite, 200, &parts, io.now, io.out) {
+                            Ok(Some(inbound)) if self.legs.link(inbound, dialog) => {
                                 io.shared.stats.calls.fetch_add(1, Ordering::Relaxed);
-                                self.link(inbound, dialog);
                                 if let Some(replaced) = replaces {
                                     self.end_replaced(io, *replaced);
                                 }
                             }
+                            Ok(Some(inbound)) => {
+                                self.bye(io, inbound);
+                                self.bye(io, dialog);
+                            }
+                            // The caller gave up meanwhile, or was refused a dialog (503).
                             _ => self.bye(io, dialog),
                         }
                     }
@@ -208,54 +193,79 @@ impl B2bua {
                         id,
                         subscribed,
                         keep,
+                        trying,
                     } => {
                         if *subscribed {
-                            let _ = io
-                                .shared
-                                .manager
-                                .notify(*transferor, *id, 200, io.now, io.out);
+                            self.final_notify(io, *transferor, *id, 200, *trying);
                         }
                         // The transferor leaves; its peer now talks to the target.
-                        self.unlink(*transferor);
+                        self.legs.unlink(*transferor);
                         match keep {
-                            Some(keep) => self.link(*keep, dialog),
-                            None => self.bye(io, dialog),
+                            Some(keep) if self.legs.link(*keep, dialog) => {}
+                            _ => self.bye(io, dialog),
                         }
                     }
                 }
             }
             (_, Verdict::Failed { .. }) => {
-                outbound.remove(view.call_id());
-                match &call.origin {
-                    Origin::Caller { invite, key, .. } => {
-                        self.by_inbound.pin().remove(key);
-                        if !finally_answered(io, invite) {
-                            io.respond(invite, status, &ResponseParts::default());
-                        }
-                    }
-                    Origin::Transfer {
-                        transferor,
-                        id,
-                        subscribed: true,
-                        ..
-                    } => {
-                        let _ = io
-                            .shared
-                            .manager
-                            .notify(*transferor, *id, status, io.now, io.out);
-                    }
-                    Origin::Transfer { .. } => {}
-                }
+                self.legs.take_outbound(ours);
+                self.outbound_failed(io, &call.origin, status);
             }
             _ => {}
         }
     }
 
-    /// An INVITE with Replaces is up: its target and that one's other leg end (RFC 3891).
-    fn end_replaced(&self, io: &mut Io<'_, ()>, replaced: Replaced) {
-        if let Some(other) = self.unlink(replaced.dialog) {
-            self.bye(io, other);
+    /// Our INVITE failed (`status`), or got no answer (408): tell whoever it was for.
+    fn outbound_failed(&self, io: &mut Io<'_, Action>, origin: &Origin, status: u16) {
+        match origin {
+            Origin::Caller { invite, .. } => {
+                // Skipped by the manager if the caller cancelled meanwhile.
+                io.respond_invite(*invite, status, &ResponseParts::default());
+            }
+            Origin::Transfer {
+                transferor,
+                id,
+                subscribed: true,
+                trying,
+                ..
+            } => self.final_notify(io, *transferor, *id, status, *trying),
+            Origin::Transfer { .. } => {}
         }
+    }
+
+    /// The final NOTIFY, held until NOTIFY 100 is answered (or given up at 64×T1), so the
+    /// transferor gets them in order even through a proxy that reorders.
+    fn final_notify(
+        &self,
+        io: &mut Io<'_, Action>,
+        transferor: DialogHandle,
+        id: u32,
+        status: u16,
+        trying: Option<u64>,
+    ) {
+        if trying.is_some_and(|key| io.shared.retransmissions.contains(key)) {
+            let at = io.now + NOTIFY_WAIT_MS;
+            let action = Action::FinalNotify {
+                transferor,
+                id,
+                status,
+                trying,
+            };
+            io.schedule(at, action);
+            return;
+        }
+        if let Err(e) = io
+            .shared
+            .manager
+            .notify(transferor, id, status, io.now, io.out)
+        {
+            tracing::debug!(error = ?e, "final NOTIFY not sent");
+        }
+    }
+
+    /// An INVITE with Replaces is up: its target and that one's other leg end (RFC 3891).
+    fn end_replaced(&self, io: &mut Io<'_, Action>, replaced: Replaced) {
+        self.leg_ended(io, replaced.dialog);
         match replaced.action {
             ReplacedAction::Bye => self.bye(io, replaced.dialog),
             ReplacedAction::Cancel => {
@@ -267,19 +277,29 @@ impl B2bua {
     }
 
     /// An in-dialog request on one leg goes to the other with its body; the answer comes back
-    /// through [`B2bua::relay_answer`].
+    /// through [`B2bua::relay_answer`], or 408 after 64×T1.
     fn relay(
         &self,
-        io: &mut Io<'_, ()>,
+        io: &mut Io<'_, Action>,
         view: &MessageView<'_>,
-        bytes: &[u8],
         from: DialogHandle,
         method: Method,
     ) {
-        let Some(to) = self.links.pin().get(&from).copied() else {
+        let bytes = view.as_bytes();
+        let Some(to) = self.legs.other(from) else {
             io.respond(bytes, 481, &ResponseParts::default());
             return;
         };
+        if !self.legs.reserve_relayed(bytes.len()) {
+            let retry = io.shared.retry_after();
+            let headers: [(&str, &[u8]); 1] = [("Retry-After", retry.as_bytes())];
+            let parts = ResponseParts {
+                extra_headers: &headers,
+                ..ResponseParts::default()
+            };
+            io.respond(bytes, 503, &parts);
+            return;
+        }
         let body = RequestBody {
             content_type: content_type(view),
             body: view.body(),
@@ -287,9 +307,12 @@ impl B2bua {
         };
         match io.shared.manager.request(to, method, &body, io.now, io.out) {
             Ok(cseq) => {
-                self.relayed.pin().insert((to, cseq), Arc::from(bytes));
+                self.legs.add_relayed(to, cseq, bytes);
+                let at = io.now + 64 * io.shared.t1_ms + io.shared.t1_ms;
+                io.schedule(at, Action::RelayTimeout { leg: to, cseq });
             }
             Err(e) => {
+                self.legs.unreserve_relayed(bytes.len());
                 // Glare on the other leg is glare for this one too.
                 let status = if method == Method::Invite {
                     491
@@ -303,12 +326,10 @@ impl B2bua {
 
     fn relay_answer(
         &self,
-        io: &mut Io<'_, ()>,
+        io: &mut Io<'_, Action>,
         view: &MessageView<'_>,
         leg: DialogHandle,
-        status: u16,
-        method: Method,
-        cseq: u32,
+        (status, method, cseq): (u16, Method, u32),
     ) {
         if status < 200 {
             return;
@@ -316,7 +337,7 @@ impl B2bua {
         if method == Method::Invite && status < 300 {
             let _ = io.shared.manager.ack(leg, cseq, io.out);
         }
-        let Some(request) = self.relayed.pin().remove(&(leg, cseq)).cloned() else {
+        let Some(request) = self.legs.take_relayed(leg, cseq) else {
             return;
         };
         let parts = ResponseParts {
@@ -327,11 +348,12 @@ impl B2bua {
         io.respond(&request, status, &parts);
     }
 
-    /// A REFER from one leg: the B2BUA calls the target itself and bridges the other leg to
-    /// it, reporting to the transferor with NOTIFY (RFC 3515).
+    /// A REFER from one leg (the manager checked its target against the policy before the
+    /// 202): the B2BUA calls the target itself and bridges the other leg to it, reporting to
+    /// the transferor with NOTIFY (RFC 3515).
     fn transfer(
         &self,
-        io: &mut Io<'_, ()>,
+        io: &mut Io<'_, Action>,
         view: &MessageView<'_>,
         transferor: DialogHandle,
         id: u32,
@@ -339,15 +361,23 @@ impl B2bua {
     ) {
         let bump = Bump::new();
         let manager = &io.shared.manager;
-        let Ok(refer) = ReferRequest::parse(view, &bump, &manager.config().refer_limits) else {
+        let policy = manager.security().policy();
+        let Ok(refer) = ReferRequest::parse(view, &bump, &policy.refer_limits) else {
             return; // the manager refused it already
         };
-        if subscribed {
-            let _ = manager.notify(transferor, id, 100, io.now, io.out);
+        let mut trying = None;
+        if subscribed && manager.notify(transferor, id, 100, io.now, io.out).is_ok() {
+            // `notify` wrote the NOTIFY last.
+            trying = io
+                .out
+                .iter()
+                .last()
+                .and_then(|m| MessageView::parse(m.bytes).ok())
+                .and_then(|v| io.shared.keys.client(&v));
         }
         let target = refer.target.uri;
         let to = [b"<", target, b">"].concat();
-        let from = format!("<sip:b2bua@{}>", self.local);
+        let from = legs::local_uri(self.local);
         let call = NewCall {
             request_uri: target,
             from: from.as_bytes(),
@@ -357,22 +387,28 @@ impl B2bua {
             body: &self.sdp,
             ..NewCall::default()
         };
-        let keep = self.links.pin().get(&transferor).copied();
-        match manager.invite(&call, io.now, io.out) {
+        let keep = self.legs.other(transferor);
+        let started = match self.legs.reserve_outbound(false) {
+            true => manager.invite(&call, io.now, io.out).inspect_err(|_| {
+                self.legs.unreserve_outbound(false);
+            }),
+            false => Err(ManagerError::Security(SecurityError::TooManyInvites)),
+        };
+        match started {
             Ok(started) => {
                 let origin = Origin::Transfer {
                     transferor,
                     id,
                     subscribed,
                     keep,
+                    trying,
                 };
                 let outbound = Outbound {
+                    call_id: started.call_id.as_bytes().into(),
                     from_tag: started.from_tag,
                     origin,
                 };
-                self.outbound
-                    .pin()
-                    .insert(started.call_id.as_bytes().into(), Arc::new(outbound));
+                self.legs.add_outbound(started.invite, outbound);
             }
             Err(e) => {
                 tracing::warn!(error = ?e, "transfer INVITE not sent");
@@ -382,82 +418,158 @@ impl B2bua {
             }
         }
     }
+
+    /// An INVITE the manager gave up on: ours (no answer: the caller gets 408), or a caller's
+    /// (the manager answered it 408: our INVITE for it is cancelled).
+    fn invite_expired(&self, io: &mut Io<'_, Action>, expiry: &Expiry, invite: InviteId) {
+        if let Some(call) = self.legs.take_outbound(invite) {
+            if expiry.reason == ExpiryReason::EarlyTimeout {
+                let _ = io
+                    .shared
+                    .manager
+                    .cancel(&call.call_id, call.from_tag.as_bytes(), io.out);
+            }
+            self.outbound_failed(io, &call.origin, 408);
+        } else if let Some(ours) = self.legs.take_inbound(invite) {
+            if let Some(call) = self.legs.take_outbound(ours) {
+                let _ = io
+                    .shared
+                    .manager
+                    .cancel(&call.call_id, call.from_tag.as_bytes(), io.out);
+            }
+        }
+    }
 }
 
 impl Mode for B2bua {
-    type Action = ();
+    type Action = Action;
 
-    fn on_verdict(
-        &self,
-        io: &mut Io<'_, ()>,
-        view: &MessageView<'_>,
-        bytes: &[u8],
-        verdict: Verdict,
-    ) {
+    fn on_verdict(&self, io: &mut Io<'_, Action>, view: &MessageView<'_>, verdict: Verdict) {
         match verdict {
-            Verdict::NewInvite { .. } => self.new_invite(io, view, bytes, None),
-            Verdict::ReplacingInvite { replaced, .. } => {
-                self.new_invite(io, view, bytes, Some(replaced))
-            }
+            Verdict::NewInvite { invite, .. } => self.new_invite(io, view, invite, None),
+            Verdict::ReplacingInvite {
+                replaced, invite, ..
+            } => self.new_invite(io, view, invite, Some(replaced)),
             Verdict::Provisional { .. } | Verdict::Confirmed { .. } | Verdict::Failed { .. } => {
                 self.invite_answered(io, view, verdict)
             }
-            Verdict::Cancelled { .. } => {
-                // The caller's 200 and 487 are in the outbox; cancel the outbound leg.
-                let key = io.shared.keys.cancelled_invite(view);
-                if let Some(call_id) = self.by_inbound.pin().remove(&key) {
-                    if let Some(call) = self.outbound.pin().get(call_id) {
-                        let tag = call.from_tag.as_bytes();
-                        let _ = io.shared.manager.cancel(call_id, tag, io.out);
-                    }
+            Verdict::Cancelled { invite, .. } => {
+                // The caller's 200 and 487 are in the outbox; cancel the outbound leg, whose
+                // 487 takes its entry out.
+                if let Some(call) = self
+                    .legs
+                    .take_inbound(invite)
+                    .and_then(|o| self.legs.outbound(o))
+                {
+                    let tag = call.from_tag.as_bytes();
+                    let _ = io.shared.manager.cancel(&call.call_id, tag, io.out);
                 }
             }
-            Verdict::Bye { dialog } => {
-                if let Some(other) = self.unlink(dialog) {
-                    self.bye(io, other);
+            Verdict::Bye { dialog } => self.leg_ended(io, dialog),
+            Verdict::Ended { dialog, status } => {
+                // A 481 or 408 to a relayed request ends its leg: its sender hears the same.
+                if let Some(request) = self.legs.take_relayed(dialog, view.cseq().number) {
+                    io.respond(&request, status, &ResponseParts::default());
                 }
+                self.leg_ended(io, dialog);
             }
-            Verdict::Ended { dialog, .. } => {
-                if let Some(other) = self.unlink(dialog) {
-                    self.bye(io, other);
-                }
-            }
-            Verdict::Request { dialog, method } => self.relay(io, view, bytes, dialog, method),
+            Verdict::Request { dialog, method } => self.relay(io, view, dialog, method),
             Verdict::Response {
                 dialog,
                 status,
                 method,
                 cseq,
-            } => self.relay_answer(io, view, dialog, status, method, cseq),
+            } => self.relay_answer(io, view, dialog, (status, method, cseq)),
             Verdict::Refer {
                 dialog,
                 id,
                 subscribed,
             } => self.transfer(io, view, dialog, id, subscribed),
-            Verdict::OutOfDialog => {
-                let status = if view.method() == Some(Method::Options) {
-                    200
-                } else {
-                    405
-                };
-                io.respond(bytes, status, &ResponseParts::default());
-            }
+            Verdict::OutOfDialog => not_served(io, view, false, ALLOW),
             _ => {}
         }
     }
 
-    fn on_action(&self, _io: &mut Io<'_, ()>, _action: ()) {}
-
-    fn on_expired(&self, io: &mut Io<'_, ()>, expired: &[Expiry]) {
-        // One leg timed out: the other goes too (BYE to both sides).
-        for e in expired {
-            if let Some(other) = self.unlink(e.dialog) {
-                self.bye(io, other);
+    fn on_refused(&self, io: &mut Io<'_, Action>, view: &MessageView<'_>, error: &ManagerError) {
+        // The upstream's answer to our INVITE could not be taken (no room for its dialog):
+        // the caller hears 503 now rather than wait for the INVITE to time out.
+        if view.is_request() || view.cseq().method != b"INVITE" {
+            return;
+        }
+        let from_tag = view.from_tag().unwrap_or_default();
+        let ours = io.shared.manager.sent_invite_id(view.call_id(), from_tag);
+        if let Some(call) = self.legs.take_outbound(ours) {
+            tracing::info!(error = %error, "upstream answer refused");
+            if let Origin::Caller { invite, .. } = call.origin {
+                io.unavailable(invite);
             }
         }
     }
 
-    fn hang_up_all(&self, io: &mut Io<'_, ()>) {
+    fn on_action(&self, io: &mut Io<'_, Action>, action: Action) {
+        match action {
+            Action::RelayTimeout { leg, cseq } => {
+                if let Some(request) = self.legs.take_relayed(leg, cseq) {
+                    io.respond(&request, 408, &ResponseParts::default());
+                }
+            }
+            Action::FinalNotify {
+                transferor,
+                id,
+                status,
+                trying,
+            } => self.final_notify(io, transferor, id, status, trying),
+        }
+    }
+
+    fn on_expired(&self, io: &mut Io<'_, Action>, expired: &[Expiry]) {
+        for e in expired {
+            match (e.dialog, e.invite) {
+                // One leg timed out: the other goes too.
+                (Some(dialog), _) => self.leg_ended(io, dialog),
+                (None, Some(invite)) => self.invite_expired(io, e, invite),
+                (None, None) => {}
+            }
+        }
+    }
+
+    fn usage(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let (entries, bytes, [outbound, inbound, links, relayed]) = self.legs.usage();
+        vec![
+            (
+                "sipdialog_b2bua_leg_entries",
+                "Entries the B2BUA keeps for its calls.",
+                entries as u64,
+            ),
+            (
+                "sipdialog_b2bua_leg_bytes",
+                "Bytes those entries hold.",
+                bytes as u64,
+            ),
+            (
+                "sipdialog_b2bua_outbound_invites",
+                "Outbound INVITEs waiting for a final answer.",
+                outbound as u64,
+            ),
+            (
+                "sipdialog_b2bua_inbound_invites",
+                "Callers' INVITEs waiting for the upstream.",
+                inbound as u64,
+            ),
+            (
+                "sipdialog_b2bua_links",
+                "Leg pairings (two per call).",
+                links as u64,
+            ),
+            (
+                "sipdialog_b2bua_relayed",
+                "Relayed requests waiting for their answer.",
+                relayed as u64,
+            ),
+        ]
+    }
+
+    fn hang_up_all(&self, io: &mut Io<'_, Action>) {
         let confirmed: Vec<_> = io
             .shared
             .manager
@@ -467,15 +579,10 @@ impl Mode for B2bua {
             .map(|(dialog, _)| dialog)
             .collect();
         for dialog in confirmed {
-            self.unlink(dialog);
+            self.legs.unlink(dialog);
             self.bye(io, dialog);
         }
     }
-}
-
-/// Whether the inbound INVITE `invite` already has its final response (a CANCEL's 487).
-fn finally_answered(io: &Io<'_, ()>, invite: &[u8]) -> bool {
-    MessageView::parse(invite).is_ok_and(|v| io.answered(&v).is_some_and(|s| s >= 200))
 }
 
 /// The Content-Type of a message, if any.
@@ -483,20 +590,4 @@ fn content_type<'a>(view: &MessageView<'a>) -> Option<&'a [u8]> {
     view.headers()
         .find(|h| h.kind == HeaderName::ContentType)
         .map(|h| h.value.trim_ascii())
-}
-
-/// The user part of a SIP URI (`sip:user@host` → `user`), or the whole host part.
-fn user_part(uri: &[u8]) -> &[u8] {
-    let rest = uri
-        .strip_prefix(b"sips:")
-        .or_else(|| uri.strip_prefix(b"sip:"))
-        .unwrap_or(uri);
-    let end = rest
-        .iter()
-        .position(|&b| matches!(b, b'@' | b';' | b'?' | b':'))
-        .unwrap_or(rest.len());
-    match rest.get(end) {
-        Some(b'@') if end > 0 => &rest[..end],
-        _ => b"b2bua",
-    }
 }

@@ -1,21 +1,24 @@
-//! The worker loop every mode shares: receive a datagram, absorb retransmissions, let the
-//! manager judge it, let the mode act, send what the outbox holds; in between, fire timers
-//! (our retransmissions, the mode's scheduled actions, the manager's expiries).
+//! The worker loop every mode shares: receive a datagram, absorb retransmissions, stamp the
+//! request's Via with where it came from, let the manager judge it, let the mode act, send
+//! what the outbox holds; in between, fire timers (our retransmissions, the mode's scheduled
+//! actions, the manager's expiries).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use sipdialog::build::{self, ResponseParts};
-use sipdialog::manager::{DialogManager, Expiry, Outbox, Verdict};
+use sipdialog::manager::{
+    Delivery, DialogManager, Expiry, InviteId, ManagerError, Outbox, Verdict,
+};
 use sipdialog::wire::{MessageView, Method};
 
 use crate::net;
-use crate::txn::{self, KeyHasher, ResponseCache, Retransmissions};
+use crate::txn::{self, Budget, KeyHasher, ResponseCache, Retransmissions};
 
 /// RFC 3261 T2: the cap on the retransmission interval.
 const T2_MS: u64 = 4_000;
@@ -39,15 +42,21 @@ pub struct Stats {
     pub calls: AtomicU64,
     /// Requests refused (4xx–6xx sent by the manager or the mode).
     pub rejected: AtomicU64,
-    /// Datagrams that did not parse.
+    /// Datagrams that did not scan.
     pub malformed: AtomicU64,
+    /// Requests sent once only: to an address the dialog's peer never sent from, or past the
+    /// retransmission budget.
+    pub sent_once: AtomicU64,
+    /// Response cache entries and bytes, all workers (each adds what changed in its own).
+    pub cache_entries: AtomicI64,
+    pub cache_bytes: AtomicI64,
 }
 
 /// What every worker shares.
 pub struct Shared {
     /// The dialog layer.
     pub manager: Arc<DialogManager>,
-    /// Requests and 2xx responses in flight.
+    /// Requests and final INVITE responses in flight.
     pub retransmissions: Retransmissions,
     /// Transaction keys.
     pub keys: KeyHasher,
@@ -65,11 +74,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Shared state around `manager`.
-    pub fn new(manager: Arc<DialogManager>, t1_ms: u64) -> Shared {
+    /// Shared state around `manager`, retransmitting within `budget`.
+    pub fn new(manager: Arc<DialogManager>, t1_ms: u64, budget: Budget) -> Shared {
         Shared {
             manager,
-            retransmissions: Retransmissions::new(),
+            retransmissions: Retransmissions::new(budget),
             keys: KeyHasher::default(),
             draining: AtomicBool::new(false),
             hang_up_all: AtomicBool::new(false),
@@ -83,6 +92,11 @@ impl Shared {
     /// Milliseconds since start: the clock the manager is given.
     pub fn now_ms(&self) -> u64 {
         self.clock.elapsed().as_millis() as u64
+    }
+
+    /// `Retry-After` for a 503 the modes send themselves, from the policy in force.
+    pub fn retry_after(&self) -> String {
+        self.manager.security().policy().retry_after_s.to_string()
     }
 }
 
@@ -128,21 +142,29 @@ impl<A> Ord for Scheduled<A> {
 pub trait Mode: Send + Sync {
     /// The mode's scheduled actions.
     type Action: Send;
-    /// A received message and the manager's verdict on it; anything to send goes to
-    /// `io.out` (responses go back to `src`).
-    fn on_verdict(
+    /// A received message (its top Via stamped with where it came from) and the manager's
+    /// verdict on it; anything to send goes to `io.out`.
+    fn on_verdict(&self, io: &mut Io<'_, Self::Action>, view: &MessageView<'_>, verdict: Verdict);
+    /// The manager refused a message without a verdict (its answer, if any, is in the
+    /// outbox).
+    fn on_refused(
         &self,
-        io: &mut Io<'_, Self::Action>,
-        view: &MessageView<'_>,
-        bytes: &[u8],
-        verdict: Verdict,
-    );
+        _io: &mut Io<'_, Self::Action>,
+        _view: &MessageView<'_>,
+        _error: &ManagerError,
+    ) {
+    }
     /// A scheduled action is due.
     fn on_action(&self, io: &mut Io<'_, Self::Action>, action: Self::Action);
-    /// Dialogs the manager expired (their BYE/CANCEL/408 is already in the outbox).
+    /// Dialogs and INVITEs the manager expired (their BYE/CANCEL/408 is already in the
+    /// outbox).
     fn on_expired(&self, _io: &mut Io<'_, Self::Action>, _expired: &[Expiry]) {}
     /// The drain asks for every call to end: write the BYEs.
     fn hang_up_all(&self, io: &mut Io<'_, Self::Action>);
+    /// The mode's own structures for `/metrics`: (name, help, value).
+    fn usage(&self) -> Vec<(&'static str, &'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// What a mode gets to act with: the shared state, the outbox, the clock, and its timers.
@@ -153,8 +175,6 @@ pub struct Io<'w, A> {
     pub out: &'w mut Outbox,
     /// Now, on the manager's clock.
     pub now: u64,
-    /// The last response sent per server transaction.
-    pub cache: &'w ResponseCache,
     tasks: &'w mut BinaryHeap<Reverse<Scheduled<A>>>,
     seq: &'w mut u64,
 }
@@ -166,26 +186,54 @@ impl<A> Io<'_, A> {
     }
 
     /// Answers `request` with `status` through the manager (which adds the To tag and records
-    /// what the answer does to the dialogs). Errors are logged: the request then goes
-    /// unanswered and the peer retransmits or times out.
+    /// what the answer does to the dialogs). Errors are logged.
     pub fn respond(&mut self, request: &[u8], status: u16, parts: &ResponseParts<'_>) {
-        if status >= 300 {
-            self.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Err(e) = self
+        let result = self
             .shared
             .manager
-            .respond(request, status, parts, self.now, self.out)
-        {
-            tracing::debug!(status, error = ?e, "response not sent");
-        }
+            .respond(request, status, parts, self.now, self.out);
+        self.count(status, result.as_ref().err());
     }
 
-    /// The status of the last response sent in `request`'s server transaction.
-    pub fn answered(&self, request: &MessageView<'_>) -> Option<u16> {
-        self.cache
-            .get(self.shared.keys.server(request))
-            .map(|(status, _, _)| status)
+    /// Answers a new INVITE by its token; `false` when nothing was sent because it has its
+    /// final answer already (a CANCEL won) or is gone.
+    pub fn respond_invite(
+        &mut self,
+        invite: InviteId,
+        status: u16,
+        parts: &ResponseParts<'_>,
+    ) -> bool {
+        let result = self
+            .shared
+            .manager
+            .respond_invite(invite, status, parts, self.now, self.out);
+        self.count(status, result.as_ref().err());
+        result.is_ok()
+    }
+
+    /// A 503 with `Retry-After` for a new INVITE this mode cannot serve.
+    pub fn unavailable(&mut self, invite: InviteId) {
+        let retry = self.shared.retry_after();
+        let headers: [(&str, &[u8]); 1] = [("Retry-After", retry.as_bytes())];
+        let parts = ResponseParts {
+            extra_headers: &headers,
+            ..ResponseParts::default()
+        };
+        self.respond_invite(invite, 503, &parts);
+    }
+
+    fn count(&self, status: u16, error: Option<&ManagerError>) {
+        match error {
+            None if status >= 300 => {
+                self.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {}
+            Some(ManagerError::Security(_)) => {
+                // The manager answered with a refusal instead.
+                self.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(e) => tracing::debug!(status, error = ?e, "response not sent"),
+        }
     }
 }
 
@@ -215,16 +263,20 @@ pub struct Worker<M: Mode> {
     seq: u64,
     expired: Vec<Expiry>,
     next_manager_check: u64,
+    /// A received request with its Via stamped (reused).
+    stamped: Vec<u8>,
+    /// The cache usage last added to [`Stats`].
+    published: (usize, usize),
 }
 
 impl<M: Mode> Worker<M> {
-    /// A worker on `socket`, caching the responses of the last `cache_size` transactions.
+    /// A worker on `socket`, caching responses within `cache`.
     pub fn new(
         id: usize,
         shared: Arc<Shared>,
         mode: Arc<M>,
         socket: UdpSocket,
-        cache_size: usize,
+        cache: Budget,
     ) -> Worker<M> {
         Worker {
             id,
@@ -232,11 +284,13 @@ impl<M: Mode> Worker<M> {
             mode,
             socket,
             out: Outbox::new(),
-            cache: ResponseCache::new(cache_size),
+            cache: ResponseCache::new(cache),
             tasks: BinaryHeap::new(),
             seq: 0,
             expired: Vec::new(),
             next_manager_check: 0,
+            stamped: Vec::new(),
+            published: (0, 0),
         }
     }
 
@@ -263,7 +317,6 @@ impl<M: Mode> Worker<M> {
                 shared: &self.shared,
                 out: &mut self.out,
                 now,
-                cache: &self.cache,
                 tasks: &mut self.tasks,
                 seq: &mut self.seq,
             },
@@ -276,11 +329,17 @@ impl<M: Mode> Worker<M> {
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return;
         }
-        let view = match MessageView::parse(bytes) {
+        let limits = self.shared.manager.scan_limits();
+        let view = match MessageView::parse_with(bytes, &limits) {
             Ok(view) => view,
             Err(e) => {
                 self.shared.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%src, error = %e, "malformed datagram dropped");
+                tracing::debug!(%src, error = %e, "malformed datagram");
+                let manager = &self.shared.manager;
+                if manager.answer_malformed(bytes, e, Some(src), now, &mut self.out) {
+                    self.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                }
+                self.flush(now);
                 return;
             }
         };
@@ -305,34 +364,38 @@ impl<M: Mode> Worker<M> {
                 self.shared.retransmissions.quieten(key);
             }
         }
-        let verdict = self.shared.manager.on_received(bytes, now, &mut self.out);
+        // Answers, now or later, go back where the request came from (§18.2.1, RFC 3581).
+        let mut stamped = std::mem::take(&mut self.stamped);
+        stamped.clear();
+        let view = match view.is_request() {
+            true => match build::stamp_received(&view, src, &mut stamped) {
+                Ok(true) => match MessageView::parse_with(&stamped, &limits) {
+                    Ok(view) => view,
+                    Err(_) => view,
+                },
+                _ => view,
+            },
+            false => view,
+        };
+        let verdict = self
+            .shared
+            .manager
+            .on_message(&view, Some(src), now, &mut self.out);
+        let (mut io, mode) = self.io(now);
         match verdict {
             Ok(verdict) => {
                 if matches!(verdict, Verdict::Rejected { .. }) {
-                    self.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    io.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 }
-                let (mut io, mode) = self.io(now);
-                mode.on_verdict(&mut io, &view, bytes, verdict);
+                mode.on_verdict(&mut io, &view, verdict);
             }
             Err(e) => {
                 tracing::debug!(%src, error = ?e, "message refused");
-                if view.is_request() && view.method() != Some(Method::Ack) {
-                    let (code, reason) = e.status();
-                    let mut response = Vec::new();
-                    let parts = ResponseParts::default();
-                    if build::response(&view, code, reason, None, &parts, &mut response).is_ok() {
-                        self.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        send(&self.socket, &response, src);
-                    }
-                }
+                mode.on_refused(&mut io, &view, &e);
             }
         }
-        // The answer to this request goes back where it came from (symmetric response
-        // routing); anything else the outbox holds follows its own Via.
-        let answering = view
-            .is_request()
-            .then(|| (src, self.shared.keys.server(&view)));
-        self.flush(answering, now);
+        self.stamped = stamped;
+        self.flush(now);
     }
 
     /// A non-2xx final response to our INVITE ends its client transaction; the ACK is ours
@@ -340,84 +403,106 @@ impl<M: Mode> Worker<M> {
     /// and is ACKed again from the cache of ACKs sent.
     fn ack_failure(&mut self, key: u64, response: &MessageView<'_>) {
         let ack_key = key ^ 0xACC;
+        let now = self.shared.now_ms();
         if let Some(invite) = self.shared.retransmissions.take(key) {
             let Ok(invite_view) = MessageView::parse(&invite.bytes) else {
                 return;
             };
             if let Some(ack) = txn::ack_for_non_2xx(&invite_view, response) {
                 send(&self.socket, &ack, invite.to);
-                self.cache.put(ack_key, 0, invite.to, &ack);
+                self.cache.put(ack_key, 0, invite.to, &ack, now);
             }
         } else if let Some((_, to, ack)) = self.cache.get(ack_key) {
             send(&self.socket, ack, to);
         }
     }
 
-    /// Sends the outbox: requests to their next hop (and into retransmission unless ACK),
-    /// responses to the source of the request they answer when that is `answering` (its
-    /// address and server transaction key), else per their Via.
-    fn flush(&mut self, answering: Option<(SocketAddr, u64)>, now: u64) {
+    /// Sends the outbox: requests to their next hop, and into retransmission as their
+    /// delivery allows (never ACK); responses where the manager says or where their top Via
+    /// says, kept for the request's retransmissions unless sent once.
+    fn flush(&mut self, now: u64) {
         let out = std::mem::take(&mut self.out);
         for msg in out.iter() {
-            let Ok(view) = MessageView::parse(msg.bytes) else {
-                continue;
+            let view = MessageView::parse(msg.bytes).ok();
+            let request = match &view {
+                Some(view) => view.is_request(),
+                None => false,
             };
-            if view.is_request() {
-                let Some(to) = msg.next_hop.and_then(net::uri_addr) else {
+            if request {
+                let to = msg
+                    .destination
+                    .or_else(|| msg.next_hop.and_then(net::uri_addr));
+                let Some(to) = to else {
                     tracing::warn!(hop = ?msg.next_hop.map(String::from_utf8_lossy), "no address for next hop");
                     continue;
                 };
-                // In flight before it is sent: its answer may reach another worker at once.
-                if view.method() != Some(Method::Ack) {
-                    if let Some(key) = self.shared.keys.client(&view) {
-                        self.retransmit(key, to, msg.bytes, now);
+                let view = view.as_ref();
+                let resend = match msg.delivery {
+                    Delivery::Reliable => true,
+                    Delivery::ReliableTo(peer) => peer == to,
+                    _ => false,
+                };
+                let is_ack = view.is_some_and(|v| v.method() == Some(Method::Ack));
+                if !is_ack {
+                    // In flight before it is sent: its answer may reach another worker at once.
+                    let key = view.and_then(|v| self.shared.keys.client(v));
+                    let tracked =
+                        resend && key.is_some_and(|key| self.retransmit(key, to, msg.bytes, now));
+                    if !tracked {
+                        self.shared.stats.sent_once.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 send(&self.socket, msg.bytes, to);
-            } else {
-                let key = self.shared.keys.server(&view);
-                let to = match answering {
-                    Some((src, request)) if request == key => Some(src),
-                    _ => net::response_addr(msg.bytes),
-                };
-                let Some(to) = to else {
-                    continue;
-                };
+                continue;
+            }
+            let to = msg.destination.or_else(|| {
+                let via = view.as_ref()?.top_via().ok()??;
+                via.response_destination()
+            });
+            let Some(to) = to else {
+                continue;
+            };
+            if let (Some(view), false) = (&view, msg.delivery == Delivery::Once) {
+                let key = self.shared.keys.server(view);
                 let status = view.status_code().unwrap_or(0);
-                self.cache.put(key, status, to, msg.bytes);
+                self.cache.put(key, status, to, msg.bytes, now);
                 // Final responses to INVITE are resent until the ACK (Timers G and 2xx), and
                 // are in flight before they are sent, as requests are.
                 if status >= 200 && view.cseq().method == b"INVITE" {
                     let key = if status < 300 {
-                        self.shared.keys.awaiting_ack(&view)
+                        self.shared.keys.awaiting_ack(view)
                     } else {
-                        self.shared.keys.failure_awaiting_ack(&view)
+                        self.shared.keys.failure_awaiting_ack(view)
                     };
                     self.retransmit(key, to, msg.bytes, now);
                 }
-                send(&self.socket, msg.bytes, to);
             }
+            send(&self.socket, msg.bytes, to);
         }
         self.out = out;
         self.out.clear();
     }
 
-    fn retransmit(&mut self, key: u64, to: SocketAddr, bytes: &[u8], now: u64) {
+    /// Starts retransmitting; `false` when the budget is spent (the message goes once).
+    fn retransmit(&mut self, key: u64, to: SocketAddr, bytes: &[u8], now: u64) -> bool {
         let t1 = self.shared.t1_ms;
-        self.shared.retransmissions.insert(key, to, bytes);
+        if !self.shared.retransmissions.insert(key, to, bytes) {
+            return false;
+        }
         let task = Task::Retransmit {
             key,
             interval: t1,
             give_up_at: now + 64 * t1,
         };
         schedule(&mut self.tasks, &mut self.seq, now + t1, task);
+        true
     }
 
     fn fire_timers(&mut self, now: u64) {
         if self.id == 0 && self.shared.hang_up_all.swap(false, Ordering::Relaxed) {
             let (mut io, mode) = self.io(now);
             mode.hang_up_all(&mut io);
-            self.flush(None, now);
+            self.flush(now);
         }
         while self.tasks.peek().is_some_and(|t| t.0.at <= now) {
             let Some(Reverse(due)) = self.tasks.pop() else {
@@ -451,12 +536,14 @@ impl<M: Mode> Worker<M> {
                 Task::App(action) => {
                     let (mut io, mode) = self.io(now);
                     mode.on_action(&mut io, action);
-                    self.flush(None, now);
+                    self.flush(now);
                 }
             }
         }
         if now >= self.next_manager_check {
             self.next_manager_check = now + 10;
+            self.cache.expire(now);
+            self.publish_cache_usage();
             let manager = Arc::clone(&self.shared.manager);
             if manager.next_deadline().is_some_and(|at| at <= now) {
                 self.expired.clear();
@@ -465,9 +552,27 @@ impl<M: Mode> Worker<M> {
                 let (mut io, mode) = self.io(now);
                 mode.on_expired(&mut io, &expired);
                 self.expired = expired;
-                self.flush(None, now);
+                self.flush(now);
             }
         }
+        if self.tasks.is_empty() && self.tasks.capacity() > 1024 {
+            self.tasks.shrink_to_fit();
+        }
+    }
+}
+
+impl<M: Mode> Worker<M> {
+    fn publish_cache_usage(&mut self) {
+        let usage = self.cache.usage();
+        let stats = &self.shared.stats;
+        let delta = |now: usize, then: usize| now as i64 - then as i64;
+        stats
+            .cache_entries
+            .fetch_add(delta(usage.0, self.published.0), Ordering::Relaxed);
+        stats
+            .cache_bytes
+            .fetch_add(delta(usage.1, self.published.1), Ordering::Relaxed);
+        self.published = usage;
     }
 }
 

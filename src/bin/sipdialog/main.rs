@@ -10,17 +10,22 @@ mod serve;
 mod txn;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
 use prometheus_client::registry::Registry;
 use sipdialog::manager::{DialogManager, ManagerConfig};
 use sipdialog::metrics::Metrics;
+use sipdialog::security::Policy;
 
 use endpoint::{Mode, Shared, Worker};
-use ops::Drain;
+use ops::metrics::HttpLimits;
+use ops::{Drain, PolicySource};
+use txn::Budget;
 
 /// A SIP endpoint built on the sipdialog dialog layer (UDP).
 #[derive(Parser, Debug)]
@@ -54,6 +59,17 @@ struct B2buaArgs {
     /// Where new calls go (IP:port); the Request-URI keeps the inbound call's user part.
     #[arg(long, value_name = "HOST:PORT")]
     upstream: SocketAddr,
+    /// Networks a REFER may transfer to (repeatable; the policy's `transfer_targets`).
+    /// Default: the upstream's address only.
+    #[arg(long = "transfer-to", value_name = "NET")]
+    transfer_to: Vec<IpNet>,
+    /// Entries the B2BUA keeps per call leg at most, all calls together (outbound INVITEs,
+    /// pairings, relayed requests); new calls beyond get 503.
+    #[arg(long, default_value_t = 1 << 21)]
+    legs: usize,
+    /// Bytes those entries may hold together.
+    #[arg(long, default_value_t = 128 << 20)]
+    leg_bytes: usize,
 }
 
 /// What every mode is configured with.
@@ -72,6 +88,10 @@ struct EndpointArgs {
     /// Most dialogs held at once; further INVITEs get 503.
     #[arg(long, default_value_t = 1 << 20)]
     capacity: u32,
+    /// The security policy (TOML; keys are the fields of `sipdialog::security::Policy`),
+    /// read at start and again on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// RFC 3261 T1 in milliseconds: retransmissions start at T1 and stop at 64×T1.
     #[arg(long, default_value_t = 500)]
     t1_ms: u64,
@@ -81,9 +101,22 @@ struct EndpointArgs {
     /// End a call with no message for this many seconds with BYE (0: never).
     #[arg(long, default_value_t = 7200)]
     idle_timeout: u64,
-    /// Responses remembered per worker to answer retransmitted requests.
+    /// Responses remembered per worker to answer retransmitted requests (each for 64×T1 at
+    /// most).
     #[arg(long, default_value_t = 65_536)]
     response_cache: usize,
+    /// Bytes those responses may hold, per worker.
+    #[arg(long, default_value_t = 8 << 20)]
+    response_cache_bytes: usize,
+    /// Messages retransmitted at once at most (all workers); beyond, a message goes once.
+    #[arg(long, default_value_t = 65_536)]
+    retransmissions: usize,
+    /// Bytes those messages may hold.
+    #[arg(long, default_value_t = 32 << 20)]
+    retransmission_bytes: usize,
+    /// Connections to /metrics served at once; more are closed.
+    #[arg(long, default_value_t = 32)]
+    metrics_connections: usize,
     /// On SIGINT/SIGTERM new INVITEs get 503; then `wait` lets the calls end by themselves,
     /// `bye` hangs them up.
     #[arg(long, value_enum, default_value_t = Drain::Bye)]
@@ -132,8 +165,20 @@ fn main() -> std::process::ExitCode {
             run(&args.endpoint, mode)
         }
         Command::B2bua(args) => {
-            let mode = b2bua::B2bua::new(args.upstream, args.endpoint.listen);
-            run(&args.endpoint, mode)
+            let budget = b2bua::LegBudget {
+                entries: args.legs,
+                bytes: args.leg_bytes,
+            };
+            let mode = b2bua::B2bua::new(args.upstream, args.endpoint.listen, budget);
+            let targets = match args.transfer_to.is_empty() {
+                true => vec![IpNet::from(args.upstream.ip())],
+                false => args.transfer_to,
+            };
+            let base = Policy {
+                transfer_targets: Some(targets),
+                ..Policy::default()
+            };
+            run_with(&args.endpoint, mode, base)
         }
     };
     match result {
@@ -146,7 +191,24 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run<M: Mode + 'static>(args: &EndpointArgs, mode: M) -> Result<(), Box<dyn std::error::Error>> {
+    run_with(args, mode, Policy::default())
+}
+
+/// Runs `mode` with the policy `base` as overridden by `--policy`.
+fn run_with<M: Mode + 'static>(
+    args: &EndpointArgs,
+    mode: M,
+    base: Policy,
+) -> Result<(), Box<dyn std::error::Error>> {
     let listen = args.listen;
+    let policy = match &args.policy {
+        Some(file) => ops::policy::load(file, base.clone())?,
+        None => base.clone(),
+    };
+    let source = PolicySource {
+        file: args.policy.clone(),
+        base,
+    };
     let config = ManagerConfig {
         capacity: args.capacity,
         t1_ms: args.t1_ms,
@@ -154,6 +216,7 @@ fn run<M: Mode + 'static>(args: &EndpointArgs, mode: M) -> Result<(), Box<dyn st
         idle_timeout_ms: args.idle_timeout * 1000,
         via: format!("SIP/2.0/UDP {listen}").into_bytes().into(),
         contact: format!("<sip:sipdialog@{listen}>").into_bytes().into(),
+        policy,
         ..ManagerConfig::default()
     };
     let metrics = Arc::new(Metrics::new());
@@ -161,13 +224,33 @@ fn run<M: Mode + 'static>(args: &EndpointArgs, mode: M) -> Result<(), Box<dyn st
         DialogManager::with_metrics(config, Arc::clone(&metrics))
             .map_err(|e| format!("manager: {e:?}"))?,
     );
+    // A transaction is over 64×T1 after it started: nothing kept for it outlives that.
+    let lifetime = 64 * args.t1_ms;
+    let retransmissions = Budget {
+        count: args.retransmissions,
+        bytes: args.retransmission_bytes,
+        max_age_ms: lifetime,
+    };
+    let cache = Budget {
+        count: args.response_cache,
+        bytes: args.response_cache_bytes,
+        max_age_ms: lifetime,
+    };
+    let shared = Arc::new(Shared::new(manager.clone(), args.t1_ms, retransmissions));
+    let mode = Arc::new(mode);
     if let Some(addr) = args.metrics {
         let mut registry = Registry::default();
-        metrics.register(&mut registry, manager.clone());
-        ops::serve_metrics(addr, registry)?;
+        metrics.register(&mut registry, manager);
+        registry.register_collector(Box::new(ops::gauges::EndpointGauges {
+            shared: Arc::clone(&shared),
+            mode: Arc::clone(&mode),
+        }));
+        let limits = HttpLimits {
+            max_connections: args.metrics_connections,
+            ..HttpLimits::default()
+        };
+        ops::metrics::serve(addr, registry, limits)?;
     }
-    let shared = Arc::new(Shared::new(manager, args.t1_ms));
-    let mode = Arc::new(mode);
     let workers = match args.workers {
         0 => thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -178,13 +261,7 @@ fn run<M: Mode + 'static>(args: &EndpointArgs, mode: M) -> Result<(), Box<dyn st
     let mut threads = Vec::with_capacity(workers);
     for id in 0..workers {
         let socket = net::bind_worker_socket(listen, Duration::from_millis(5))?;
-        let worker = Worker::new(
-            id,
-            Arc::clone(&shared),
-            Arc::clone(&mode),
-            socket,
-            args.response_cache,
-        );
+        let worker = Worker::new(id, Arc::clone(&shared), Arc::clone(&mode), socket, cache);
         threads.push(
             thread::Builder::new()
                 .name(format!("worker-{id}"))
@@ -192,7 +269,8 @@ fn run<M: Mode + 'static>(args: &EndpointArgs, mode: M) -> Result<(), Box<dyn st
         );
     }
     tracing::info!(%listen, workers, "listening");
-    ops::run_until_signal(&shared, args.drain, Duration::from_secs(args.drain_timeout))?;
+    let drain_timeout = Duration::from_secs(args.drain_timeout);
+    ops::run_until_signal(&shared, &source, args.drain, drain_timeout)?;
     for t in threads {
         let _ = t.join();
     }

@@ -1,11 +1,11 @@
-//! UDP sockets and addresses: one socket per worker on the same port (SO_REUSEPORT), where
-//! requests go (the next hop's URI) and where responses go (the top Via).
+//! UDP sockets and addresses: one socket per worker on the same port (SO_REUSEPORT), and
+//! where requests go (the next hop's URI; responses follow their top Via, see
+//! `sipdialog::wire::Via::response_destination`).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use sipdialog::wire::MessageView;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Receive and send buffer asked of the kernel: bursts of thousands of datagrams a second
@@ -72,32 +72,6 @@ fn host_port(text: &[u8], default_port: u16) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// Where a response goes (RFC 3261 §18.2.2, RFC 3581): the top Via's `received` and `rport`
-/// when present, else its sent-by.
-pub fn response_addr(response: &[u8]) -> Option<SocketAddr> {
-    let view = MessageView::parse(response).ok()?;
-    let via = view.top_via().ok()??;
-    let mut addr = host_port(via.sent_by, 5060)?;
-    let raw = view
-        .headers()
-        .find(|h| h.kind == sipdialog::wire::HeaderName::Via)?;
-    // The first element of the top Via header field.
-    let top = raw.value.split(|&b| b == b',').next()?;
-    for param in top.split(|&b| b == b';').skip(1) {
-        let param = std::str::from_utf8(param).ok()?.trim();
-        match param.split_once('=') {
-            Some((name, value)) if name.eq_ignore_ascii_case("received") => {
-                addr.set_ip(value.trim().parse().ok()?);
-            }
-            Some((name, value)) if name.eq_ignore_ascii_case("rport") => {
-                addr.set_port(value.trim().parse().ok()?);
-            }
-            _ => {}
-        }
-    }
-    Some(addr)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,16 +85,5 @@ mod tests {
         assert_eq!(a("sips:alice@localhost"), "127.0.0.1:5060".parse().ok());
         assert_eq!(a("tel:+15551234"), None);
         assert_eq!(a("sip:bob@example.com"), None);
-    }
-
-    #[test]
-    fn responses_follow_received_and_rport() {
-        let response = b"SIP/2.0 200 OK\r\n\
-Via: SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bK1;received=127.0.0.1;rport=40000\r\n\
-From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 BYE\r\n\r\n";
-        assert_eq!(response_addr(response), "127.0.0.1:40000".parse().ok());
-        let plain = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK1\r\n\
-From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 BYE\r\n\r\n";
-        assert_eq!(response_addr(plain), "127.0.0.1:5061".parse().ok());
     }
 }

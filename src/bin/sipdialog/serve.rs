@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use bumpalo::Bump;
 use sipdialog::build::ResponseParts;
-use sipdialog::manager::{Expiry, ReplacedAction, RequestBody, Verdict};
+use sipdialog::manager::{Expiry, InviteId, ReplacedAction, RequestBody, Verdict};
 use sipdialog::metrics::TerminationReason;
 use sipdialog::refer::ReferRequest;
 use sipdialog::state::Phase;
@@ -30,10 +30,10 @@ pub struct ServeConfig {
 
 /// A scheduled UAS action.
 pub enum Action {
-    /// Send `status` to the INVITE in `invite`, unless it was answered finally meanwhile.
+    /// Send `status` to the INVITE, unless it has its final answer meanwhile (a CANCEL).
     Respond {
-        /// The INVITE as received.
-        invite: Vec<u8>,
+        /// The INVITE.
+        invite: InviteId,
         /// 180 or 200.
         status: u16,
         /// The dialog it replaces, ended once this 200 is sent.
@@ -62,7 +62,37 @@ pub struct Serve {
 /// How often a final NOTIFY looks again whether NOTIFY 100 has been answered.
 const NOTIFY_WAIT_MS: u64 = 20;
 
-const ALLOW: &[u8] = b"INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY";
+/// What serve answers, for `Allow` (RFC 3261 §20.5).
+pub const ALLOW: &[u8] =
+    b"INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY, PRACK, MESSAGE";
+
+/// The answer to a request outside any dialog that creates none, or to a method inside one
+/// that this endpoint does not serve: 200 to OPTIONS, 481 to a method that only exists inside
+/// a dialog, 501 to a method nobody knows, 405 to the rest; 405 and 501 list what is
+/// allowed.
+pub fn not_served(
+    io: &mut Io<'_, impl Send>,
+    view: &MessageView<'_>,
+    in_dialog: bool,
+    allow: &[u8],
+) {
+    let status = match view.method() {
+        Some(Method::Options) => 200,
+        Some(Method::Extension) => 501,
+        Some(Method::Bye | Method::Update | Method::Info | Method::Prack | Method::Notify)
+            if !in_dialog =>
+        {
+            481
+        }
+        _ => 405,
+    };
+    let allow: [(&str, &[u8]); 1] = [("Allow", allow)];
+    let parts = ResponseParts {
+        extra_headers: if status == 481 { &[] } else { &allow },
+        ..ResponseParts::default()
+    };
+    io.respond(view.as_bytes(), status, &parts);
+}
 
 impl Serve {
     /// A UAS behaving as `config` says.
@@ -71,55 +101,45 @@ impl Serve {
         Serve { config, sdp }
     }
 
-    fn answer(&self, io: &mut Io<'_, Action>, request: &[u8], status: u16) {
-        let parts = ResponseParts {
+    fn answer_parts(&self) -> ResponseParts<'_> {
+        ResponseParts {
             content_type: Some(b"application/sdp"),
             body: &self.sdp,
             ..ResponseParts::default()
-        };
-        io.respond(request, status, &parts);
-    }
-
-    fn ok(&self, io: &mut Io<'_, Action>, request: &[u8]) {
-        io.respond(request, 200, &ResponseParts::default());
+        }
     }
 
     fn new_invite(
         &self,
         io: &mut Io<'_, Action>,
-        bytes: &[u8],
+        invite: InviteId,
         replaces: Option<(DialogHandle, ReplacedAction)>,
     ) {
         if io.shared.draining.load(Ordering::Relaxed) {
-            let retry: [(&str, &[u8]); 1] = [("Retry-After", b"5")];
-            let parts = ResponseParts {
-                extra_headers: &retry,
-                ..ResponseParts::default()
-            };
-            io.respond(bytes, 503, &parts);
+            io.unavailable(invite);
             return;
         }
-        io.respond(bytes, 100, &ResponseParts::default());
+        if !io.respond_invite(invite, 100, &ResponseParts::default()) {
+            return;
+        }
         let (ring, answer) = (self.config.ring_ms, self.config.answer_ms);
         if ring == 0 && answer > 0 {
-            io.respond(bytes, 180, &ResponseParts::default());
+            io.respond_invite(invite, 180, &ResponseParts::default());
         } else if ring > 0 && ring < answer {
-            let invite = bytes.to_vec();
             let at = io.now + ring;
+            let status = 180;
             io.schedule(
                 at,
                 Action::Respond {
                     invite,
-                    status: 180,
+                    status,
                     replaces: None,
                 },
             );
         }
         if answer == 0 {
-            self.answer(io, bytes, 200);
-            self.answered(io, replaces);
+            self.answer(io, invite, replaces);
         } else {
-            let invite = bytes.to_vec();
             let at = io.now + answer;
             io.schedule(
                 at,
@@ -132,8 +152,17 @@ impl Serve {
         }
     }
 
-    /// A call replacing another is up: end the other one (RFC 3891 §3).
-    fn answered(&self, io: &mut Io<'_, Action>, replaces: Option<(DialogHandle, ReplacedAction)>) {
+    /// The 200, unless the INVITE has its final answer (or gets a 503 instead: the manager
+    /// could not make its dialog); then a call replacing another ends that one (RFC 3891 §3).
+    fn answer(
+        &self,
+        io: &mut Io<'_, Action>,
+        invite: InviteId,
+        replaces: Option<(DialogHandle, ReplacedAction)>,
+    ) {
+        if !io.respond_invite(invite, 200, &self.answer_parts()) {
+            return;
+        }
         io.shared.stats.calls.fetch_add(1, Ordering::Relaxed);
         if let Some((dialog, action)) = replaces {
             match action {
@@ -166,8 +195,8 @@ impl Serve {
     ) {
         // The manager checked the REFER before its 202; read the target for the log.
         let bump = Bump::new();
-        let limits = &io.shared.manager.config().refer_limits;
-        if let Ok(refer) = ReferRequest::parse(view, &bump, limits) {
+        let policy = io.shared.manager.security().policy();
+        if let Ok(refer) = ReferRequest::parse(view, &bump, &policy.refer_limits) {
             tracing::info!(target = %String::from_utf8_lossy(refer.target.uri), "transfer");
         }
         if let Err(e) = io.shared.manager.notify(dialog, id, 100, io.now, io.out) {
@@ -189,48 +218,26 @@ impl Serve {
 impl Mode for Serve {
     type Action = Action;
 
-    fn on_verdict(
-        &self,
-        io: &mut Io<'_, Action>,
-        view: &MessageView<'_>,
-        bytes: &[u8],
-        verdict: Verdict,
-    ) {
+    fn on_verdict(&self, io: &mut Io<'_, Action>, view: &MessageView<'_>, verdict: Verdict) {
+        let bytes = view.as_bytes();
         match verdict {
-            Verdict::NewInvite { .. } => self.new_invite(io, bytes, None),
-            Verdict::ReplacingInvite { replaced, .. } => {
-                self.new_invite(io, bytes, Some((replaced.dialog, replaced.action)))
-            }
+            Verdict::NewInvite { invite, .. } => self.new_invite(io, invite, None),
+            Verdict::ReplacingInvite {
+                replaced, invite, ..
+            } => self.new_invite(io, invite, Some((replaced.dialog, replaced.action))),
             Verdict::Request { method, .. } => match method {
-                Method::Invite => self.answer(io, bytes, 200),
-                Method::Update if !view.body().is_empty() => self.answer(io, bytes, 200),
+                Method::Invite => io.respond(bytes, 200, &self.answer_parts()),
+                Method::Update if !view.body().is_empty() => {
+                    io.respond(bytes, 200, &self.answer_parts())
+                }
                 Method::Prack
                 | Method::Update
                 | Method::Info
                 | Method::Options
-                | Method::Message => self.ok(io, bytes),
-                _ => {
-                    let allow: [(&str, &[u8]); 1] = [("Allow", ALLOW)];
-                    let parts = ResponseParts {
-                        extra_headers: &allow,
-                        ..ResponseParts::default()
-                    };
-                    io.respond(bytes, 501, &parts);
-                }
+                | Method::Message => io.respond(bytes, 200, &ResponseParts::default()),
+                _ => not_served(io, view, true, ALLOW),
             },
-            Verdict::OutOfDialog => {
-                let allow: [(&str, &[u8]); 1] = [("Allow", ALLOW)];
-                let parts = ResponseParts {
-                    extra_headers: &allow,
-                    ..ResponseParts::default()
-                };
-                let status = if view.method() == Some(Method::Options) {
-                    200
-                } else {
-                    405
-                };
-                io.respond(bytes, status, &parts);
-            }
+            Verdict::OutOfDialog => not_served(io, view, false, ALLOW),
             Verdict::Ack { dialog } if self.config.hold_ms > 0 => {
                 let at = io.now + self.config.hold_ms;
                 io.schedule(at, Action::HangUp(dialog));
@@ -251,20 +258,13 @@ impl Mode for Serve {
                 status,
                 replaces,
             } => {
-                let Ok(view) = MessageView::parse(&invite) else {
-                    return;
-                };
-                // CANCELled (487 sent) or refused meanwhile.
-                if io.answered(&view).is_some_and(|s| s >= 200) {
-                    return;
-                }
                 if status >= 200 && io.shared.draining.load(Ordering::Relaxed) {
-                    io.respond(&invite, 480, &ResponseParts::default());
+                    io.respond_invite(invite, 480, &ResponseParts::default());
                 } else if status >= 200 {
-                    self.answer(io, &invite, status);
-                    self.answered(io, replaces);
+                    self.answer(io, invite, replaces);
                 } else {
-                    io.respond(&invite, status, &ResponseParts::default());
+                    // Skipped by the manager once the INVITE has its final answer.
+                    io.respond_invite(invite, status, &ResponseParts::default());
                 }
             }
             Action::HangUp(dialog) => self.bye(io, dialog),
@@ -284,7 +284,7 @@ impl Mode for Serve {
 
     fn on_expired(&self, _io: &mut Io<'_, Action>, expired: &[Expiry]) {
         for e in expired {
-            tracing::info!(reason = ?e.reason, "dialog expired");
+            tracing::info!(reason = ?e.reason, "expired");
         }
     }
 

@@ -1,15 +1,18 @@
 //! The little of RFC 3261 §17 a UDP endpoint needs around the dialog layer: a cache of the
 //! responses we sent, so a retransmitted request is answered again without reaching the
-//! manager; and the requests and 2xx responses we retransmit until they are answered (or
-//! ACKed), T1 doubling to T2, given up at 64×T1.
+//! manager; and the requests and final INVITE responses we retransmit until they are
+//! answered (or ACKed), T1 doubling to T2, given up at 64×T1. Both hold what outside input
+//! makes them hold, so both have a count cap, a byte budget, and an age limit (a transaction
+//! is over after 64×T1).
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use sipdialog::wire::MessageView;
+use sipdialog::wire::{HeaderName, MessageView};
 
 /// Keys for transactions and cached responses: a keyed hash of the parts that name them.
 #[derive(Clone, Default)]
@@ -26,15 +29,10 @@ impl KeyHasher {
     }
 
     /// The server transaction a request (or our response to it) belongs to: top Via branch
-    /// and CSeq method (a CANCEL shares its INVITE's branch); without a branch (RFC 2543
-    /// peers), Call-ID, From tag and CSeq.
+    /// and CSeq method (a CANCEL has its own, §9.2); without a branch (RFC 2543 peers),
+    /// Call-ID, From tag and CSeq.
     pub fn server(&self, view: &MessageView<'_>) -> u64 {
         self.server_of(view, view.cseq().method)
-    }
-
-    /// The server transaction of the INVITE a CANCEL cancels (same branch, §9.2).
-    pub fn cancelled_invite(&self, cancel: &MessageView<'_>) -> u64 {
-        self.server_of(cancel, b"INVITE")
     }
 
     fn server_of(&self, view: &MessageView<'_>, method: &[u8]) -> u64 {
@@ -71,68 +69,125 @@ impl KeyHasher {
     }
 }
 
-/// The last response we sent for each recent server transaction, in a ring of fixed size:
-/// memory stays bounded whatever the call rate, and buffers are reused once it has wrapped.
+/// How much a table may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// Entries at most.
+    pub count: usize,
+    /// Bytes of messages at most.
+    pub bytes: usize,
+    /// Entries older than this (milliseconds) are gone: their transaction is over.
+    pub max_age_ms: u64,
+}
+
+/// The last response we sent for each recent server transaction, oldest first: entries leave
+/// when the count or the bytes are over budget or when they are older than the transaction
+/// can be, so a flood costs at most the budget and is forgotten 64×T1 later.
 pub struct ResponseCache {
-    slots: Vec<CachedResponse>,
-    index: HashMap<u64, usize>,
-    next: usize,
+    budget: Budget,
+    entries: VecDeque<CachedResponse>,
+    /// Key → sequence number of its newest entry.
+    index: HashMap<u64, u64>,
+    /// Sequence number of `entries[0]`.
+    first_seq: u64,
+    bytes: usize,
+    /// Buffers of evicted entries, for the next ones (a few, small ones only).
+    spare: Vec<Vec<u8>>,
 }
 
 struct CachedResponse {
     key: u64,
     status: u16,
     to: SocketAddr,
+    at_ms: u64,
     bytes: Vec<u8>,
 }
 
+/// Spare buffers kept, and the largest kept: steady traffic allocates nothing, a flood of
+/// large responses leaves nothing behind.
+const SPARE_BUFFERS: usize = 256;
+const SPARE_CAPACITY: usize = 4_096;
+
 impl ResponseCache {
-    /// A cache holding the last `capacity` transactions' responses.
-    pub fn new(capacity: usize) -> ResponseCache {
+    /// An empty cache within `budget`.
+    pub fn new(budget: Budget) -> ResponseCache {
         ResponseCache {
-            slots: Vec::with_capacity(capacity.max(1)),
-            index: HashMap::with_capacity(capacity.max(1)),
-            next: 0,
+            budget,
+            entries: VecDeque::new(),
+            index: HashMap::new(),
+            first_seq: 0,
+            bytes: 0,
+            spare: Vec::new(),
         }
     }
 
-    /// Records the response `bytes` (status `status`) of transaction `key`, sent to `to`.
-    pub fn put(&mut self, key: u64, status: u16, to: SocketAddr, bytes: &[u8]) {
-        if let Some(&i) = self.index.get(&key) {
-            let slot = &mut self.slots[i];
-            slot.status = status;
-            slot.to = to;
-            slot.bytes.clear();
-            slot.bytes.extend_from_slice(bytes);
+    /// Records the response `bytes` (status `status`) of transaction `key`, sent to `to` at
+    /// `now_ms`. A response larger than the whole budget is not kept.
+    pub fn put(&mut self, key: u64, status: u16, to: SocketAddr, bytes: &[u8], now_ms: u64) {
+        if bytes.len() > self.budget.bytes || self.budget.count == 0 {
             return;
         }
-        let i = if self.slots.len() < self.slots.capacity() {
-            self.slots.push(CachedResponse {
-                key,
-                status,
-                to,
-                bytes: bytes.to_vec(),
-            });
-            self.slots.len() - 1
-        } else {
-            let i = self.next;
-            self.next = (i + 1) % self.slots.len();
-            let slot = &mut self.slots[i];
-            self.index.remove(&slot.key);
-            slot.key = key;
-            slot.status = status;
-            slot.to = to;
-            slot.bytes.clear();
-            slot.bytes.extend_from_slice(bytes);
-            i
-        };
-        self.index.insert(key, i);
+        self.expire(now_ms);
+        while self.entries.len() >= self.budget.count
+            || self.bytes + bytes.len() > self.budget.bytes
+        {
+            self.pop_oldest();
+        }
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.extend_from_slice(bytes);
+        self.bytes += buf.len();
+        let seq = self.first_seq + self.entries.len() as u64;
+        self.entries.push_back(CachedResponse {
+            key,
+            status,
+            to,
+            at_ms: now_ms,
+            bytes: buf,
+        });
+        self.index.insert(key, seq);
     }
 
     /// The last response of transaction `key`: (status, where it went, bytes).
     pub fn get(&self, key: u64) -> Option<(u16, SocketAddr, &[u8])> {
-        let slot = &self.slots[*self.index.get(&key)?];
-        Some((slot.status, slot.to, &slot.bytes))
+        let seq = *self.index.get(&key)?;
+        let entry = self.entries.get((seq - self.first_seq) as usize)?;
+        Some((entry.status, entry.to, &entry.bytes))
+    }
+
+    /// Drops the entries older than the budget's age.
+    pub fn expire(&mut self, now_ms: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| e.at_ms + self.budget.max_age_ms <= now_ms)
+        {
+            self.pop_oldest();
+        }
+        // After a burst, give the tables' capacity back too.
+        if self.entries.capacity() > 64 && self.entries.len() < self.entries.capacity() / 4 {
+            self.entries.shrink_to(self.entries.len() * 2);
+            self.index.shrink_to(self.entries.len() * 2);
+        }
+    }
+
+    fn pop_oldest(&mut self) {
+        let Some(mut entry) = self.entries.pop_front() else {
+            return;
+        };
+        if self.index.get(&entry.key) == Some(&self.first_seq) {
+            self.index.remove(&entry.key);
+        }
+        self.first_seq += 1;
+        self.bytes -= entry.bytes.len();
+        if self.spare.len() < SPARE_BUFFERS && entry.bytes.capacity() <= SPARE_CAPACITY {
+            entry.bytes.clear();
+            self.spare.push(entry.bytes);
+        }
+    }
+
+    /// Entries and bytes held.
+    pub fn usage(&self) -> (usize, usize) {
+        (self.entries.len(), self.bytes)
     }
 }
 
@@ -148,18 +203,25 @@ pub struct Retransmission {
 
 /// Retransmissions in flight, shared by the workers: the answer to a message one worker sent
 /// may reach another. Sharded mutexes: taken once per message sent or answered, never on the
-/// in-dialog path of the library.
+/// in-dialog path of the library. Within a count cap and a byte budget; every entry goes when
+/// it is answered or given up (64×T1).
 pub struct Retransmissions {
     shards: Box<[Mutex<HashMap<u64, Retransmission>>]>,
+    budget: Budget,
+    count: AtomicUsize,
+    bytes: AtomicUsize,
 }
 
 const SHARDS: usize = 16;
 
 impl Retransmissions {
-    /// An empty set.
-    pub fn new() -> Retransmissions {
+    /// An empty set within `budget` (its age limit is the caller's give-up time).
+    pub fn new(budget: Budget) -> Retransmissions {
         Retransmissions {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            budget,
+            count: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
         }
     }
 
@@ -170,16 +232,34 @@ impl Retransmissions {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Starts retransmitting `bytes` to `to` under `key`.
-    pub fn insert(&self, key: u64, to: SocketAddr, bytes: &[u8]) {
-        self.shard(key).insert(
-            key,
-            Retransmission {
-                bytes: bytes.to_vec(),
-                to,
-                quiet: false,
-            },
-        );
+    /// Starts retransmitting `bytes` to `to` under `key`; `false` when that would exceed the
+    /// budget (the message then goes once).
+    pub fn insert(&self, key: u64, to: SocketAddr, bytes: &[u8]) -> bool {
+        let mut shard = self.shard(key);
+        if let Some(old) = shard.remove(&key) {
+            self.forget(&old);
+        }
+        if self.count.fetch_add(1, Ordering::Relaxed) >= self.budget.count {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        if self.bytes.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len() > self.budget.bytes {
+            self.bytes.fetch_sub(bytes.len(), Ordering::Relaxed);
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        let entry = Retransmission {
+            bytes: bytes.to_vec(),
+            to,
+            quiet: false,
+        };
+        shard.insert(key, entry);
+        true
+    }
+
+    fn forget(&self, entry: &Retransmission) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.bytes.fetch_sub(entry.bytes.len(), Ordering::Relaxed);
     }
 
     /// Whether `key` is still in flight: sent, neither answered nor given up.
@@ -189,13 +269,15 @@ impl Retransmissions {
 
     /// Stops for good: the final answer (or the ACK) came. `true` if it was in flight.
     pub fn remove(&self, key: u64) -> bool {
-        self.shard(key).remove(&key).is_some()
+        self.take(key).is_some()
     }
 
     /// Stops for good and hands back what was in flight (the INVITE a non-2xx answers, to
     /// build its ACK from).
     pub fn take(&self, key: u64) -> Option<Retransmission> {
-        self.shard(key).remove(&key)
+        let entry = self.shard(key).remove(&key)?;
+        self.forget(&entry);
+        Some(entry)
     }
 
     /// Stops resending but keeps the entry (a 1xx to our INVITE).
@@ -218,16 +300,16 @@ impl Retransmissions {
         }
     }
 
-    /// Messages in flight.
-    pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map_or(0, |m| m.len()))
-            .sum()
+    /// Messages in flight, and their bytes.
+    pub fn usage(&self) -> (usize, usize) {
+        (
+            self.count.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
     }
 }
 
-fn raw<'a>(view: &MessageView<'a>, kind: sipdialog::wire::HeaderName) -> Option<&'a [u8]> {
+fn raw<'a>(view: &MessageView<'a>, kind: HeaderName) -> Option<&'a [u8]> {
     view.headers()
         .find(|h| h.kind == kind)
         .map(|h| h.value.trim_ascii())
@@ -237,7 +319,6 @@ fn raw<'a>(view: &MessageView<'a>, kind: sipdialog::wire::HeaderName) -> Option<
 /// INVITE transaction, so the INVITE's Request-URI, top Via (same branch), Route, From,
 /// Call-ID and CSeq number, with the response's To (and its tag).
 pub fn ack_for_non_2xx(invite: &MessageView<'_>, response: &MessageView<'_>) -> Option<Vec<u8>> {
-    use sipdialog::wire::HeaderName;
     let uri = invite.request_uri()?;
     let mut ack = Vec::with_capacity(512);
     ack.extend_from_slice(b"ACK ");
@@ -272,18 +353,71 @@ pub fn ack_for_non_2xx(invite: &MessageView<'_>, response: &MessageView<'_>) -> 
 mod tests {
     use super::*;
 
+    const TO: &str = "127.0.0.1:5060";
+
+    fn budget(count: usize, bytes: usize) -> Budget {
+        Budget {
+            count,
+            bytes,
+            max_age_ms: 32_000,
+        }
+    }
+
     #[test]
-    fn ring_cache_keeps_the_newest_and_reuses_slots() {
-        let to: SocketAddr = "127.0.0.1:5060".parse().unwrap();
-        let mut cache = ResponseCache::new(2);
-        cache.put(1, 100, to, b"one");
-        cache.put(2, 200, to, b"two");
-        cache.put(1, 180, to, b"one again");
+    fn cache_keeps_the_newest_within_its_count() {
+        let to = TO.parse().unwrap();
+        let mut cache = ResponseCache::new(budget(2, 1 << 20));
+        cache.put(1, 100, to, b"one", 0);
+        cache.put(2, 200, to, b"two", 0);
+        cache.put(1, 180, to, b"one again", 0);
         assert_eq!(cache.get(1).map(|c| c.0), Some(180));
-        cache.put(3, 200, to, b"three"); // evicts the oldest slot (key 1)
-        assert!(cache.get(1).is_none());
-        assert_eq!(cache.get(2).map(|c| c.2), Some(&b"two"[..]));
+        assert_eq!(cache.get(2).map(|c| c.0), Some(200));
+        cache.put(3, 200, to, b"three", 0);
+        assert!(cache.get(2).is_none(), "the oldest entry went");
+        assert_eq!(cache.get(1).map(|c| c.2), Some(&b"one again"[..]));
         assert_eq!(cache.get(3).map(|c| c.2), Some(&b"three"[..]));
+        assert_eq!(cache.usage().0, 2);
+    }
+
+    #[test]
+    fn cache_stays_within_its_bytes_and_forgets_old_transactions() {
+        let to = TO.parse().unwrap();
+        let mut cache = ResponseCache::new(budget(1_000, 10_000));
+        let big = vec![b'x'; 3_000];
+        for key in 0..100 {
+            cache.put(key, 200, to, &big, key);
+            assert!(cache.usage().1 <= 10_000);
+        }
+        assert_eq!(cache.usage(), (3, 9_000));
+        assert!(cache.get(99).is_some() && cache.get(96).is_none());
+        cache.put(500, 200, to, &vec![b'y'; 20_000], 100);
+        assert!(
+            cache.get(500).is_none(),
+            "larger than the whole budget: not kept"
+        );
+        cache.expire(99 + 32_000);
+        assert_eq!(cache.usage(), (0, 0));
+        assert!(cache.get(99).is_none());
+    }
+
+    #[test]
+    fn retransmissions_stop_when_answered_and_stay_within_budget() {
+        let to = TO.parse().unwrap();
+        let r = Retransmissions::new(budget(2, 10));
+        assert!(r.insert(7, to, b"BYE"));
+        let mut sent = 0;
+        assert!(r.resend(7, |_, _| sent += 1));
+        r.quieten(7);
+        assert!(r.resend(7, |_, _| sent += 1));
+        assert_eq!(sent, 1);
+        assert!(r.insert(8, to, b"INVITE"));
+        assert!(!r.insert(9, to, b"X"), "count cap");
+        assert!(r.remove(7));
+        assert!(!r.insert(9, to, b"TOO LONG"), "byte budget");
+        assert!(r.insert(9, to, b"NOT"));
+        assert!(!r.resend(7, |_, _| sent += 1));
+        assert!(r.remove(8) && r.remove(9));
+        assert_eq!(r.usage(), (0, 0));
     }
 
     #[test]
@@ -306,20 +440,5 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(ack.cseq().number, 4);
         assert_eq!(ack.cseq().method, b"ACK");
         assert_eq!(ack.route(), Some(&b"<sip:127.0.0.1:5080;lr>"[..]));
-    }
-
-    #[test]
-    fn retransmissions_stop_when_answered() {
-        let to: SocketAddr = "127.0.0.1:5060".parse().unwrap();
-        let r = Retransmissions::new();
-        r.insert(7, to, b"BYE");
-        let mut sent = 0;
-        assert!(r.resend(7, |_, _| sent += 1));
-        r.quieten(7);
-        assert!(r.resend(7, |_, _| sent += 1));
-        assert_eq!(sent, 1);
-        assert!(r.remove(7));
-        assert!(!r.resend(7, |_, _| sent += 1));
-        assert_eq!(r.len(), 0);
     }
 }

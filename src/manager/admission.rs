@@ -1,0 +1,273 @@
+//! The way in: every received message is scanned under the policy's limits and checked by
+//! the security layer before any dialog work; a new INVITE is admitted (rates, dialog counts,
+//! the source's share, a record within budget) or refused with a stateless 503; a malformed
+//! request gets its 400/505/513, at most as often as its source's error bucket allows.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::outbox::{Delivery, Meta};
+use super::pending::{self, NewRecord, PendingInvite};
+use super::{DialogManager, ManagerError, Outbox, Verdict};
+use crate::build::{self, ResponseParts};
+use crate::dialog::Role;
+use crate::id::Tag;
+use crate::security::SecurityError;
+use crate::table::DialogHandle;
+use crate::wire::{MessageView, Method, Salvaged, ScanLimits, WireError};
+
+impl DialogManager {
+    /// Handles a message received from `source` at `now_ms` (caller's clock): the entry point
+    /// of a transport. Answers the manager gives (481, 491, 500, 503, 200 to BYE/CANCEL, 487,
+    /// and 400/505/513 to a malformed request) go to `out`.
+    ///
+    /// `source` is where the datagram came from: the per-source limits count by it, and the
+    /// dialogs its INVITEs create retransmit only towards it. Give the request with its top
+    /// Via stamped for it ([`crate::build::stamp_received`]) so that answers written later go
+    /// back there too.
+    ///
+    /// ```
+    /// use sipdialog::manager::{DialogManager, ManagerConfig, Outbox, Verdict};
+    /// use sipdialog::security::Policy;
+    ///
+    /// let policy = Policy { max_dialogs: 0, ..Policy::default() }; // full
+    /// let manager = DialogManager::new(ManagerConfig { policy, ..ManagerConfig::default() })
+    ///     .unwrap();
+    /// let mut out = Outbox::new();
+    /// let invite = b"INVITE sip:b@192.0.2.4 SIP/2.0\r\n\
+    /// Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\n\
+    /// To: <sip:b@y>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    /// let source = "192.0.2.1:5060".parse().unwrap();
+    /// let verdict = manager.on_received_from(invite, source, 0, &mut out).unwrap();
+    /// assert_eq!(verdict, Verdict::Rejected { status: 503, dialog: None });
+    /// let answer = out.iter().next().unwrap();
+    /// assert!(answer.bytes.starts_with(b"SIP/2.0 503 Service Unavailable\r\n"));
+    /// assert!(answer.bytes.windows(15).any(|w| w == b"Retry-After: 5\r"));
+    /// ```
+    pub fn on_received_from(
+        &self,
+        bytes: &[u8],
+        source: SocketAddr,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Result<Verdict, ManagerError> {
+        self.receive(bytes, Some(source), now_ms, out)
+    }
+
+    /// [`DialogManager::on_received_from`] for a caller that does not know the source: the
+    /// per-source limits do not apply, and requests are retransmitted wherever they go.
+    pub fn on_received(
+        &self,
+        bytes: &[u8],
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Result<Verdict, ManagerError> {
+        self.receive(bytes, None, now_ms, out)
+    }
+
+    fn receive(
+        &self,
+        bytes: &[u8],
+        source: Option<SocketAddr>,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Result<Verdict, ManagerError> {
+        match MessageView::parse_with(bytes, &self.scan_limits()) {
+            Ok(view) => self.on_message(&view, source, now_ms, out),
+            Err(e) => {
+                self.answer_malformed(bytes, e, source, now_ms, out);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The scanner limits of the policy in force: a caller that scans messages itself before
+    /// [`DialogManager::on_message`] uses these.
+    pub fn scan_limits(&self) -> ScanLimits {
+        self.security.scan_limits()
+    }
+
+    /// [`DialogManager::on_received_from`] for a message the caller scanned already (with
+    /// [`DialogManager::scan_limits`]): no second scan.
+    pub fn on_message(
+        &self,
+        view: &MessageView<'_>,
+        source: Option<SocketAddr>,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Result<Verdict, ManagerError> {
+        self.count_message(view);
+        if let Err(e) = self.security.check_message(view) {
+            return match view.method() {
+                Some(method) if method != Method::Ack => self.refuse(view, None, e, out),
+                _ => Err(e.into()),
+            };
+        }
+        match view.method() {
+            Some(method) => self.request_received(view, method, source, now_ms, out),
+            None => self.response_received(view, source, now_ms),
+        }
+    }
+
+    /// Answers a request the scanner refused with the status of its error, statelessly, when
+    /// enough of it can be read to address an answer and `source`'s error bucket allows;
+    /// `true` when an answer is in `out`. Responses and garbage are dropped.
+    pub fn answer_malformed(
+        &self,
+        bytes: &[u8],
+        error: WireError,
+        source: Option<SocketAddr>,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> bool {
+        let Some(salvaged) = Salvaged::scan(bytes) else {
+            return false;
+        };
+        if salvaged.method() == b"ACK" {
+            return false;
+        }
+        let Some(destination) = salvaged.response_destination(source) else {
+            return false;
+        };
+        if !self
+            .security
+            .may_answer_error(source.map(|s| s.ip()), now_ms)
+        {
+            self.count(|m| m.rate_limited());
+            return false;
+        }
+        let (status, reason) = error.status();
+        let meta = Meta {
+            destination: Some(destination),
+            ..Meta::response(None).delivered(Delivery::Once)
+        };
+        let written = out
+            .push(meta, |buf| {
+                build::error_response(&salvaged, status, reason, source, buf)
+            })
+            .is_ok();
+        if written {
+            self.count(|m| m.rejected(status));
+            tracing::debug!(status, ?source, error = %error, "malformed request answered");
+        }
+        written
+    }
+
+    /// A new INVITE (no To tag, not a retransmission): the admission checks, in order of
+    /// cost, then a record. `Err` is the refusal to answer with.
+    pub(crate) fn admit_invite(
+        &self,
+        view: &MessageView<'_>,
+        source: Option<SocketAddr>,
+        now_ms: u64,
+    ) -> Result<Arc<PendingInvite>, ManagerError> {
+        let ip = source.map(|s| s.ip());
+        self.security.admit_new_dialog(ip, now_ms)?;
+        self.check_room(true)?;
+        let charge = self.security.charge(ip, now_ms)?;
+        let fp = self.table.fingerprinter();
+        let from_tag = view.from_tag().unwrap_or_default();
+        let record = NewRecord {
+            key: self.pending_key(view.call_id(), from_tag, Role::Uas),
+            role: Role::Uas,
+            via: pending::via_key(fp, view),
+            source,
+            to_tag: Some(Tag::generate().map_err(|_| ManagerError::Random)?),
+            charge,
+        };
+        let inserted = self.pending_insert(PendingInvite::new(record, view), now_ms);
+        match inserted {
+            Ok(Some(pending)) => Ok(pending),
+            Ok(None) => {
+                // Inserted by another thread meanwhile (the same INVITE on two workers).
+                if let Some(charge) = charge {
+                    self.security.release(charge);
+                }
+                Err(ManagerError::AlreadyAnswered)
+            }
+            Err(e) => {
+                if let Some(charge) = charge {
+                    self.security.release(charge);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether one more dialog (`early`: one that starts early) fits the policy and the table.
+    pub(crate) fn check_room(&self, early: bool) -> Result<(), SecurityError> {
+        let policy = self.security.policy();
+        let max = policy.max_dialogs.min(self.table.capacity());
+        if self.table.len() >= max as usize {
+            return Err(SecurityError::TooManyDialogs { max });
+        }
+        if early && self.table.early() >= policy.max_early_dialogs as usize {
+            return Err(SecurityError::TooManyEarlyDialogs {
+                max: policy.max_early_dialogs,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses `view` for a limit: its status (503 with `Retry-After`, 413, 513, 403), sent
+    /// once and kept nowhere, counted.
+    pub(crate) fn refuse(
+        &self,
+        view: &MessageView<'_>,
+        dialog: Option<DialogHandle>,
+        error: SecurityError,
+        out: &mut Outbox,
+    ) -> Result<Verdict, ManagerError> {
+        let status = self.write_refusal(view, None, error, Delivery::Once, out)?;
+        self.count(|m| {
+            m.rejected(status);
+            if error.is_rate_limit() {
+                m.rate_limited();
+            }
+        });
+        tracing::debug!(status, %error, method = ?view.method(), "request refused");
+        Ok(Verdict::Rejected { status, dialog })
+    }
+
+    /// Writes the answer of a refusal (with `to_tag` when the INVITE's earlier answers had
+    /// it); its status.
+    pub(crate) fn write_refusal(
+        &self,
+        view: &MessageView<'_>,
+        to_tag: Option<&[u8]>,
+        error: SecurityError,
+        delivery: Delivery,
+        out: &mut Outbox,
+    ) -> Result<u16, ManagerError> {
+        let (status, reason) = error.status();
+        let mut retry = [0u8; 10];
+        let retry_len = write_decimal(&mut retry, self.security.policy().retry_after_s);
+        let headers: [(&str, &[u8]); 1] = [("Retry-After", &retry[..retry_len])];
+        let parts = ResponseParts {
+            extra_headers: if status == 503 { &headers } else { &[] },
+            ..ResponseParts::default()
+        };
+        out.push(Meta::response(None).delivered(delivery), |buf| {
+            build::response(view, status, reason, to_tag, &parts, buf)
+        })?;
+        Ok(status)
+    }
+}
+
+/// The decimal digits of `n` into `buf`; how many.
+fn write_decimal(buf: &mut [u8; 10], mut n: u32) -> usize {
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for (i, d) in digits[..len].iter().rev().enumerate() {
+        buf[i] = *d;
+    }
+    len
+}
