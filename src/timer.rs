@@ -97,6 +97,11 @@ impl Timers {
                     taken += 1;
                 }
             }
+            // After a burst (a flood of calls that all expired), give the capacity back.
+            if heap.capacity() > 1_024 && heap.len() < heap.capacity() / 4 {
+                let keep = heap.len() * 2;
+                heap.shrink_to(keep);
+            }
         }
         taken
     }

@@ -148,8 +148,10 @@ pub(crate) const SWEEP_INTERVAL_MS: u64 = 1_000;
 impl Sources {
     pub(crate) fn new(capacity: usize) -> Sources {
         Sources {
+            // Grown as sources come (a new source is the cold path): a table sized for the cap
+            // up front would keep its touched pages for good after one spoofed flood.
             map: papaya::HashMap::builder()
-                .capacity(capacity.min(1 << 16))
+                .capacity(capacity.min(1 << 10))
                 .hasher(RandomState::new())
                 .build(),
             len: CachePadded::new(AtomicUsize::new(0)),

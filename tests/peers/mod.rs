@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod udp;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -142,6 +144,11 @@ impl Endpoint {
         let mut child = self.child.take().expect("running");
         signal(child.id(), "TERM");
         wait_bounded(&mut child, Duration::from_secs(60)).expect("sipdialog did not exit")
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// The endpoint's log so far.

@@ -275,7 +275,14 @@ impl Retransmissions {
     /// Stops for good and hands back what was in flight (the INVITE a non-2xx answers, to
     /// build its ACK from).
     pub fn take(&self, key: u64) -> Option<Retransmission> {
-        let entry = self.shard(key).remove(&key)?;
+        let mut shard = self.shard(key);
+        let entry = shard.remove(&key)?;
+        // After a burst, give the capacity back.
+        if shard.capacity() > 256 && shard.len() < shard.capacity() / 4 {
+            let keep = shard.len() * 2;
+            shard.shrink_to(keep);
+        }
+        drop(shard);
         self.forget(&entry);
         Some(entry)
     }
