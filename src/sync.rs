@@ -3,6 +3,14 @@
 //! dependencies never see loom switched on.
 
 #[cfg(sipdialog_loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{
+    fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
+#[cfg(sipdialog_loom)]
+pub(crate) use loom::sync::Mutex;
 #[cfg(not(sipdialog_loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{
+    fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
+#[cfg(not(sipdialog_loom))]
+pub(crate) use std::sync::Mutex;

@@ -85,8 +85,7 @@ impl DialogManager {
     /// Whether the INVITE has its final answer (or was cancelled); `None` when the manager
     /// no longer tracks it.
     pub fn is_answered(&self, invite: InviteId) -> Option<bool> {
-        self.pending_get(invite.0)
-            .map(|p| p.finished.load(Ordering::Acquire))
+        self.pending_get(invite.0).map(|p| p.is_finished())
     }
 
     /// Our Contact on a 1xx/2xx of INVITE or UPDATE, unless the caller gave one.
@@ -130,14 +129,14 @@ impl DialogManager {
         };
         match status {
             100 => {
-                if pending.finished.load(Ordering::Acquire) {
+                if pending.is_finished() {
                     return Err(ManagerError::AlreadyAnswered);
                 }
                 write(out, None, None)?;
                 Ok(None)
             }
             101..=199 => {
-                if pending.finished.load(Ordering::Acquire) {
+                if pending.is_finished() {
                     return Err(ManagerError::AlreadyAnswered);
                 }
                 let dialog = match self.uas_dialog(pending, view, false, now_ms) {

@@ -99,7 +99,7 @@ impl DialogManager {
         else {
             return; // superseded by a later deadline, or gone
         };
-        if p.finished.load(Ordering::Acquire) {
+        if p.is_finished() {
             // 64×T1 after the first 2xx, forks still early are over (§13.2.2.4).
             if p.confirmed.load(Ordering::Acquire) {
                 self.end_early_dialogs(&p, TerminationReason::Rejected, now_ms);

@@ -10,6 +10,11 @@
 
 mod admission;
 mod answer;
+#[cfg(not(sipdialog_loom))]
+mod claim;
+#[cfg(sipdialog_loom)]
+#[doc(hidden)]
+pub mod claim;
 mod expiry;
 mod observe;
 mod outbox;

@@ -4,11 +4,12 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use smallvec::SmallVec;
 
+use super::claim::FinalAnswer;
 use crate::dialog::{contact_uri, Role};
 use crate::id::{DialogKey, Fingerprint, Fingerprinter, Tag};
 use crate::security::{Charge, SecurityError};
@@ -170,13 +171,11 @@ pub(crate) struct PendingInvite {
     /// The per-source share this INVITE holds until its dialog takes it over or it ends.
     charge: Option<Charge>,
     charge_taken: AtomicBool,
-    /// Dialogs created by its responses, one per fork (usually one).
-    dialogs: Mutex<SmallVec<[DialogHandle; 2]>>,
+    /// The final answer's claim (sent, received, or the INVITE was cancelled), and the
+    /// dialogs its responses made, one per fork (usually one).
+    answer: FinalAnswer<DialogHandle>,
     /// A 2xx has been seen: a second one is an extra fork to ACK and BYE.
     pub confirmed: AtomicBool,
-    /// The final answer is claimed (sent, received, or the INVITE was cancelled): whoever sets
-    /// it first writes the only final response, so a 487 and a 200 never both leave.
-    pub finished: AtomicBool,
     /// UAC: a response came (Timer B is off).
     pub responded: AtomicBool,
     /// The deadline of the record's current timer entry; entries with another are stale.
@@ -230,9 +229,8 @@ impl PendingInvite {
             to_tag: new.to_tag,
             charge: new.charge,
             charge_taken: AtomicBool::new(false),
-            dialogs: Mutex::new(SmallVec::new()),
+            answer: FinalAnswer::new(),
             confirmed: AtomicBool::new(false),
-            finished: AtomicBool::new(false),
             responded: AtomicBool::new(false),
             armed_at: AtomicU64::new(0),
         }
@@ -250,7 +248,12 @@ impl PendingInvite {
 
     /// Claims the final answer; `false` when another one was claimed first.
     pub(crate) fn claim_final(&self) -> bool {
-        !self.finished.swap(true, Ordering::AcqRel)
+        self.answer.claim()
+    }
+
+    /// Whether the INVITE has its final answer (or was cancelled).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.answer.is_claimed()
     }
 
     /// Hands the per-source share over (to the dialog the INVITE created); `None` when there
@@ -266,17 +269,13 @@ impl PendingInvite {
     /// against [`PendingInvite::take_dialogs`]: a dialog added before the claimer takes them is
     /// ended by the claimer, one added after sees the claim.
     pub(crate) fn add_dialog(&self, dialog: DialogHandle, claimed: bool) -> bool {
-        let mut dialogs = self.dialogs.lock().unwrap_or_else(PoisonError::into_inner);
-        if !claimed && self.role == Role::Uas && self.finished.load(Ordering::Acquire) {
-            return false;
-        }
-        dialogs.push(dialog);
-        true
+        // Only a UAS contends: a UAC's or an observer's claim is the network's answer.
+        self.answer.add(dialog, claimed || self.role != Role::Uas)
     }
 
     /// The dialogs of this INVITE, taken out (for ending them all).
     pub(crate) fn take_dialogs(&self) -> SmallVec<[DialogHandle; 2]> {
-        std::mem::take(&mut *self.dialogs.lock().unwrap_or_else(PoisonError::into_inner))
+        self.answer.take()
     }
 
     /// Marks the first 2xx; `false` when another one came first.
@@ -382,7 +381,7 @@ impl super::DialogManager {
             self.drop_copy(pending);
             self.release_record_charge(pending);
         }
-        pending.finished.store(true, Ordering::Release);
+        pending.answer.set_claimed();
         // Replaces any earlier deadline: the record has one live timer entry at a time.
         let at = now_ms + 64 * self.config.t1_ms;
         if pending.armed_at.swap(at, Ordering::Relaxed) != at {
@@ -420,7 +419,7 @@ impl super::DialogManager {
             crate::metrics::TerminationReason::Rejected
         };
         let ended = self.end_early_dialogs(pending, reason, now_ms);
-        pending.finished.store(true, Ordering::Release);
+        pending.answer.set_claimed();
         self.pending_remove(pending.key);
         ended
     }

@@ -116,7 +116,7 @@ impl DialogManager {
             if known.cseq == view.cseq().number {
                 return Ok(Verdict::Retransmission);
             }
-            if !known.finished.load(Ordering::Acquire) {
+            if !known.is_finished() {
                 // A second INVITE while the first is unanswered (§14.2).
                 return self.reject(view, None, 500, out);
             }
