@@ -11,10 +11,14 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use std::net::SocketAddr;
+
 use sipdialog::build::ResponseParts;
+use sipdialog::id::DialogKey;
 use sipdialog::manager::{
     DialogManager, ManagerConfig, Outbox, RequestBody, MAX_EXPIRIES_PER_CALL,
 };
+use sipdialog::security::Policy;
 use sipdialog::wire::{MessageView, Method};
 
 const CALL_IDS: [&str; 3] = ["c1@a.example", "c2@a.example", "C1@a.example"];
@@ -73,11 +77,20 @@ impl Msg {
     }
 }
 
+/// The addresses messages come from: two peers on the callee's side share an IP.
+const SOURCES: [&str; 3] = ["192.0.2.1:5060", "192.0.2.1:5062", "198.51.100.7:5060"];
+
 #[derive(Arbitrary, Debug)]
 enum Op {
     Received {
         side: bool,
         msg: Msg,
+        /// `Some(i)`: from `SOURCES[i]`; `None`: source unknown.
+        source: Option<u8>,
+    },
+    /// The policy is swapped: tight or loose limits.
+    Swap {
+        tight: bool,
     },
     Sent {
         side: bool,
@@ -125,15 +138,61 @@ struct Side {
 
 fn check_outbox(out: &Outbox) {
     for m in out.iter() {
-        let view = MessageView::parse(m.bytes).expect("the manager writes valid SIP");
+        let Ok(view) = MessageView::parse(m.bytes) else {
+            // A stateless answer to a malformed request copies what it was given.
+            assert!(m.destination.is_some(), "the manager writes valid SIP");
+            continue;
+        };
         assert_eq!(view.is_request(), m.next_hop.is_some());
+    }
+}
+
+/// Every tagged 1xx and 2xx to an INVITE written since `from` names a dialog `manager` holds.
+fn check_answers_have_dialogs(manager: &DialogManager, out: &Outbox, from: usize) {
+    for m in out.iter().skip(from) {
+        let Ok(view) = MessageView::parse(m.bytes) else {
+            continue;
+        };
+        let (Some(status), Some(tag)) = (view.status_code(), view.to_tag()) else {
+            continue;
+        };
+        if view.cseq().method != b"INVITE" || !(101..300).contains(&status) || m.next_hop.is_some()
+        {
+            continue;
+        }
+        let key = DialogKey {
+            call_id: view.call_id(),
+            local_tag: tag,
+            remote_tag: view.from_tag().unwrap_or_default(),
+        };
+        // A 2xx retransmitted by the application for a dialog already ended is not ours to
+        // judge; ones the manager wrote (it adds its tag) must have a dialog.
+        assert!(
+            manager.table().lookup(&key).is_some(),
+            "a {status} left for no dialog"
+        );
+    }
+}
+
+fn tight() -> Policy {
+    Policy {
+        max_dialogs: 4,
+        max_early_dialogs: 2,
+        max_dialogs_per_source: 2,
+        new_dialogs_per_second_per_source: 5,
+        new_dialog_burst_per_source: 2,
+        max_invite_records: 8,
+        ..Policy::default()
     }
 }
 
 fuzz_target!(|ops: Vec<Op>| {
     let config = ManagerConfig {
         capacity: CAPACITY,
-        max_pending: 8,
+        policy: Policy {
+            max_invite_records: 8,
+            ..Policy::default()
+        },
         early_timeout_ms: 3_000,
         idle_timeout_ms: 10_000,
         ..ManagerConfig::default()
@@ -152,10 +211,32 @@ fuzz_target!(|ops: Vec<Op>| {
     let mut now = 0u64;
     let mut expired = Vec::new();
     for op in ops.iter().take(64) {
+        let before = [sides[0].out.len(), sides[1].out.len()];
         match op {
-            Op::Received { side, msg } => {
+            Op::Received { side, msg, source } => {
                 let s = &mut sides[usize::from(*side)];
-                let _ = s.manager.on_received(&msg.bytes(), now, &mut s.out);
+                let _ = match source {
+                    Some(i) => {
+                        let from: SocketAddr =
+                            SOURCES[usize::from(*i) % SOURCES.len()].parse().unwrap();
+                        s.manager
+                            .on_received_from(&msg.bytes(), from, now, &mut s.out)
+                    }
+                    None => s.manager.on_received(&msg.bytes(), now, &mut s.out),
+                };
+            }
+            Op::Swap { tight: t } => {
+                for s in &sides {
+                    let policy = if *t {
+                        tight()
+                    } else {
+                        Policy {
+                            max_invite_records: 8,
+                            ..Policy::default()
+                        }
+                    };
+                    s.manager.security().set_policy(policy);
+                }
             }
             Op::Sent { side, msg } => {
                 let _ = sides[usize::from(*side)].manager.on_sent(&msg.bytes(), now);
@@ -236,8 +317,11 @@ fuzz_target!(|ops: Vec<Op>| {
                 let _ = proxy.observe(bytes, now);
             }
         }
-        for s in &sides {
+        for (s, from) in sides.iter().zip(before) {
             assert!(s.manager.len() <= CAPACITY as usize);
+            if !matches!(op, Op::Deliver { .. }) {
+                check_answers_have_dialogs(&s.manager, &s.out, from);
+            }
         }
         assert!(proxy.len() <= CAPACITY as usize);
     }

@@ -760,6 +760,12 @@ pub enum ViaLeniency {
     /// A bare CR (not part of CRLF) in the element, read here as white space; RFC 3261 allows
     /// CR only as part of CRLF.
     BareCr,
+    /// `received` or `rport` appears more than once (§7.3.1).
+    RepeatedParam,
+    /// `received` without a value (§20.42: `"received" EQUAL (IPv4address / IPv6address)`).
+    ReceivedWithoutValue,
+    /// An `rport` value that is not a port (RFC 3581: `1*DIGIT`, a UDP port).
+    RportNotPort,
 }
 
 /// The first element of the first Via header: `None` when there is no Via, `Err` when it does
@@ -857,6 +863,7 @@ fn via_element(e: &[u8], lenient: &mut Vec<ViaLeniency>) -> Result<TopVia, ()> {
     }
     let sent_by = e[host_start..sent_by_end].to_vec();
     let mut branch: Option<Vec<u8>> = None;
+    let (mut received_seen, mut rport_seen) = (false, false);
     loop {
         skip_ws(&mut i);
         if i == e.len() {
@@ -895,7 +902,32 @@ fn via_element(e: &[u8], lenient: &mut Vec<ViaLeniency>) -> Result<TopVia, ()> {
             value = Some(&e[value_start..k]);
             i = k;
         }
-        if lower(name) == b"branch" {
+        let lname = lower(name);
+        if lname == b"received" || lname == b"rport" {
+            let seen = if lname == b"received" {
+                &mut received_seen
+            } else {
+                &mut rport_seen
+            };
+            if std::mem::replace(seen, true) {
+                lenient.push(ViaLeniency::RepeatedParam);
+            }
+            match value {
+                None if lname == b"received" => lenient.push(ViaLeniency::ReceivedWithoutValue),
+                Some(v) if lname == b"rport" => {
+                    let digits = v.iter().all(u8::is_ascii_digit);
+                    let significant = v.iter().skip_while(|&&d| d == b'0').count();
+                    let port = std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|t| t.parse::<u64>().ok());
+                    if !digits || significant > 5 || port.is_none_or(|p| p > 65_535) {
+                        lenient.push(ViaLeniency::RportNotPort);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if lname == b"branch" {
             if branch.is_some() {
                 lenient.push(ViaLeniency::DuplicateBranch);
                 continue;

@@ -31,9 +31,10 @@ impl DialogManager {
     /// and when it cannot be made (table full, early or per-source limit) the INVITE gets 503
     /// with `Retry-After` instead and the error says why. Once the INVITE has its final answer
     /// (a 2xx, a refusal, a CANCEL's 487) nothing more is sent for it:
-    /// [`ManagerError::AlreadyAnswered`]. A 2xx to a re-INVITE or UPDATE installs the new
-    /// remote target. Our Contact is added to 1xx/2xx of INVITE and UPDATE unless `parts` has
-    /// one. Returns the dialog.
+    /// [`ManagerError::AlreadyAnswered`]. Inside a dialog, a 1xx/2xx is refused
+    /// ([`ManagerError::UnknownDialog`], nothing sent) once the dialog is gone; a 2xx to a
+    /// re-INVITE or UPDATE installs the new remote target. Our Contact is added to 1xx/2xx of
+    /// INVITE and UPDATE unless `parts` has one. Returns the dialog.
     pub fn respond(
         &self,
         request: &[u8],
@@ -48,18 +49,20 @@ impl DialogManager {
             let pending = self.uas_record(&view).ok_or(ManagerError::UnknownDialog)?;
             return self.answer_invite(&pending, &view, status, parts, now_ms, out, Mode::Write);
         }
+        let key = DialogKey::received(&view);
+        // A success inside a dialog that has ended (or never was) would speak for no dialog.
+        if view.to_tag().is_some()
+            && (101..300).contains(&status)
+            && self.table.lookup(&key).is_none()
+        {
+            return Err(ManagerError::UnknownDialog);
+        }
         let parts = self.with_contact(method, status, parts);
         out.push(Meta::response(None), |buf| {
-            build::response(
-                &view,
-                status,
-                build::reason_phrase(status),
-                None,
-                &parts,
-                buf,
-            )
+            let reason = build::reason_phrase(status);
+            build::response(&view, status, reason, None, &parts, buf)
         })?;
-        Ok(self.in_dialog_answered(&DialogKey::received(&view), method, status, now_ms))
+        Ok(self.in_dialog_answered(&key, method, status, now_ms))
     }
 
     /// [`DialogManager::respond`] for a new INVITE by its token, without its bytes: the answer
