@@ -13,6 +13,13 @@ use std::time::{Duration, Instant};
 use peers::udp::{self, UdpPeer};
 use peers::{require, scratch, Endpoint, Sipp};
 
+/// One flood at a time: on two cores, two at once would measure each other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn at(ip: [u8; 4], port: u16) -> SocketAddr {
     SocketAddr::from((ip, port))
 }
@@ -54,6 +61,7 @@ fn wait_for(endpoint: &Endpoint, metric: &str, want: u64, limit: Duration) -> u6
 /// Timer B (64xT1), and every map the B2BUA and the manager keep for them empties.
 #[test]
 fn a_silent_upstream_costs_nothing_lasting() {
+    let _serial = one_at_a_time();
     let dir = scratch("b2bua_silent");
     let policy = dir.join("policy.toml");
     std::fs::write(&policy, "new_dialogs_per_second_per_source = 0\n").unwrap();
@@ -140,6 +148,7 @@ fn a_silent_upstream_costs_nothing_lasting() {
 /// every caller gets a final answer, 200 or 503 with Retry-After.
 #[test]
 fn past_its_capacity_the_b2bua_answers_503() {
+    let _serial = one_at_a_time();
     require("sipp");
     let dir = scratch("b2bua_capacity");
     let upstream = Sipp {

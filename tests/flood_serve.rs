@@ -16,6 +16,13 @@ use std::time::{Duration, Instant};
 use peers::udp::{self, UdpPeer};
 use peers::{require, scratch, Endpoint, Sipp};
 
+/// One flood at a time: on two cores, two at once would measure each other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn at(ip: [u8; 4], port: u16) -> SocketAddr {
     SocketAddr::from((ip, port))
 }
@@ -81,6 +88,7 @@ fn finals(received: &[Vec<u8>]) -> (HashMap<String, Vec<u16>>, HashMap<String, u
 /// comes back within 64xT1.
 #[test]
 fn invite_flood_past_capacity() {
+    let _serial = one_at_a_time();
     require("sipp");
     let dir = scratch("flood_invite");
     let policy = policy_file(
@@ -212,6 +220,7 @@ fn invite_flood_past_capacity() {
 /// (513): memory grows by no more than the response caches' budget.
 #[test]
 fn oversized_messages_stay_within_the_budgets() {
+    let _serial = one_at_a_time();
     let dir = scratch("flood_oversized");
     let cache = 2 << 20;
     let serve = serve(
@@ -321,6 +330,7 @@ Call-ID: opt-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
 /// to the CANCEL's source address (§18.2.1 `received`), never to the victim it named.
 #[test]
 fn a_spoofed_cancel_is_refused() {
+    let _serial = one_at_a_time();
     let dir = scratch("flood_spoofed_cancel");
     let serve = serve(&dir, 24020, &["--answer-ms", "300"]);
     let victim = UdpPeer::bind(at([127, 0, 0, 4], 24221));
@@ -364,6 +374,7 @@ fn a_spoofed_cancel_is_refused() {
 /// is due: for each INVITE either 487 or 200, never both.
 #[test]
 fn cancel_racing_the_200_from_another_port() {
+    let _serial = one_at_a_time();
     let dir = scratch("flood_cancel_race");
     let serve = serve(&dir, 24030, &["--answer-ms", "100", "--t1-ms", "100"]);
     let caller = UdpPeer::bind(at([127, 0, 0, 6], 24231));
@@ -404,6 +415,7 @@ fn cancel_racing_the_200_from_another_port() {
 /// are measured both ways.
 #[test]
 fn no_amplification_towards_a_third_party() {
+    let _serial = one_at_a_time();
     let dir = scratch("flood_third_party");
     let t1 = 50;
     let serve = serve(&dir, 24040, &["--t1-ms", "50", "--hold-ms", "200"]);
@@ -484,6 +496,7 @@ Content-Length: 0\r\n\r\n",
 /// otherwise), and answers to garbage from one source are rate-limited.
 #[test]
 fn malformed_and_unserved_requests_are_answered() {
+    let _serial = one_at_a_time();
     let dir = scratch("flood_malformed");
     let serve = serve(&dir, 24050, &[]);
     let peer = UdpPeer::bind(at([127, 0, 0, 9], 24251));
@@ -570,6 +583,7 @@ CSeq: {cseq}\r\n{extra}Content-Length: 0\r\n\r\n",
 /// the source's rate, and a legitimate caller still gets through.
 #[test]
 fn a_garbage_flood_changes_nothing() {
+    let _serial = one_at_a_time();
     require("sipp");
     let dir = scratch("flood_garbage");
     let serve = serve(&dir, 24060, &[]);

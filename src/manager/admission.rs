@@ -12,7 +12,7 @@ use super::{DialogManager, ManagerError, Outbox, Verdict};
 use crate::build::{self, ResponseParts};
 use crate::dialog::Role;
 use crate::id::Tag;
-use crate::security::SecurityError;
+use crate::security::{Policy, SecurityError};
 use crate::table::DialogHandle;
 use crate::wire::{MessageView, Method, Salvaged, ScanLimits, WireError};
 
@@ -72,10 +72,12 @@ impl DialogManager {
         now_ms: u64,
         out: &mut Outbox,
     ) -> Result<Verdict, ManagerError> {
-        match MessageView::parse_with(bytes, &self.scan_limits()) {
-            Ok(view) => self.on_message(&view, source, now_ms, out),
+        // Loaded once: every check of this message reads the same policy.
+        let policy = self.security.load();
+        match MessageView::parse_with(bytes, &policy.scan_limits()) {
+            Ok(view) => self.message(&policy, &view, source, now_ms, out),
             Err(e) => {
-                self.answer_malformed(bytes, e, source, now_ms, out);
+                self.malformed(&policy, bytes, e, source, now_ms, out);
                 Err(e.into())
             }
         }
@@ -84,7 +86,7 @@ impl DialogManager {
     /// The scanner limits of the policy in force: a caller that scans messages itself before
     /// [`DialogManager::on_message`] uses these.
     pub fn scan_limits(&self) -> ScanLimits {
-        self.security.scan_limits()
+        self.security.load().scan_limits()
     }
 
     /// [`DialogManager::on_received_from`] for a message the caller scanned already (with
@@ -96,15 +98,26 @@ impl DialogManager {
         now_ms: u64,
         out: &mut Outbox,
     ) -> Result<Verdict, ManagerError> {
+        self.message(&self.security.load(), view, source, now_ms, out)
+    }
+
+    fn message(
+        &self,
+        policy: &Policy,
+        view: &MessageView<'_>,
+        source: Option<SocketAddr>,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Result<Verdict, ManagerError> {
         self.count_message(view);
-        if let Err(e) = self.security.check_message(view) {
+        if let Err(e) = self.security.check_message(policy, view) {
             return match view.method() {
                 Some(method) if method != Method::Ack => self.refuse(view, None, e, out),
                 _ => Err(e.into()),
             };
         }
         match view.method() {
-            Some(method) => self.request_received(view, method, source, now_ms, out),
+            Some(method) => self.request_received(policy, view, method, source, now_ms, out),
             None => self.response_received(view, source, now_ms),
         }
     }
@@ -114,6 +127,18 @@ impl DialogManager {
     /// `true` when an answer is in `out`. Responses and garbage are dropped.
     pub fn answer_malformed(
         &self,
+        bytes: &[u8],
+        error: WireError,
+        source: Option<SocketAddr>,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> bool {
+        self.malformed(&self.security.load(), bytes, error, source, now_ms, out)
+    }
+
+    fn malformed(
+        &self,
+        policy: &Policy,
         bytes: &[u8],
         error: WireError,
         source: Option<SocketAddr>,
@@ -131,7 +156,7 @@ impl DialogManager {
         };
         if !self
             .security
-            .may_answer_error(source.map(|s| s.ip()), now_ms)
+            .may_answer_error(policy, source.map(|s| s.ip()), now_ms)
         {
             self.count(|m| m.rate_limited());
             return false;
@@ -157,14 +182,15 @@ impl DialogManager {
     /// cost, then a record. `Err` is the refusal to answer with.
     pub(crate) fn admit_invite(
         &self,
+        policy: &Policy,
         view: &MessageView<'_>,
         source: Option<SocketAddr>,
         now_ms: u64,
     ) -> Result<Arc<PendingInvite>, ManagerError> {
         let ip = source.map(|s| s.ip());
-        self.security.admit_new_dialog(ip, now_ms)?;
+        self.security.admit_new_dialog(policy, ip, now_ms)?;
         self.check_room(true)?;
-        let charge = self.security.charge(ip, now_ms)?;
+        let charge = self.security.charge(policy, ip, now_ms)?;
         let fp = self.table.fingerprinter();
         let from_tag = view.from_tag().unwrap_or_default();
         let record = NewRecord {

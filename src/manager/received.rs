@@ -10,6 +10,7 @@ use crate::build::{self, ResponseParts};
 use crate::dialog::{self, contact_uri, InfoParts, Role};
 use crate::id::DialogKey;
 use crate::metrics::{MessageKind, TerminationReason};
+use crate::security::Policy;
 use crate::state::{DialogState, Event, Phase, StateError};
 use crate::table::{CSeqOrder, DialogHandle, NewDialog, TableError};
 use crate::wire::{HeaderName, MessageView, Method};
@@ -18,6 +19,7 @@ use smallvec::SmallVec;
 impl DialogManager {
     pub(crate) fn request_received(
         &self,
+        policy: &Policy,
         view: &MessageView<'_>,
         method: Method,
         source: Option<SocketAddr>,
@@ -28,7 +30,7 @@ impl DialogManager {
             return self.cancel_received(view, now_ms, out);
         }
         if view.to_tag().is_none() {
-            return self.out_of_dialog_request(view, method, source, now_ms, out);
+            return self.out_of_dialog_request(policy, view, method, source, now_ms, out);
         }
         if view.replaces().is_some() {
             // Replaces belongs on an INVITE that creates a dialog (RFC 3891 §3).
@@ -99,6 +101,7 @@ impl DialogManager {
     /// not ours.
     fn out_of_dialog_request(
         &self,
+        policy: &Policy,
         view: &MessageView<'_>,
         method: Method,
         source: Option<SocketAddr>,
@@ -123,7 +126,7 @@ impl DialogManager {
             // A new INVITE after a final answer, e.g. with credentials after a 401.
             self.pending_remove(known.key);
         }
-        match self.admit_invite(view, source, now_ms) {
+        match self.admit_invite(policy, view, source, now_ms) {
             Ok(pending) => {
                 // An admitted INVITE's record always carries the tag chosen for it.
                 let to_tag = pending.to_tag.ok_or(ManagerError::Random)?;

@@ -4,7 +4,8 @@
 //! A [`Security`] holds the [`Policy`] (swapped at run time through `arc-swap`, so traffic
 //! never stops for a change), the global rate bucket, and per-source state: a token bucket for
 //! new dialogs, one for answers to malformed requests, and a count of live dialogs, in a map
-//! with a hard cap and idle expiry (see [`sources`]). The manager asks it:
+//! with a hard cap and idle expiry (see [`sources`]). The policy is loaded once per message
+//! ([`Security::load`]) and handed to each check. The manager asks it:
 //!
 //! - [`Security::check_message`] for every scanned message (body, Record-Route, Route);
 //! - [`Security::admit_new_dialog`] for every INVITE outside a dialog (rates);
@@ -22,13 +23,13 @@ pub mod sources;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Guard};
 
 pub use policy::Policy;
 pub use rate::Rate;
 pub use sources::{Charge, SourceKey};
 
-use crate::wire::{HeaderName, MessageView, ScanLimits};
+use crate::wire::{HeaderName, MessageView};
 use sources::{ChargeError, Sources};
 
 /// Why the security layer refused a message or a new dialog.
@@ -147,14 +148,19 @@ impl std::error::Error for SecurityError {}
 ///     ..Policy::default() };
 /// let security = Security::new(policy);
 /// let peer = "192.0.2.1".parse().unwrap();
-/// assert_eq!(security.admit_new_dialog(Some(peer), 0), Ok(()));
-/// assert_eq!(security.admit_new_dialog(Some(peer), 0), Err(SecurityError::SourceRateLimited));
-/// // Swapped while traffic runs: no limit from now on.
+/// let policy = security.load();
+/// assert_eq!(security.admit_new_dialog(&policy, Some(peer), 0), Ok(()));
+/// assert_eq!(
+///     security.admit_new_dialog(&policy, Some(peer), 0),
+///     Err(SecurityError::SourceRateLimited)
+/// );
+/// // Swapped while traffic runs: no limit from the next load on.
 /// security.set_policy(Policy { new_dialogs_per_second_per_source: 0, ..Policy::default() });
-/// assert_eq!(security.admit_new_dialog(Some(peer), 0), Ok(()));
+/// assert_eq!(security.admit_new_dialog(&security.load(), Some(peer), 0), Ok(()));
 /// ```
 pub struct Security {
     policy: ArcSwap<Policy>,
+
     sources: Sources,
     new_dialogs: Rate,
 }
@@ -166,6 +172,9 @@ impl std::fmt::Debug for Security {
             .finish_non_exhaustive()
     }
 }
+
+/// The policy in force, as [`Security::load`] hands it out.
+pub type PolicyGuard = Guard<Arc<Policy>>;
 
 /// How many times a charge looks a retiring entry up again before using the overflow entry.
 const RETIRED_RETRIES: usize = 4;
@@ -180,9 +189,16 @@ impl Security {
         }
     }
 
-    /// The policy in force.
+    /// The policy in force, to keep.
     pub fn policy(&self) -> Arc<Policy> {
         self.policy.load_full()
+    }
+
+    /// The policy in force, for the checks of one message: cheaper than
+    /// [`Security::policy`], and not to be held across messages (the policy it read lives
+    /// as long as the guard does).
+    pub fn load(&self) -> PolicyGuard {
+        self.policy.load()
     }
 
     /// Puts `policy` in force for every check from now on, without stopping traffic. The
@@ -192,11 +208,6 @@ impl Security {
         self.policy.store(Arc::new(policy));
     }
 
-    /// The scanner limits of the policy in force.
-    pub fn scan_limits(&self) -> ScanLimits {
-        self.policy.load().scan_limits()
-    }
-
     /// Sources tracked for the per-source limits.
     pub fn sources(&self) -> usize {
         self.sources.len()
@@ -204,19 +215,24 @@ impl Security {
 
     /// Checks what a scanned message would make us copy or hold: body size, Record-Route and
     /// Route count and bytes.
-    pub fn check_message(&self, view: &MessageView<'_>) -> Result<(), SecurityError> {
-        let policy = self.policy.load();
+    pub fn check_message(
+        &self,
+        policy: &Policy,
+        view: &MessageView<'_>,
+    ) -> Result<(), SecurityError> {
         if view.body().len() > policy.max_body_bytes {
             return Err(SecurityError::BodyTooLarge {
                 max: policy.max_body_bytes,
             });
         }
-        // Only messages that carry one pay for the walk.
-        for (header, present) in [
-            (HeaderName::RecordRoute, view.record_route().is_some()),
-            (HeaderName::Route, view.route().is_some()),
-        ] {
-            if !present {
+        for header in [HeaderName::RecordRoute, HeaderName::Route] {
+            let tally = view.route_tally(header);
+            // The scan's tally bounds the entries and their bytes from above: only a message
+            // near a limit pays for a walk that counts them exactly.
+            if tally.lines == 0
+                || (tally.lines + tally.commas) as usize <= policy.max_route_entries
+                    && tally.bytes as usize <= policy.max_route_bytes
+            {
                 continue;
             }
             let (mut count, mut bytes) = (0, 0);
@@ -245,10 +261,10 @@ impl Security {
     /// made ([`Security::charge`]).
     pub fn admit_new_dialog(
         &self,
+        policy: &Policy,
         source: Option<IpAddr>,
         now_ms: u64,
     ) -> Result<(), SecurityError> {
-        let policy = self.policy.load();
         if let Some(ip) = source.filter(|&ip| !policy.is_trusted(ip)) {
             let (rate, burst) = (
                 policy.new_dialogs_per_second_per_source,
@@ -274,10 +290,10 @@ impl Security {
     /// [`Security::release`] when the dialog ends.
     pub fn charge(
         &self,
+        policy: &Policy,
         source: Option<IpAddr>,
         now_ms: u64,
     ) -> Result<Option<Charge>, SecurityError> {
-        let policy = self.policy.load();
         let Some(ip) = source.filter(|&ip| !policy.is_trusted(ip)) else {
             return Ok(None);
         };
@@ -302,8 +318,7 @@ impl Security {
     }
 
     /// Whether a malformed request from `source` may be answered now (its error bucket).
-    pub fn may_answer_error(&self, source: Option<IpAddr>, now_ms: u64) -> bool {
-        let policy = self.policy.load();
+    pub fn may_answer_error(&self, policy: &Policy, source: Option<IpAddr>, now_ms: u64) -> bool {
         let Some(ip) = source.filter(|&ip| !policy.is_trusted(ip)) else {
             return true;
         };

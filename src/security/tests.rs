@@ -18,19 +18,32 @@ fn new_dialogs_are_rate_limited_per_source_and_globally() {
         new_dialog_burst: 3,
         ..Policy::default()
     });
-    assert_eq!(security.admit_new_dialog(Some(ip(1)), 0), Ok(()));
-    assert_eq!(security.admit_new_dialog(Some(ip(1)), 0), Ok(()));
     assert_eq!(
-        security.admit_new_dialog(Some(ip(1)), 0),
+        security.admit_new_dialog(&security.load(), Some(ip(1)), 0),
+        Ok(())
+    );
+    assert_eq!(
+        security.admit_new_dialog(&security.load(), Some(ip(1)), 0),
+        Ok(())
+    );
+    assert_eq!(
+        security.admit_new_dialog(&security.load(), Some(ip(1)), 0),
         Err(SecurityError::SourceRateLimited)
     );
     // Another source has its own bucket, but the global one holds three at once.
-    assert_eq!(security.admit_new_dialog(Some(ip(2)), 0), Ok(()));
     assert_eq!(
-        security.admit_new_dialog(Some(ip(3)), 0),
+        security.admit_new_dialog(&security.load(), Some(ip(2)), 0),
+        Ok(())
+    );
+    assert_eq!(
+        security.admit_new_dialog(&security.load(), Some(ip(3)), 0),
         Err(SecurityError::RateLimited)
     );
-    assert_eq!(security.admit_new_dialog(None, 10), Ok(()), "refilled");
+    assert_eq!(
+        security.admit_new_dialog(&security.load(), None, 10),
+        Ok(()),
+        "refilled"
+    );
 }
 
 #[test]
@@ -43,8 +56,11 @@ fn trusted_sources_skip_the_per_source_limits() {
         ..Policy::default()
     });
     for _ in 0..100 {
-        assert_eq!(security.admit_new_dialog(Some(ip(7)), 0), Ok(()));
-        assert_eq!(security.charge(Some(ip(7)), 0), Ok(None));
+        assert_eq!(
+            security.admit_new_dialog(&security.load(), Some(ip(7)), 0),
+            Ok(())
+        );
+        assert_eq!(security.charge(&security.load(), Some(ip(7)), 0), Ok(None));
     }
     assert_eq!(security.sources(), 0, "no entry for a trusted source");
 }
@@ -55,18 +71,30 @@ fn concurrent_dialogs_per_source() {
         max_dialogs_per_source: 2,
         ..Policy::default()
     });
-    let a = security.charge(Some(ip(1)), 0).unwrap().unwrap();
-    let b = security.charge(Some(ip(1)), 0).unwrap().unwrap();
+    let a = security
+        .charge(&security.load(), Some(ip(1)), 0)
+        .unwrap()
+        .unwrap();
+    let b = security
+        .charge(&security.load(), Some(ip(1)), 0)
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        security.charge(Some(ip(1)), 0),
+        security.charge(&security.load(), Some(ip(1)), 0),
         Err(SecurityError::SourceFull { max: 2 })
     );
-    assert!(security.charge(Some(ip(2)), 0).unwrap().is_some());
+    assert!(security
+        .charge(&security.load(), Some(ip(2)), 0)
+        .unwrap()
+        .is_some());
     security.release(a);
-    assert!(security.charge(Some(ip(1)), 0).unwrap().is_some());
+    assert!(security
+        .charge(&security.load(), Some(ip(1)), 0)
+        .unwrap()
+        .is_some());
     security.release(b);
     assert_eq!(
-        security.charge(None, 0),
+        security.charge(&security.load(), None, 0),
         Ok(None),
         "unknown source: nothing counted"
     );
@@ -86,7 +114,10 @@ fn a_million_spoofed_sources_stay_within_the_cap_and_expire() {
     for n in 0..1_000_000u32 {
         // One packet each, spread over ten seconds.
         let now = u64::from(n / 100);
-        if security.admit_new_dialog(Some(ip(n)), now).is_ok() {
+        if security
+            .admit_new_dialog(&security.load(), Some(ip(n)), now)
+            .is_ok()
+        {
             admitted += 1;
         }
         assert!(security.sources() <= cap as usize);
@@ -105,8 +136,11 @@ fn an_entry_holding_dialogs_is_never_swept() {
         source_idle_ms: 10,
         ..Policy::default()
     });
-    let held = security.charge(Some(ip(1)), 0).unwrap().unwrap();
-    security.charge(Some(ip(2)), 0).unwrap();
+    let held = security
+        .charge(&security.load(), Some(ip(1)), 0)
+        .unwrap()
+        .unwrap();
+    security.charge(&security.load(), Some(ip(2)), 0).unwrap();
     security.sweep(1_000);
     assert_eq!(security.sources(), 2, "both hold a dialog");
     security.release(held);
@@ -121,20 +155,28 @@ fn sources_beyond_the_cap_are_charged_to_the_overflow_entry() {
         max_dialogs_per_source: 3,
         ..Policy::default()
     });
-    let own = security.charge(Some(ip(1)), 0).unwrap().unwrap();
+    let own = security
+        .charge(&security.load(), Some(ip(1)), 0)
+        .unwrap()
+        .unwrap();
     let shared: Vec<Charge> = (2..5)
-        .map(|n| security.charge(Some(ip(n)), 0).unwrap().unwrap())
+        .map(|n| {
+            security
+                .charge(&security.load(), Some(ip(n)), 0)
+                .unwrap()
+                .unwrap()
+        })
         .collect();
     assert!(shared.iter().all(|c| *c == Charge::Overflow));
     assert!(
-        security.charge(Some(ip(9)), 0).is_err(),
+        security.charge(&security.load(), Some(ip(9)), 0).is_err(),
         "the overflow entry is full too"
     );
     assert_eq!(own, Charge::Source(SourceKey::of(ip(1))));
     for c in shared {
         security.release(c);
     }
-    assert!(security.charge(Some(ip(9)), 0).is_ok());
+    assert!(security.charge(&security.load(), Some(ip(9)), 0).is_ok());
 }
 
 #[test]
@@ -159,11 +201,11 @@ fn error_answers_are_rate_limited_per_source() {
         ..Policy::default()
     });
     let answered = (0..100)
-        .filter(|_| security.may_answer_error(Some(ip(1)), 0))
+        .filter(|_| security.may_answer_error(&security.load(), Some(ip(1)), 0))
         .count();
     assert_eq!(answered, 2);
-    assert!(security.may_answer_error(Some(ip(2)), 0));
-    assert!(security.may_answer_error(Some(ip(1)), 500));
+    assert!(security.may_answer_error(&security.load(), Some(ip(2)), 0));
+    assert!(security.may_answer_error(&security.load(), Some(ip(1)), 500));
 }
 
 fn message(extra: &str, body: &str) -> Vec<u8> {
@@ -184,7 +226,9 @@ fn message_checks() {
         max_route_bytes: 40,
         ..Policy::default()
     });
-    let check = |bytes: &[u8]| security.check_message(&MessageView::parse(bytes).unwrap());
+    let check = |bytes: &[u8]| {
+        security.check_message(&security.load(), &MessageView::parse(bytes).unwrap())
+    };
     assert_eq!(check(&message("", "12345678")), Ok(()));
     assert_eq!(
         check(&message("", "123456789")),

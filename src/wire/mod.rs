@@ -167,6 +167,27 @@ pub struct MessageView<'a> {
     content_length: Option<u32>,
     body: (usize, usize),
     cold: ColdHeaders<'a>,
+    routes: Routes,
+}
+
+/// What the scan saw of one routing header (Record-Route or Route) across all its lines:
+/// enough to tell that a message is within a route budget without walking its headers again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouteTally {
+    /// Header lines.
+    pub lines: u32,
+    /// Bytes of their values, as written (at least the bytes of the entries).
+    pub bytes: u32,
+    /// Commas in their values: with `lines`, an upper bound on the entries.
+    pub commas: u32,
+}
+
+impl RouteTally {
+    fn add(&mut self, value: &[u8]) {
+        self.lines += 1;
+        self.bytes = self.bytes.saturating_add(value.len() as u32);
+        self.commas += memchr::memchr_iter(b',', value).count() as u32;
+    }
 }
 
 /// First values of the headers only the cold paths read (REFER, NOTIFY, routing), kept raw.
@@ -198,6 +219,13 @@ impl<'a> ColdHeaders<'a> {
     }
 }
 
+/// The tallies of Record-Route and Route.
+#[derive(Clone, Copy, Debug, Default)]
+struct Routes {
+    record_route: RouteTally,
+    route: RouteTally,
+}
+
 /// Raw values gathered in one pass over the header block, parsed afterwards.
 #[derive(Default)]
 struct Raw<'a> {
@@ -209,10 +237,16 @@ struct Raw<'a> {
     max_forwards: Option<&'a [u8]>,
     content_length: Option<&'a [u8]>,
     cold: ColdHeaders<'a>,
+    routes: Routes,
 }
 
 impl<'a> Raw<'a> {
     fn record(&mut self, h: RawHeader<'a>) -> Result<(), WireError> {
+        match h.kind {
+            HeaderName::RecordRoute => self.routes.record_route.add(h.value),
+            HeaderName::Route => self.routes.route.add(h.value),
+            _ => {}
+        }
         let (slot, unique) = match h.kind {
             HeaderName::CallId => (&mut self.call_id, true),
             HeaderName::From => (&mut self.from, true),
@@ -368,6 +402,7 @@ impl<'a> MessageView<'a> {
             content_length,
             body: (body_start, body_end),
             cold: raw.cold.trimmed(),
+            routes: raw.routes,
         })
     }
 
@@ -495,6 +530,15 @@ impl<'a> MessageView<'a> {
     /// The raw value of the first Record-Route header; [`MessageView::values`] gives all.
     pub fn record_route(&self) -> Option<&'a [u8]> {
         self.cold.record_route
+    }
+
+    /// What the scan saw of every Record-Route (or Route) line: lines, bytes, commas.
+    pub fn route_tally(&self, header: HeaderName) -> RouteTally {
+        match header {
+            HeaderName::RecordRoute => self.routes.record_route,
+            HeaderName::Route => self.routes.route,
+            _ => RouteTally::default(),
+        }
     }
 
     /// The raw value of the first Route header; [`MessageView::values`] gives all.

@@ -235,3 +235,19 @@ fn limits_and_garbage() {
         let _ = MessageView::parse(&m[..i]);
     }
 }
+
+#[test]
+fn route_tallies_count_lines_bytes_and_commas_in_the_one_scan() {
+    let msg = b"INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\n\
+Record-Route: <sip:p1;lr>, <sip:p2;lr>\r\nCall-ID: c\r\nFrom: <sip:a@b>;tag=1\r\n\
+To: <sip:c@d>\r\nRecord-Route: <sip:p3;lr>\r\nRoute: <sip:r1;lr>\r\nCSeq: 1 INVITE\r\n\r\n";
+    let view = MessageView::parse(msg).unwrap();
+    let rr = view.route_tally(HeaderName::RecordRoute);
+    assert_eq!((rr.lines, rr.commas), (2, 1));
+    assert_eq!(
+        rr.bytes as usize,
+        " <sip:p1;lr>, <sip:p2;lr>".len() + " <sip:p3;lr>".len()
+    );
+    assert_eq!(view.route_tally(HeaderName::Route).lines, 1);
+    assert_eq!(view.route_tally(HeaderName::Via), Default::default());
+}

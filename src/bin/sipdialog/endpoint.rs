@@ -530,7 +530,9 @@ impl<M: Mode> Worker<M> {
                             interval,
                             give_up_at,
                         };
-                        schedule(&mut self.tasks, &mut self.seq, now + interval, task);
+                        // The last wake-up is the give-up itself, not the tick after it.
+                        let at = (now + interval).min(give_up_at);
+                        schedule(&mut self.tasks, &mut self.seq, at, task);
                     }
                 }
                 Task::App(action) => {
