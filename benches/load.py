@@ -131,13 +131,17 @@ class Element:
 
     def start(self):
         d = self.workdir
+        # One SIPp caller is one source address: trusted, or the per-source limits (200 new
+        # dialogs a second, 10 000 held) would be what this measures.
+        policy = f"{d}/policy.toml"
+        open(policy, "w").write('trusted_sources = ["127.0.0.0/8"]\n')
         if self.name == "sipp-uas":
             self.measured = sipp(["-sf", UAS, "-i", "127.0.0.1", "-p", str(FRONT)], d, f"{d}/uas.log")
             self.procs = [self.measured]
         elif self.name == "serve":
             self.measured = subprocess.Popen(
                 [BIN, "serve", "--listen", f"127.0.0.1:{FRONT}", "--metrics", f"127.0.0.1:{HTTP}",
-                 "--drain", "wait", "--drain-timeout", "1"],
+                 "--drain", "wait", "--drain-timeout", "1", "--policy", policy],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(f"{d}/serve.log", "w"))
             self.procs = [self.measured]
         else:
@@ -145,7 +149,8 @@ class Element:
             if self.name == "b2bua":
                 self.measured = subprocess.Popen(
                     [BIN, "b2bua", "--listen", f"127.0.0.1:{FRONT}", "--upstream", f"127.0.0.1:{BACK}",
-                     "--metrics", f"127.0.0.1:{HTTP}", "--drain", "wait", "--drain-timeout", "1"],
+                     "--metrics", f"127.0.0.1:{HTTP}", "--drain", "wait", "--drain-timeout", "1",
+                     "--policy", policy],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(f"{d}/b2bua.log", "w"))
             else:
                 cfg = open(KAMAILIO_CFG).read()

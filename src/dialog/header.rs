@@ -38,6 +38,38 @@ pub fn contact_uri(value: &[u8]) -> Option<&[u8]> {
     (!uri.is_empty() && uri != b"*" && !quoted).then_some(uri)
 }
 
+/// The `host[:port]` of a `sip:` or `sips:` URI (written bare or inside `<>`), empty for any
+/// other scheme.
+///
+/// ```
+/// use sipdialog::dialog::uri_hostport;
+///
+/// assert_eq!(uri_hostport(b"<sip:carol@192.0.2.7:5070;transport=udp>"), b"192.0.2.7:5070");
+/// assert_eq!(uri_hostport(b"tel:+15551234"), b"");
+/// ```
+pub fn uri_hostport(uri: &[u8]) -> &[u8] {
+    let uri = uri.strip_prefix(b"<").unwrap_or(uri);
+    let scheme_end = match memchr(b':', uri) {
+        Some(i)
+            if uri[..i].eq_ignore_ascii_case(b"sip") || uri[..i].eq_ignore_ascii_case(b"sips") =>
+        {
+            i
+        }
+        _ => return b"",
+    };
+    let rest = &uri[scheme_end + 1..];
+    // The host part ends at the first of ; ? > (parameters, headers, end of name-addr).
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b';' | b'?' | b'>'))
+        .unwrap_or(rest.len());
+    let hostport = &rest[..end];
+    match hostport.iter().rposition(|&b| b == b'@') {
+        Some(at) => &hostport[at + 1..],
+        None => hostport,
+    }
+}
+
 /// The host of a `sip:` or `sips:` URI (brackets of an IPv6 reference kept), empty for any
 /// other scheme.
 ///
@@ -50,24 +82,7 @@ pub fn contact_uri(value: &[u8]) -> Option<&[u8]> {
 /// assert_eq!(uri_host(b"tel:+15551234"), b"");
 /// ```
 pub fn uri_host(uri: &[u8]) -> &[u8] {
-    let scheme_end = match memchr(b':', uri) {
-        Some(i)
-            if uri[..i].eq_ignore_ascii_case(b"sip") || uri[..i].eq_ignore_ascii_case(b"sips") =>
-        {
-            i
-        }
-        _ => return b"",
-    };
-    let rest = &uri[scheme_end + 1..];
-    let end = rest
-        .iter()
-        .position(|b| matches!(b, b';' | b'?' | b'>'))
-        .unwrap_or(rest.len());
-    let hostport = &rest[..end];
-    let hostport = match hostport.iter().rposition(|&b| b == b'@') {
-        Some(at) => &hostport[at + 1..],
-        None => hostport,
-    };
+    let hostport = uri_hostport(uri);
     let host_end = match memchr(b']', hostport) {
         Some(close) => close + 1,
         None => memchr(b':', hostport).unwrap_or(hostport.len()),

@@ -9,7 +9,7 @@ mod cold;
 mod header;
 
 pub(crate) use cold::ColdTable;
-pub use header::{contact_uri, uri_host, without_tag};
+pub use header::{contact_uri, uri_host, uri_hostport, without_tag};
 
 use std::net::SocketAddr;
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::outbox::{Delivery, Meta};
-use super::pending::{self, NewRecord, PendingInvite};
+use super::pending::{NewRecord, PendingInvite};
 use super::{DialogManager, ManagerError, Outbox, Verdict};
 use crate::build::{self, ResponseParts};
 use crate::dialog::Role;
@@ -190,16 +190,13 @@ impl DialogManager {
         let ip = source.map(|s| s.ip());
         self.security.admit_new_dialog(policy, ip, now_ms)?;
         self.check_room(true)?;
+        let to_tag = Tag::generate().map_err(|_| ManagerError::Random)?;
         let charge = self.security.charge(policy, ip, now_ms)?;
-        let fp = self.table.fingerprinter();
-        let from_tag = view.from_tag().unwrap_or_default();
         let record = NewRecord {
-            key: self.pending_key(view.call_id(), from_tag, Role::Uas),
-            role: Role::Uas,
-            via: pending::via_key(fp, view),
             source,
-            to_tag: Some(Tag::generate().map_err(|_| ManagerError::Random)?),
+            to_tag: Some(to_tag),
             charge,
+            ..self.new_record(view, Role::Uas)
         };
         let inserted = self.pending_insert(PendingInvite::new(record, view), now_ms);
         match inserted {

@@ -2,7 +2,7 @@
 //! as a dialog-stateful proxy does (Kamailio's `dlg_manage`). The key is direction-agnostic:
 //! the two tags in a fixed order, so a request from either side finds the same dialog.
 
-use super::pending::{self, NewRecord, PendingInvite};
+use super::pending::PendingInvite;
 use super::{DialogManager, ManagerError};
 use crate::dialog::{self, contact_uri, InfoParts, Role};
 use crate::id::DialogKey;
@@ -72,14 +72,7 @@ impl DialogManager {
         let from = view.from_tag().unwrap_or_default();
         let Some(to) = view.to_tag() else {
             if view.method() == Some(Method::Invite) {
-                let record = NewRecord {
-                    key: self.pending_key(view.call_id(), from, Role::Observed),
-                    role: Role::Observed,
-                    via: pending::via_key(self.table.fingerprinter(), &view),
-                    source: None,
-                    to_tag: None,
-                    charge: None,
-                };
+                let record = self.new_record(&view, Role::Observed);
                 let pending = PendingInvite::new(record, &view);
                 if self.pending_insert(pending, now_ms)?.is_some() {
                     return Ok(Observation::Invite);

@@ -293,6 +293,19 @@ impl super::DialogManager {
         self.pending.pin().get(&key).cloned()
     }
 
+    /// What a new record of `invite`, in `role`, starts with: no source, tag or charge yet.
+    pub(crate) fn new_record(&self, invite: &MessageView<'_>, role: Role) -> NewRecord {
+        let from_tag = invite.from_tag().unwrap_or_default();
+        NewRecord {
+            key: self.pending_key(invite.call_id(), from_tag, role),
+            role,
+            via: via_key(self.table.fingerprinter(), invite),
+            source: None,
+            to_tag: None,
+            charge: None,
+        }
+    }
+
     /// The record of a received INVITE (this side is its UAS).
     pub(crate) fn uas_record(&self, view: &MessageView<'_>) -> Option<Arc<PendingInvite>> {
         let from_tag = view.from_tag().unwrap_or_default();

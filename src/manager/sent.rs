@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::outbox::{Delivery, Meta};
-use super::pending::{self, NewRecord, PendingInvite};
+use super::pending::PendingInvite;
 use super::{DialogManager, ManagerError, Outbox};
 use crate::build::{self, RequestParts};
 use crate::dialog::{DialogInfo, Role};
@@ -34,15 +34,7 @@ impl DialogManager {
         let view = MessageView::parse(bytes)?;
         match view.method() {
             Some(Method::Invite) if view.to_tag().is_none() => {
-                let from_tag = view.from_tag().unwrap_or_default();
-                let record = NewRecord {
-                    key: self.pending_key(view.call_id(), from_tag, Role::Uac),
-                    role: Role::Uac,
-                    via: pending::via_key(self.table.fingerprinter(), &view),
-                    source: None,
-                    to_tag: None,
-                    charge: None,
-                };
+                let record = self.new_record(&view, Role::Uac);
                 self.pending_insert(PendingInvite::new(record, &view), now_ms)?;
                 Ok(None)
             }

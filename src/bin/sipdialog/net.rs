@@ -30,21 +30,7 @@ pub fn bind_worker_socket(addr: SocketAddr, read_timeout: Duration) -> io::Resul
 /// The address a SIP URI (`sip:user@host:port;params`, in `<>` or not) points at. Only IP
 /// literals and `localhost` are resolved: the endpoint does no DNS (RFC 3263 is out of scope).
 pub fn uri_addr(uri: &[u8]) -> Option<SocketAddr> {
-    let uri = uri.strip_prefix(b"<").unwrap_or(uri);
-    let rest = uri
-        .strip_prefix(b"sips:")
-        .or_else(|| uri.strip_prefix(b"sip:"))?;
-    // The host part ends at the first of ; ? > (parameters, headers, end of name-addr).
-    let end = rest
-        .iter()
-        .position(|b| matches!(b, b';' | b'?' | b'>'))
-        .unwrap_or(rest.len());
-    let hostport = &rest[..end];
-    let hostport = match hostport.iter().rposition(|&b| b == b'@') {
-        Some(at) => &hostport[at + 1..],
-        None => hostport,
-    };
-    host_port(hostport, 5060)
+    host_port(sipdialog::dialog::uri_hostport(uri), 5060)
 }
 
 /// `host[:port]` (IPv6 in brackets) as a socket address.
