@@ -39,7 +39,7 @@ pub(crate) struct InviteCopy {
     contact: Span,
 }
 
-/// The headers a copy keeps, in the order it writes them.
+/// The headers a copy keeps.
 const KEPT: [HeaderName; 8] = [
     HeaderName::Via,
     HeaderName::Route,
@@ -53,19 +53,27 @@ const KEPT: [HeaderName; 8] = [
 
 impl InviteCopy {
     fn new(invite: &MessageView<'_>) -> InviteCopy {
-        // Sized exactly first: one allocation, no growth, no shrink.
-        let uri = invite.request_uri().unwrap_or_default();
-        let mut len = b"INVITE ".len() + uri.len() + b" SIP/2.0\r\n".len();
+        // One walk over the headers collects what is kept (in message order: the order of
+        // Via and of Record-Route entries is what matters); then one exact allocation.
+        let mut kept: SmallVec<[(HeaderName, &[u8]); 16]> = SmallVec::new();
         let mut contact_seen = false;
         for header in invite.headers() {
-            if !KEPT.contains(&header.kind) || (header.kind == HeaderName::Contact && contact_seen)
-            {
+            let contact = header.kind == HeaderName::Contact;
+            if !KEPT.contains(&header.kind) || (contact && contact_seen) {
                 continue;
             }
-            contact_seen |= header.kind == HeaderName::Contact;
-            len += header.kind.as_str().len() + 4 + crate::wire::trim_lws(header.value).len();
+            contact_seen |= contact;
+            kept.push((header.kind, crate::wire::trim_lws(header.value)));
         }
-        len += b"Content-Length: 0\r\n\r\n".len();
+        let uri = invite.request_uri().unwrap_or_default();
+        let len = b"INVITE ".len()
+            + uri.len()
+            + b" SIP/2.0\r\n".len()
+            + kept
+                .iter()
+                .map(|(kind, value)| kind.as_str().len() + 4 + value.len())
+                .sum::<usize>()
+            + b"Content-Length: 0\r\n\r\n".len();
         let mut bytes = Vec::with_capacity(len);
         let span = |bytes: &Vec<u8>, start: usize| Span(start as u32, bytes.len() as u32);
         bytes.extend_from_slice(b"INVITE ");
@@ -73,34 +81,24 @@ impl InviteCopy {
         bytes.extend_from_slice(uri);
         let request_uri = span(&bytes, start);
         bytes.extend_from_slice(b" SIP/2.0\r\n");
-        let (mut from, mut to, mut contact) = (Span::default(), Span::default(), None);
-        for kind in KEPT {
-            for header in invite.headers().filter(|h| h.kind == kind) {
-                if kind == HeaderName::Contact && contact.is_some() {
-                    continue;
-                }
-                bytes.extend_from_slice(kind.as_str().as_bytes());
-                bytes.extend_from_slice(b": ");
-                let start = bytes.len();
-                bytes.extend_from_slice(crate::wire::trim_lws(header.value));
-                let value = span(&bytes, start);
-                match kind {
-                    HeaderName::From => from = value,
-                    HeaderName::To => to = value,
-                    HeaderName::Contact => {
-                        let raw = &bytes[start..];
-                        contact = Some(match contact_uri(raw) {
-                            Some(uri) => {
-                                let at = uri.as_ptr() as usize - raw.as_ptr() as usize + start;
-                                Span(at as u32, (at + uri.len()) as u32)
-                            }
-                            None => Span::default(),
-                        });
+        let (mut from, mut to, mut contact) = (Span::default(), Span::default(), Span::default());
+        for (kind, value) in kept {
+            bytes.extend_from_slice(kind.as_str().as_bytes());
+            bytes.extend_from_slice(b": ");
+            let start = bytes.len();
+            bytes.extend_from_slice(value);
+            match kind {
+                HeaderName::From => from = span(&bytes, start),
+                HeaderName::To => to = span(&bytes, start),
+                HeaderName::Contact => {
+                    if let Some(uri) = contact_uri(value) {
+                        let at = start + (uri.as_ptr() as usize - value.as_ptr() as usize);
+                        contact = Span(at as u32, (at + uri.len()) as u32);
                     }
-                    _ => {}
                 }
-                bytes.extend_from_slice(b"\r\n");
+                _ => {}
             }
+            bytes.extend_from_slice(b"\r\n");
         }
         bytes.extend_from_slice(b"Content-Length: 0\r\n\r\n");
         debug_assert_eq!(bytes.len(), len);
@@ -109,7 +107,7 @@ impl InviteCopy {
             request_uri,
             from,
             to,
-            contact: contact.unwrap_or_default(),
+            contact,
         }
     }
 
