@@ -14,9 +14,10 @@ tests/flood_serve.rs and tests/flood_b2bua.rs try small, sized as an attacker wo
                    to a line) from 127.0.0.4: every one gets 513 (the policy's route budget,
                    16 entries / 4 096 bytes), no dialog is made, memory comes back.
   b2bua-silent     `b2bua --upstream` a socket of this script that never answers, policy
-                   `new_dialogs_per_second_per_source = 0`: 3 rounds of 20 000 INVITEs from
-                   127.0.0.5. Every caller gets 100, then 408 at Timer B (64xT1 = 32 s), which it
-                   ACKs; the B2BUA's leg maps and the manager's INVITE records empty again.
+                   `new_dialogs_per_second_per_source = 0`, `max_dialogs_per_source = 100000`
+                   (one source holds every call): 3 rounds of 20 000 INVITEs from 127.0.0.5.
+                   Every caller gets 100, then 408 at Timer B (64xT1 = 32 s), which it ACKs;
+                   the B2BUA's leg maps and the manager's INVITE records empty again.
   garbage          `serve`: 100 000 datagrams from 127.0.0.6 (random bytes, truncated INVITEs,
                    65 000-byte junk, INVITEs with one byte changed), then a 100-call SIPp run:
                    error answers stay within the source's error rate (burst 20, then 10/s), the
@@ -690,7 +691,8 @@ def scenario_b2bua_silent(ctx):
     total, rate, rounds = ctx.count(20_000, 1_000), ctx.rate(5_000, 1_000), 3
     policy = os.path.join(workdir, "policy.toml")
     with open(policy, "w") as f:
-        f.write("new_dialogs_per_second_per_source = 0\n")  # no per-source rate: all reach upstream
+        # No per-source rate and room for every caller's call in progress: all reach upstream.
+        f.write("new_dialogs_per_second_per_source = 0\nmax_dialogs_per_source = 100000\n")
     upstream = Peer("127.0.0.1", base + 4)  # never answers; counts what the B2BUA sends it
     ep = Endpoint("b2bua", workdir, base, ["--upstream", upstream.via, "--policy", policy])
     legs = ("sipdialog_b2bua_leg_entries", "sipdialog_b2bua_leg_bytes", "sipdialog_b2bua_outbound_invites",

@@ -392,9 +392,11 @@ impl DialogManager {
         Ok(DialogManager {
             cold: ColdTable::new(config.capacity),
             table,
-            // Sized up front: growing under load makes every thread help copy the table.
+            // Sized for a few thousand calls a second up front (growing under load makes every
+            // thread help copy the table), not for the cap: a table's pages, once touched by a
+            // flood, stay resident.
             pending: papaya::HashMap::builder()
-                .capacity(config.policy.max_invite_records.min(1 << 16))
+                .capacity(config.policy.max_invite_records.min(1 << 13))
                 .hasher(BuildIdentityHasher)
                 .build(),
             pending_count: CachePadded::new(AtomicUsize::new(0)),
