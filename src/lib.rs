@@ -12,4 +12,5 @@ pub mod state;
 mod sync;
 pub mod table;
 mod timer;
+pub mod txn;
 pub mod wire;

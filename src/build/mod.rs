@@ -18,7 +18,7 @@ use memchr::memchr3;
 
 use crate::wire::{HeaderName, Method};
 
-pub use request::{ack_for_2xx, cancel, initial_invite, request};
+pub use request::{ack_for_2xx, ack_for_failure, cancel, initial_invite, request};
 pub use response::{reason_phrase, response};
 pub use via::{error_response, stamp_received};
 
@@ -113,7 +113,7 @@ pub enum BuildError {
     /// The dialog has no remote tag, and the method is only ever sent inside a dialog (BYE,
     /// ACK, re-INVITE, UPDATE, INFO, OPTIONS, REFER, NOTIFY, PRACK).
     MissingRemoteTag,
-    /// The message passed to [`cancel`] is not an INVITE request.
+    /// The message passed to [`cancel`] or [`ack_for_failure`] is not an INVITE request.
     CancelNotInvite,
     /// [`response`] was asked to answer an ACK, which gets no response.
     ResponseToAck,
@@ -157,7 +157,9 @@ impl fmt::Display for BuildError {
             BuildError::BodyWithoutContentType => f.write_str("body without Content-Type"),
             BuildError::MissingContact => f.write_str("missing Contact"),
             BuildError::MissingRemoteTag => f.write_str("in-dialog request without remote tag"),
-            BuildError::CancelNotInvite => f.write_str("CANCEL of a message that is not an INVITE"),
+            BuildError::CancelNotInvite => {
+                f.write_str("CANCEL or ACK of a message that is not an INVITE")
+            }
             BuildError::ResponseToAck => f.write_str("ACK gets no response"),
             BuildError::NotARequest => f.write_str("responding to a response"),
             BuildError::MissingHeader { header } => write!(f, "message has no {header}"),

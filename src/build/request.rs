@@ -172,6 +172,45 @@ pub fn ack_for_2xx(
 /// To tag), CSeq number with method CANCEL, only the top Via of the INVITE, and the INVITE's
 /// Route headers; Max-Forwards 70; Content-Length 0.
 pub fn cancel(invite: &MessageView<'_>, out: &mut Vec<u8>) -> Result<(), BuildError> {
+    same_transaction(invite, "CANCEL", invite, out)
+}
+
+/// ACK for a non-2xx final response to an INVITE this UA sent (§17.1.1.3): as [`cancel`], with
+/// method ACK and the To of the response (its tag included). The INVITE's client transaction
+/// sends it; an ACK for a 2xx is a request of the dialog ([`ack_for_2xx`]).
+///
+/// ```
+/// use sipdialog::build::ack_for_failure;
+/// use sipdialog::wire::MessageView;
+///
+/// let invite = MessageView::parse(b"INVITE sip:b@192.0.2.4 SIP/2.0\r\n\
+/// Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa1\r\nFrom: <sip:a@x>;tag=1\r\n\
+/// To: <sip:b@y>\r\nCall-ID: c1\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n").unwrap();
+/// let busy = MessageView::parse(b"SIP/2.0 486 Busy Here\r\n\
+/// Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa1\r\nFrom: <sip:a@x>;tag=1\r\n\
+/// To: <sip:b@y>;tag=9\r\nCall-ID: c1\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n").unwrap();
+/// let mut ack = Vec::new();
+/// ack_for_failure(&invite, &busy, &mut ack).unwrap();
+/// let ack = MessageView::parse(&ack).unwrap();
+/// assert_eq!((ack.cseq().number, ack.cseq().method), (7, &b"ACK"[..]));
+/// assert_eq!(ack.to_tag(), Some(&b"9"[..]));
+/// assert_eq!(ack.via_branch(), Some(&b"z9hG4bKa1"[..]));
+/// ```
+pub fn ack_for_failure(
+    invite: &MessageView<'_>,
+    response: &MessageView<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), BuildError> {
+    same_transaction(invite, "ACK", response, out)
+}
+
+/// A CANCEL or an ACK of `invite`'s transaction, with the To header of `to`.
+fn same_transaction(
+    invite: &MessageView<'_>,
+    method: &str,
+    to: &MessageView<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), BuildError> {
     if invite.method() != Some(Method::Invite) {
         return Err(BuildError::CancelNotInvite);
     }
@@ -182,7 +221,8 @@ pub fn cancel(invite: &MessageView<'_>, out: &mut Vec<u8>) -> Result<(), BuildEr
         .next()
         .ok_or(BuildError::MissingHeader { header: "Via" })?;
     guarded(out, |out| {
-        out.extend_from_slice(b"CANCEL ");
+        out.extend_from_slice(method.as_bytes());
+        out.push(b' ');
         out.extend_from_slice(uri);
         out.extend_from_slice(b" SIP/2.0\r\n");
         put_name(out, "Via");
@@ -194,11 +234,13 @@ pub fn cancel(invite: &MessageView<'_>, out: &mut Vec<u8>) -> Result<(), BuildEr
             out.extend_from_slice(b"\r\n");
         }
         put_copied(out, invite, HeaderName::From, None)?;
-        put_copied(out, invite, HeaderName::To, None)?;
+        put_copied(out, to, HeaderName::To, None)?;
         put_header(out, "Call-ID", invite.call_id());
         put_name(out, "CSeq");
         put_u64(out, u64::from(invite.cseq().number));
-        out.extend_from_slice(b" CANCEL\r\nContent-Length: 0\r\n\r\n");
+        out.push(b' ');
+        out.extend_from_slice(method.as_bytes());
+        out.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
         Ok(())
     })
 }
