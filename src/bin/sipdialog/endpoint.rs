@@ -5,7 +5,6 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,13 +16,12 @@ use sipdialog::manager::{
 };
 use sipdialog::wire::{MessageView, Method};
 
+use crate::batch::{self, Receiver, Sender};
 use crate::net;
 use crate::txn::{self, Budget, KeyHasher, ResponseCache, Retransmissions};
 
 /// RFC 3261 T2: the cap on the retransmission interval.
 const T2_MS: u64 = 4_000;
-/// Largest datagram read.
-const MAX_DATAGRAM: usize = 65_535;
 
 /// A minimal SDP body (one PCMU audio stream at `ip`): the answer serve gives, the offer the
 /// B2BUA makes to a transfer target. Media is not handled; the dialogs are.
@@ -257,6 +255,9 @@ pub struct Worker<M: Mode> {
     shared: Arc<Shared>,
     mode: Arc<M>,
     socket: UdpSocket,
+    /// What this worker sends, batched: flushed once a received batch is handled and once
+    /// the timers have fired, so nothing waits while the worker blocks in a receive.
+    sender: Sender,
     out: Outbox,
     cache: ResponseCache,
     tasks: BinaryHeap<Reverse<Scheduled<M::Action>>>,
@@ -283,6 +284,7 @@ impl<M: Mode> Worker<M> {
             shared,
             mode,
             socket,
+            sender: Sender::new(),
             out: Outbox::new(),
             cache: ResponseCache::new(cache),
             tasks: BinaryHeap::new(),
@@ -295,17 +297,27 @@ impl<M: Mode> Worker<M> {
     }
 
     /// Receives and handles datagrams until [`Shared::stop`] is set.
+    ///
+    /// One call receives every datagram already queued (up to a batch), waiting as long as
+    /// the socket's read timeout for the first only; what handling them writes leaves in one
+    /// call too.
     pub fn run(mut self) {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut batch = Receiver::new();
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = self.shared.now_ms();
             self.fire_timers(now);
-            match self.socket.recv_from(&mut buf) {
-                Ok((n, src)) => {
-                    let now = self.shared.now_ms();
-                    self.handle(&buf[..n], src, now);
+            self.sender.flush(&self.socket);
+            match batch.recv(&self.socket) {
+                Ok(count) => {
+                    for i in 0..count {
+                        let (bytes, src) = batch.get(i);
+                        let Some(src) = src else { continue };
+                        let now = self.shared.now_ms();
+                        self.handle(bytes, src, now);
+                    }
+                    self.sender.flush(&self.socket);
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) if batch::is_timeout(&e) => {}
                 Err(e) => tracing::warn!(error = %e, "receive failed"),
             }
         }
@@ -351,7 +363,7 @@ impl<M: Mode> Worker<M> {
                 retransmissions.remove(keys.failure_awaiting_ack(&view));
             } else if let Some((_, to, cached)) = self.cache.get(keys.server(&view)) {
                 // A retransmitted request: the answer again, the manager never sees it.
-                send(&self.socket, cached, to);
+                self.sender.push(&self.socket, cached, to);
                 return;
             }
         } else if let Some(key) = keys.client(&view) {
@@ -409,11 +421,11 @@ impl<M: Mode> Worker<M> {
                 return;
             };
             if let Some(ack) = txn::ack_for_non_2xx(&invite_view, response) {
-                send(&self.socket, &ack, invite.to);
+                self.sender.push(&self.socket, &ack, invite.to);
                 self.cache.put(ack_key, 0, invite.to, &ack, now);
             }
         } else if let Some((_, to, ack)) = self.cache.get(ack_key) {
-            send(&self.socket, ack, to);
+            self.sender.push(&self.socket, ack, to);
         }
     }
 
@@ -452,7 +464,7 @@ impl<M: Mode> Worker<M> {
                         self.shared.stats.sent_once.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                send(&self.socket, msg.bytes, to);
+                self.sender.push(&self.socket, msg.bytes, to);
                 continue;
             }
             let to = msg.destination.or_else(|| {
@@ -477,7 +489,7 @@ impl<M: Mode> Worker<M> {
                     self.retransmit(key, to, msg.bytes, now);
                 }
             }
-            send(&self.socket, msg.bytes, to);
+            self.sender.push(&self.socket, msg.bytes, to);
         }
         self.out = out;
         self.out.clear();
@@ -518,11 +530,11 @@ impl<M: Mode> Worker<M> {
                         self.shared.retransmissions.remove(key);
                         continue;
                     }
-                    let socket = &self.socket;
+                    let (socket, sender) = (&self.socket, &mut self.sender);
                     let live = self
                         .shared
                         .retransmissions
-                        .resend(key, |bytes, to| send(socket, bytes, to));
+                        .resend(key, |bytes, to| sender.push(socket, bytes, to));
                     if live {
                         let interval = (interval * 2).min(T2_MS);
                         let task = Task::Retransmit {
@@ -575,11 +587,5 @@ impl<M: Mode> Worker<M> {
             .cache_bytes
             .fetch_add(delta(usage.1, self.published.1), Ordering::Relaxed);
         self.published = usage;
-    }
-}
-
-fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
-    if let Err(e) = socket.send_to(bytes, to) {
-        tracing::debug!(%to, error = %e, "send failed");
     }
 }

@@ -3,6 +3,7 @@
 //! does; `/metrics` exposes the library's counters.
 
 mod b2bua;
+mod batch;
 mod endpoint;
 mod net;
 mod ops;
