@@ -134,6 +134,10 @@ impl Transactions {
             return Err(TxnError::WrongState);
         }
         let current = self.store.get(txn).ok_or(TxnError::Gone)?;
+        if current.key.role() != super::Role::Server {
+            // A client transaction's token: we answer only requests we received.
+            return Err(TxnError::WrongState);
+        }
         let allowed = match (current.family, current.state) {
             (_, TxnState::Trying | TxnState::Proceeding) => true,
             (Family::Invite, TxnState::Accepted) => (200..300).contains(&status),

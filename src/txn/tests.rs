@@ -830,3 +830,22 @@ fn next_deadline_follows_the_earliest_timer() {
     txns.on_timeout(T1, &mut out, &mut expired);
     assert_eq!(txns.next_deadline(), Some(3 * T1));
 }
+
+#[test]
+fn a_client_transaction_is_never_answered() {
+    let mut txns = layer();
+    let id = client(
+        &mut txns,
+        Method::Info,
+        &request("INFO", "z9hG4bKr1", 2),
+        "z9hG4bKr1",
+    );
+    let mut out = Transmits::new();
+    let ok = response(200, "INFO", "z9hG4bKr1", 2);
+    assert_eq!(
+        txns.respond(id, 200, &ok, 10, &mut out),
+        Err(TxnError::WrongState)
+    );
+    assert!(out.is_empty());
+    assert_eq!(txns.state(id), Some(TxnState::Trying));
+}
