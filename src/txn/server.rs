@@ -73,10 +73,7 @@ impl Transactions {
             return Ok(Received::New(id));
         }
         // §9.2: the INVITE a CANCEL names has the same branch and sent-by.
-        let invite = self
-            .store
-            .find(&self.keyer.server(view, Method::Invite))
-            .filter(|invite| self.store.get(*invite).is_some());
+        let invite = self.store.find(&self.keyer.server(view, Method::Invite));
         Ok(Received::Cancel { cancel: id, invite })
     }
 
@@ -149,7 +146,7 @@ impl Transactions {
         let (family, held) = (current.family, current.message.len());
         self.room_for_bytes(bytes.len().saturating_sub(held))?;
         let mut buffer = self.store.buffer(bytes);
-        let (t1, timeout, linger) = (self.config.t1_ms, self.timeout(), self.timeout());
+        let (t1, timeout) = (self.config.t1_ms, self.timeout());
         self.store
             .update(txn, |t| {
                 out.push(bytes, t.peer, t.transport, Some(t.key));
@@ -167,11 +164,13 @@ impl Transactions {
                             t.state = TxnState::Accepted;
                             t.interval = t1;
                             // Timer L; the 2xx is resent until its ACK (§13.3.1.4).
-                            t.end_at = Some((now_ms + timeout, Ending::Quiet));
                             t.ack_key = t.ack_of;
+                            let ending = match t.ack_key {
+                                Some(_) => Ending::Report(TimedOut::NoAckOf2xx),
+                                None => Ending::Quiet,
+                            };
+                            t.end_at = Some((now_ms + timeout, ending));
                             if t.ack_key.is_some() {
-                                t.end_at =
-                                    Some((now_ms + timeout, Ending::Report(TimedOut::NoAckOf2xx)));
                                 t.resend_at = unreliable.then_some(now_ms + t1);
                             }
                         }
@@ -187,7 +186,7 @@ impl Transactions {
                         t.state = TxnState::Completed;
                         // Timer J.
                         t.end_at =
-                            Some((now_ms + Self::linger(t.transport, linger), Ending::Quiet));
+                            Some((now_ms + Self::linger(t.transport, timeout), Ending::Quiet));
                     }
                 }
             })
