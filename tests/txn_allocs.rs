@@ -30,7 +30,7 @@ Content-Length: 0\r\n\r\n"
 
 #[test]
 fn an_in_dialog_transaction_allocates_nothing_either_way() {
-    let mut txns = Transactions::with_secret(TxnConfig::default(), [3; 16]);
+    let mut txns = Transactions::with_secret(TxnConfig::default(), [3; 16]).expect("valid config");
     let peer = "192.0.2.9:5060".parse().unwrap();
     let mut out = Transmits::new();
     let mut expired = Vec::with_capacity(64);

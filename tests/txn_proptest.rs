@@ -145,8 +145,8 @@ impl World {
 fn simulate(exchange: Exchange, fates: Vec<Fate>) -> World {
     let config = TxnConfig::default();
     let mut world = World {
-        client: Transactions::with_secret(config, [1; 16]),
-        server: Transactions::with_secret(config, [2; 16]),
+        client: Transactions::with_secret(config, [1; 16]).expect("valid config"),
+        server: Transactions::with_secret(config, [2; 16]).expect("valid config"),
         flights: Vec::new(),
         fates,
         next_fate: 0,

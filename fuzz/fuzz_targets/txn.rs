@@ -346,9 +346,10 @@ fuzz_target!(|input: Input| {
         max_transactions: MAX_TRANSACTIONS,
         max_bytes: MAX_BYTES,
         max_pending_ms: u64::from(cfg.pending),
+        owner: 0,
     };
     let mut h = Harness {
-        txns: Transactions::with_secret(config, [7; 16]),
+        txns: Transactions::with_secret(config, [7; 16]).expect("valid config"),
         out: Transmits::new(),
         expired: Vec::new(),
         tokens: Vec::new(),

@@ -85,6 +85,15 @@ impl Transactions {
         Ok(self.store.insert(txn))
     }
 
+    /// The client transaction of our request with top Via `branch` and `method`
+    /// (`method_token` as written, needed only for an extension method), while it lives.
+    pub fn find_client(&self, branch: &[u8], method: Method, method_token: &[u8]) -> Option<TxnId> {
+        let key = self.keyer.client(branch, method, method_token);
+        self.store
+            .find(&key)
+            .filter(|id| self.store.get(*id).is_some())
+    }
+
     /// A response received: matched to our request by its top Via branch and CSeq method
     /// (§17.1.3). Retransmitted non-2xx finals are ACKed again here and absorbed.
     pub fn on_response(

@@ -20,6 +20,13 @@ pub enum TxnError {
     /// A request without a top Via branch cannot start a client transaction (we always make
     /// one, §8.1.1.7).
     NoBranch,
+    /// The token was made by another owner's layer ([`super::TxnConfig::owner`]): hand the
+    /// call to that owner.
+    NotOurs,
+    /// [`super::TxnConfig`] with T1 of 0 or T2 below T1.
+    BadConfig,
+    /// The OS CSPRNG gave no secret for the keys.
+    NoEntropy,
 }
 
 impl TxnError {
@@ -28,9 +35,12 @@ impl TxnError {
         match self {
             TxnError::Full => (503, "Service Unavailable"),
             TxnError::Gone => (481, "Call/Transaction Does Not Exist"),
-            TxnError::WrongState | TxnError::AckIsNotATransaction | TxnError::NoBranch => {
-                (500, "Server Internal Error")
-            }
+            TxnError::WrongState
+            | TxnError::AckIsNotATransaction
+            | TxnError::NoBranch
+            | TxnError::NotOurs
+            | TxnError::BadConfig
+            | TxnError::NoEntropy => (500, "Server Internal Error"),
         }
     }
 }
@@ -43,6 +53,9 @@ impl fmt::Display for TxnError {
             TxnError::WrongState => "not allowed in the transaction's state",
             TxnError::AckIsNotATransaction => "ACK does not start a transaction",
             TxnError::NoBranch => "request without a Via branch",
+            TxnError::NotOurs => "token of another owner's transactions",
+            TxnError::BadConfig => "T1 must be above 0 and T2 at least T1",
+            TxnError::NoEntropy => "no randomness for the transaction keys",
         })
     }
 }

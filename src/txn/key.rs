@@ -86,9 +86,14 @@ impl Keyer {
     /// request's own method, or INVITE for an ACK or for the INVITE a CANCEL names).
     pub(crate) fn server(&self, view: &MessageView<'_>, method: Method) -> TxnKey {
         let class = method_class(method, view.cseq().method);
-        let hash = match view.via_branch() {
+        // The top Via decoded once for both its branch and its sent-by.
+        let via = view.top_via().ok().flatten();
+        let (branch, sent_by) = match via {
+            Some(via) => (via.branch, via.sent_by),
+            None => (None, &b""[..]),
+        };
+        let hash = match branch {
             Some(branch) if branch.starts_with(MAGIC_COOKIE) => {
-                let sent_by = view.via_sent_by().unwrap_or_default();
                 self.hash(&[b"3261", branch, sent_by, class])
             }
             // RFC 2543 (§17.2.3): Request-URI, Call-ID, From tag, CSeq number and top Via.
@@ -99,8 +104,8 @@ impl Keyer {
                 view.call_id(),
                 view.from_tag().unwrap_or_default(),
                 &view.cseq().number.to_le_bytes(),
-                view.via_sent_by().unwrap_or_default(),
-                view.via_branch().unwrap_or_default(),
+                sent_by,
+                branch.unwrap_or_default(),
                 class,
             ]),
         };

@@ -96,6 +96,10 @@ pub struct TxnConfig {
     /// open (a UAC cancels when it likes; Timer C is a proxy's); without a bound a peer that
     /// sends 180 and nothing else would hold an entry forever. Default 3 minutes, Timer C's.
     pub max_pending_ms: u64,
+    /// Who owns this layer (an endpoint's worker number): stamped on its tokens, so a token
+    /// handed to another owner's layer is refused ([`TxnError::NotOurs`]) instead of naming
+    /// one of its transactions.
+    pub owner: u16,
 }
 
 impl Default for TxnConfig {
@@ -107,6 +111,7 @@ impl Default for TxnConfig {
             max_transactions: 262_144,
             max_bytes: 256 << 20,
             max_pending_ms: 180_000,
+            owner: 0,
         }
     }
 }
@@ -135,6 +140,14 @@ pub enum TxnState {
 pub struct TxnId {
     slot: u32,
     generation: u32,
+    owner: u16,
+}
+
+impl TxnId {
+    /// The owner of the layer that made it ([`TxnConfig::owner`]).
+    pub fn owner(&self) -> u16 {
+        self.owner
+    }
 }
 
 /// What a received message is to the transaction user.
@@ -217,20 +230,25 @@ pub struct Transactions {
 }
 
 impl Transactions {
-    /// An empty layer, keyed by a secret from the OS CSPRNG.
-    pub fn new(config: TxnConfig) -> Result<Transactions, getrandom::Error> {
+    /// An empty layer, keyed by a secret from the OS CSPRNG. Refuses timers of 0
+    /// ([`TxnError::BadConfig`]): retransmissions would never space out and Timer B would fire
+    /// at once.
+    pub fn new(config: TxnConfig) -> Result<Transactions, TxnError> {
         let mut secret = [0u8; 16];
-        getrandom::fill(&mut secret)?;
-        Ok(Transactions::with_secret(config, secret))
+        getrandom::fill(&mut secret).map_err(|_| TxnError::NoEntropy)?;
+        Transactions::with_secret(config, secret)
     }
 
     /// An empty layer keyed by `secret` (tests and fuzzing: reproducible keys).
-    pub fn with_secret(config: TxnConfig, secret: [u8; 16]) -> Transactions {
-        Transactions {
+    pub fn with_secret(config: TxnConfig, secret: [u8; 16]) -> Result<Transactions, TxnError> {
+        if config.t1_ms == 0 || config.t2_ms < config.t1_ms {
+            return Err(TxnError::BadConfig);
+        }
+        Ok(Transactions {
             config,
             keyer: Keyer::new(secret),
-            store: Store::new(),
-        }
+            store: Store::new(config.owner),
+        })
     }
 
     /// The configuration.

@@ -116,7 +116,8 @@ impl Transactions {
     /// until the ACK (Timer H), and for an INVITE's 2xx until the ACK of the 2xx or 64×T1
     /// ([`TimedOut::NoAckOf2xx`]).
     ///
-    /// [`TxnError::Gone`] when the transaction has ended; [`TxnError::WrongState`] for a
+    /// [`TxnError::NotOurs`] for another owner's token; [`TxnError::Gone`] when the
+    /// transaction has ended; [`TxnError::WrongState`] for a
     /// response after a final one (except further 2xx to an INVITE, RFC 6026) or a status
     /// outside 100..=699; [`TxnError::Full`] when the byte budget cannot hold it (nothing sent).
     pub fn respond(
@@ -129,6 +130,9 @@ impl Transactions {
     ) -> Result<(), TxnError> {
         if !(100..=699).contains(&status) {
             return Err(TxnError::WrongState);
+        }
+        if txn.owner() != self.config.owner {
+            return Err(TxnError::NotOurs);
         }
         let current = self.store.get(txn).ok_or(TxnError::Gone)?;
         if current.key.role() != super::Role::Server {
@@ -192,6 +196,30 @@ impl Transactions {
             })
             .ok_or(TxnError::Gone)?;
         self.store.recycle(buffer);
+        Ok(())
+    }
+
+    /// Sends `bytes` once as the answer to request `txn` and forgets the transaction, as a
+    /// stateless UAS would (RFC 3261 §8.2.7): for refusals under load (503) and of hostile
+    /// input, which must cost no state and must not be resent to a source that may be
+    /// spoofed. A retransmission of the request starts over as a new transaction.
+    pub fn respond_statelessly(
+        &mut self,
+        txn: TxnId,
+        bytes: &[u8],
+        out: &mut Transmits,
+    ) -> Result<(), TxnError> {
+        if txn.owner() != self.config.owner {
+            return Err(TxnError::NotOurs);
+        }
+        let current = self.store.get(txn).ok_or(TxnError::Gone)?;
+        if current.key.role() != super::Role::Server
+            || !matches!(current.state, TxnState::Trying | TxnState::Proceeding)
+        {
+            return Err(TxnError::WrongState);
+        }
+        out.push(bytes, current.peer, current.transport, Some(current.key));
+        self.store.remove(txn);
         Ok(())
     }
 }

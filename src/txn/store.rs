@@ -102,11 +102,14 @@ pub(crate) struct Store {
     /// The generation new slots start at: above every generation a token may still hold
     /// after the slab was given back.
     base_generation: u32,
+    /// Stamped on every token, so a token from another owner's store never matches here.
+    owner: u16,
 }
 
 impl Store {
-    pub fn new() -> Store {
+    pub fn new(owner: u16) -> Store {
         Store {
+            owner,
             slots: Vec::new(),
             free: Vec::new(),
             index: HashMap::default(),
@@ -152,7 +155,11 @@ impl Store {
             let Some((slot, generation)) = self.evictable.pop_front() else {
                 return false;
             };
-            let id = TxnId { slot, generation };
+            let id = TxnId {
+                slot,
+                generation,
+                owner: self.owner,
+            };
             if self.get(id).is_some_and(Txn::evictable) {
                 self.remove(id);
             }
@@ -179,6 +186,7 @@ impl Store {
         let id = TxnId {
             slot,
             generation: entry.generation,
+            owner: self.owner,
         };
         self.index.insert(key, slot);
         self.rearm(id);
@@ -188,18 +196,26 @@ impl Store {
     pub fn find(&self, key: &TxnKey) -> Option<TxnId> {
         let slot = *self.index.get(key)?;
         let generation = self.slots.get(slot as usize)?.generation;
-        Some(TxnId { slot, generation })
+        Some(TxnId {
+            slot,
+            generation,
+            owner: self.owner,
+        })
     }
 
     pub fn find_ack(&self, key: &AckKey) -> Option<TxnId> {
         let slot = *self.acks.get(key)?;
         let generation = self.slots.get(slot as usize)?.generation;
-        Some(TxnId { slot, generation })
+        Some(TxnId {
+            slot,
+            generation,
+            owner: self.owner,
+        })
     }
 
     pub fn get(&self, id: TxnId) -> Option<&Txn> {
         let slot = self.slots.get(id.slot as usize)?;
-        (slot.generation == id.generation)
+        (slot.generation == id.generation && id.owner == self.owner)
             .then_some(slot.txn.as_ref())
             .flatten()
     }
@@ -208,7 +224,7 @@ impl Store {
     /// the timers up to date with what it became.
     pub fn update<R>(&mut self, id: TxnId, change: impl FnOnce(&mut Txn) -> R) -> Option<R> {
         let slot = self.slots.get_mut(id.slot as usize)?;
-        if slot.generation != id.generation {
+        if slot.generation != id.generation || id.owner != self.owner {
             return None;
         }
         let txn = slot.txn.as_mut()?;
@@ -245,9 +261,13 @@ impl Store {
             self.timers = timers
                 .into_iter()
                 .filter(|&Reverse((due, slot, generation))| {
-                    self.get(TxnId { slot, generation })
-                        .and_then(Txn::due)
-                        .is_some_and(|d| d == due)
+                    self.get(TxnId {
+                        slot,
+                        generation,
+                        owner: self.owner,
+                    })
+                    .and_then(Txn::due)
+                    .is_some_and(|d| d == due)
                 })
                 .collect();
         }
@@ -263,7 +283,7 @@ impl Store {
 
     pub fn remove(&mut self, id: TxnId) -> Option<()> {
         let slot = self.slots.get_mut(id.slot as usize)?;
-        if slot.generation != id.generation {
+        if slot.generation != id.generation || id.owner != self.owner {
             return None;
         }
         let txn = slot.txn.take()?;
@@ -300,7 +320,13 @@ impl Store {
     /// The earliest due time of a live timer, dropping stale heap entries on the way.
     pub fn next_due(&mut self) -> Option<u64> {
         while let Some(&Reverse((due, slot, generation))) = self.timers.peek() {
-            let current = self.get(TxnId { slot, generation }).and_then(Txn::due);
+            let current = self
+                .get(TxnId {
+                    slot,
+                    generation,
+                    owner: self.owner,
+                })
+                .and_then(Txn::due);
             if current == Some(due) {
                 return Some(due);
             }
@@ -316,6 +342,10 @@ impl Store {
             return None;
         }
         let Reverse((_, slot, generation)) = self.timers.pop()?;
-        Some(TxnId { slot, generation })
+        Some(TxnId {
+            slot,
+            generation,
+            owner: self.owner,
+        })
     }
 }

@@ -9,7 +9,7 @@ const T1: u64 = 500;
 const T4: u64 = 5_000;
 
 fn layer() -> Transactions {
-    Transactions::with_secret(TxnConfig::default(), [7; 16])
+    Transactions::with_secret(TxnConfig::default(), [7; 16]).expect("valid config")
 }
 
 fn peer() -> SocketAddr {
@@ -674,7 +674,7 @@ fn the_count_cap_drops_finished_transactions_first_then_refuses() {
         max_transactions: 3,
         ..TxnConfig::default()
     };
-    let mut txns = Transactions::with_secret(config, [1; 16]);
+    let mut txns = Transactions::with_secret(config, [1; 16]).expect("valid config");
     let mut out = Transmits::new();
     let done = server(
         &mut txns,
@@ -724,7 +724,7 @@ fn the_byte_budget_holds_and_refuses_what_does_not_fit() {
         max_bytes: 1_000,
         ..TxnConfig::default()
     };
-    let mut txns = Transactions::with_secret(config, [1; 16]);
+    let mut txns = Transactions::with_secret(config, [1; 16]).expect("valid config");
     let mut out = Transmits::new();
     let invite = request("INVITE", "z9hG4bKy1", 1);
     client(&mut txns, Method::Invite, &invite, "z9hG4bKy1");
@@ -848,4 +848,91 @@ fn a_client_transaction_is_never_answered() {
     );
     assert!(out.is_empty());
     assert_eq!(txns.state(id), Some(TxnState::Trying));
+}
+
+#[test]
+fn a_token_of_another_owner_names_nothing_here() {
+    let worker = |owner| {
+        let config = TxnConfig {
+            owner,
+            ..TxnConfig::default()
+        };
+        Transactions::with_secret(config, [7; 16]).expect("valid config")
+    };
+    let (mut zero, mut one) = (worker(0), worker(1));
+    let info = request("INFO", "z9hG4bKo1", 2);
+    // Same secret, same request: both layers give the same slot and generation.
+    let theirs = server(&mut zero, &info, Transport::Unreliable);
+    let ours = server(&mut one, &info, Transport::Unreliable);
+    assert_eq!((theirs.owner(), ours.owner()), (0, 1));
+    let mut out = Transmits::new();
+    let ok = response(200, "INFO", "z9hG4bKo1", 2);
+    assert_eq!(
+        one.respond(theirs, 200, &ok, 10, &mut out),
+        Err(TxnError::NotOurs)
+    );
+    assert!(out.is_empty());
+    assert_eq!(
+        (one.state(theirs), one.state(ours)),
+        (None, Some(TxnState::Trying))
+    );
+    assert_eq!(one.respond(ours, 200, &ok, 10, &mut out), Ok(()));
+}
+
+#[test]
+fn timers_of_zero_are_refused() {
+    for (t1_ms, t2_ms) in [(0, 4_000), (500, 0), (500, 499)] {
+        let config = TxnConfig {
+            t1_ms,
+            t2_ms,
+            ..TxnConfig::default()
+        };
+        assert_eq!(
+            Transactions::with_secret(config, [7; 16]).err(),
+            Some(TxnError::BadConfig)
+        );
+    }
+}
+
+#[test]
+fn a_client_transaction_is_found_by_branch_and_method_while_it_lives() {
+    let mut txns = layer();
+    let notify = request("NOTIFY", "z9hG4bKn1", 3);
+    let id = client(&mut txns, Method::Notify, &notify, "z9hG4bKn1");
+    assert_eq!(
+        txns.find_client(b"z9hG4bKn1", Method::Notify, b"NOTIFY"),
+        Some(id)
+    );
+    assert_eq!(txns.find_client(b"z9hG4bKn1", Method::Bye, b"BYE"), None);
+    assert_eq!(
+        txns.find_client(b"z9hG4bKn2", Method::Notify, b"NOTIFY"),
+        None
+    );
+    let mut out = Transmits::new();
+    let ok = response(200, "NOTIFY", "z9hG4bKn1", 3);
+    txns.on_response(&view(&ok), 10, &mut out);
+    assert_eq!(txns.state(id), Some(TxnState::Completed));
+    run(&mut txns, [10 + T4]);
+    assert_eq!(
+        txns.find_client(b"z9hG4bKn1", Method::Notify, b"NOTIFY"),
+        None
+    );
+}
+
+#[test]
+fn a_stateless_answer_leaves_no_transaction() {
+    let mut txns = layer();
+    let invite = request("INVITE", "z9hG4bKs1", 1);
+    let id = server(&mut txns, &invite, Transport::Unreliable);
+    let mut out = Transmits::new();
+    let busy = response(503, "INVITE", "z9hG4bKs1", 1);
+    txns.respond_statelessly(id, &busy, &mut out).unwrap();
+    assert_eq!(sent(&out), vec![(peer(), busy.clone())]);
+    assert!(txns.is_empty() && txns.next_deadline().is_none());
+    assert_eq!(
+        txns.respond_statelessly(id, &busy, &mut out),
+        Err(TxnError::Gone)
+    );
+    // The INVITE again is a new transaction, not a retransmission to absorb.
+    server(&mut txns, &invite, Transport::Unreliable);
 }
