@@ -106,6 +106,48 @@ pub fn stamp_received(
     Ok(true)
 }
 
+/// [`stamp_received`], and the view of the stamped copy in `out` when there is one (`None`:
+/// the Via leads back to `source` already, use `request` as it is). The view is `request`'s
+/// moved onto the copy, not a second scan.
+///
+/// ```
+/// use sipdialog::build::stamped;
+/// use sipdialog::wire::MessageView;
+///
+/// let bye = b"BYE sip:b@192.0.2.4 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.7;branch=z9hG4bK2\r\n\
+/// From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\
+/// Content-Length: 0\r\n\r\n";
+/// let view = MessageView::parse(bye).unwrap();
+/// let mut out = Vec::new();
+/// let copy = stamped(&view, "203.0.113.9:5060".parse().unwrap(), &mut out).unwrap().unwrap();
+/// assert_eq!(copy.via_branch(), Some(&b"z9hG4bK2"[..]));
+/// assert_eq!(copy.top_via().unwrap().unwrap().received, Some(&b"203.0.113.9"[..]));
+/// assert_eq!(copy.call_id(), b"c");
+/// ```
+pub fn stamped<'b>(
+    request: &MessageView<'_>,
+    source: SocketAddr,
+    out: &'b mut Vec<u8>,
+) -> Result<Option<MessageView<'b>>, BuildError> {
+    let missing = BuildError::MissingHeader { header: "Via" };
+    let raw = request.top_via_raw().ok_or(missing)?;
+    let at = (raw.as_ptr() as usize)
+        .checked_sub(request.as_bytes().as_ptr() as usize)
+        .ok_or(missing)?;
+    out.clear();
+    if !stamp_received(request, source, out)? {
+        return Ok(None);
+    }
+    let new_len = (out.len() + raw.len())
+        .checked_sub(request.as_bytes().len())
+        .ok_or(missing)?;
+    let out: &'b [u8] = out;
+    request
+        .with_top_via_replaced(out, at, raw.len(), new_len)
+        .map(Some)
+        .ok_or(BuildError::InvalidValue { header: "Via" })
+}
+
 /// A stateless answer to a request the scanner refused (RFC 3261 §8.2.6: Via values, From,
 /// To, Call-ID and CSeq as the request had them, folds unfolded, the top Via stamped for
 /// `source`), e.g. 400, 505 or 513 from [`crate::wire::WireError::status`]. A header holding

@@ -170,6 +170,38 @@ pub struct MessageView<'a> {
     routes: Routes,
 }
 
+#[cfg(feature = "scan-counter")]
+static SCANS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Messages scanned ([`MessageView::parse_with`] calls, failed ones included) since the
+/// process started, with the `scan-counter` feature: what proves that a program scans each
+/// received message once and nothing it sends.
+#[cfg(feature = "scan-counter")]
+pub fn scans() -> u64 {
+    SCANS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Where each field of a request this crate wrote lies (see `MessageView::of_own_request`):
+/// slices of `bytes`, which ends with the blank line (no body).
+pub(crate) struct OwnRequest<'a> {
+    pub bytes: &'a [u8],
+    pub method: Method,
+    pub method_token: &'a [u8],
+    pub uri: &'a [u8],
+    /// From the first header line to the end of the blank line.
+    pub headers: (usize, usize),
+    pub call_id: &'a [u8],
+    pub from_tag: Option<&'a [u8]>,
+    pub to_tag: Option<&'a [u8]>,
+    pub cseq: CSeq<'a>,
+    pub via: Option<&'a [u8]>,
+    pub contact: Option<&'a [u8]>,
+    pub record_route: Option<&'a [u8]>,
+    pub route: Option<&'a [u8]>,
+    /// Record-Route and Route, as tallied in the original.
+    pub routes: (RouteTally, RouteTally),
+}
+
 /// What the scan saw of one routing header (Record-Route or Route) across all its lines:
 /// enough to tell that a message is within a route budget without walking its headers again.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -293,6 +325,8 @@ impl<'a> MessageView<'a> {
 
     /// Scans one message with explicit limits.
     pub fn parse_with(bytes: &'a [u8], limits: &ScanLimits) -> Result<MessageView<'a>, WireError> {
+        #[cfg(feature = "scan-counter")]
+        SCANS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if bytes.len() > limits.max_message {
             return Err(WireError::MessageTooLarge {
                 max: limits.max_message,
@@ -403,6 +437,150 @@ impl<'a> MessageView<'a> {
             body: (body_start, body_end),
             cold: raw.cold.trimmed(),
             routes: raw.routes,
+        })
+    }
+
+    /// A view of a request this crate wrote itself, from where it put each field: no scan.
+    /// Everything not named is absent (no body, no Max-Forwards, no cold header but Contact,
+    /// Record-Route and Route).
+    pub(crate) fn of_own_request(known: OwnRequest<'a>) -> MessageView<'a> {
+        let OwnRequest {
+            bytes,
+            method,
+            method_token,
+            uri,
+            headers,
+            call_id,
+            from_tag,
+            to_tag,
+            cseq,
+            via,
+            contact,
+            record_route,
+            route,
+            routes,
+        } = known;
+        MessageView {
+            message: bytes,
+            start: 0,
+            start_line: StartLine::Request {
+                method,
+                method_token,
+                uri,
+            },
+            headers,
+            max_line: ScanLimits::DEFAULT.max_line,
+            call_id,
+            from_tag,
+            to_tag,
+            cseq,
+            via,
+            max_forwards: None,
+            content_length: Some(0),
+            body: (bytes.len(), bytes.len()),
+            cold: ColdHeaders {
+                contact,
+                record_route,
+                route,
+                ..ColdHeaders::default()
+            },
+            routes: Routes {
+                record_route: routes.0,
+                route: routes.1,
+            },
+        }
+    }
+
+    /// The Record-Route and Route tallies, to carry into a copy of this message.
+    pub(crate) fn route_tallies(&self) -> (RouteTally, RouteTally) {
+        (self.routes.record_route, self.routes.route)
+    }
+
+    /// This view moved onto `bytes`: [`MessageView::as_bytes`] with the top Via value
+    /// (`at..at + old_len` there) replaced by `new_len` bytes, everything else as it was.
+    /// What a stamped copy of a request needs (`crate::build::stamp_received`) without a
+    /// second scan; `None` when `bytes` is not such a copy.
+    pub(crate) fn with_top_via_replaced<'b>(
+        &self,
+        bytes: &'b [u8],
+        at: usize,
+        old_len: usize,
+        new_len: usize,
+    ) -> Option<MessageView<'b>> {
+        let old = self.as_bytes();
+        let via = self.via?;
+        let base = old.as_ptr() as usize;
+        if bytes.len() + old_len != old.len() + new_len
+            || via.as_ptr() as usize != base + at
+            || via.len() != old_len
+        {
+            return None;
+        }
+        let shift = |o: usize| {
+            if o >= at + old_len {
+                o - old_len + new_len
+            } else {
+                o
+            }
+        };
+        let map = |s: &'a [u8]| -> Option<&'b [u8]> {
+            let o = (s.as_ptr() as usize).checked_sub(base)?;
+            if o < at + old_len && o + s.len() > at {
+                return None; // inside the replaced value: not a slice a view keeps
+            }
+            bytes.get(shift(o)..shift(o) + s.len())
+        };
+        let opt = |s: Option<&'a [u8]>| -> Option<Option<&'b [u8]>> {
+            match s {
+                Some(s) => map(s).map(Some),
+                None => Some(None),
+            }
+        };
+        let start_line = match self.start_line {
+            StartLine::Request {
+                method,
+                method_token,
+                uri,
+            } => StartLine::Request {
+                method,
+                method_token: map(method_token)?,
+                uri: map(uri)?,
+            },
+            StartLine::Response { code, reason } => StartLine::Response {
+                code,
+                reason: map(reason)?,
+            },
+        };
+        let offset = |o: usize| o.checked_sub(self.start).map(shift);
+        let c = &self.cold;
+        Some(MessageView {
+            message: bytes,
+            start: 0,
+            start_line,
+            headers: (offset(self.headers.0)?, offset(self.headers.1)?),
+            max_line: self.max_line,
+            call_id: map(self.call_id)?,
+            from_tag: opt(self.from_tag)?,
+            to_tag: opt(self.to_tag)?,
+            cseq: CSeq {
+                number: self.cseq.number,
+                method: map(self.cseq.method)?,
+            },
+            via: bytes.get(at..at + new_len),
+            max_forwards: self.max_forwards,
+            content_length: self.content_length,
+            body: (offset(self.body.0)?, offset(self.body.1)?),
+            cold: ColdHeaders {
+                contact: opt(c.contact)?,
+                record_route: opt(c.record_route)?,
+                route: opt(c.route)?,
+                event: opt(c.event)?,
+                refer_to: opt(c.refer_to)?,
+                replaces: opt(c.replaces)?,
+                referred_by: opt(c.referred_by)?,
+                subscription_state: opt(c.subscription_state)?,
+            },
+            routes: self.routes,
         })
     }
 
