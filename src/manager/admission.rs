@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::outbox::{Delivery, Meta};
+use super::outbox::{Answering, Delivery, Meta};
 use super::pending::{NewRecord, PendingInvite};
 use super::{DialogManager, ManagerError, Outbox, Verdict};
 use crate::build::{self, ResponseParts};
@@ -122,6 +122,22 @@ impl DialogManager {
         }
     }
 
+    /// Refuses a request statelessly for `error` (its status, 503 with `Retry-After` for a
+    /// limit), counted like the manager's own refusals: for limits the caller enforces, such
+    /// as its transaction layer being full ([`SecurityError::TooManyTransactions`]). An ACK
+    /// is never answered.
+    pub fn refuse_request(
+        &self,
+        view: &MessageView<'_>,
+        error: SecurityError,
+        out: &mut Outbox,
+    ) -> Result<Verdict, ManagerError> {
+        match view.method() {
+            Some(method) if method != Method::Ack => self.refuse(view, None, error, out),
+            _ => Err(error.into()),
+        }
+    }
+
     /// Answers a request the scanner refused with the status of its error, statelessly, when
     /// enough of it can be read to address an answer and `source`'s error bucket allows;
     /// `true` when an answer is in `out`. Responses and garbage are dropped.
@@ -185,6 +201,7 @@ impl DialogManager {
         policy: &Policy,
         view: &MessageView<'_>,
         source: Option<SocketAddr>,
+        answering: Option<Answering>,
         now_ms: u64,
     ) -> Result<Arc<PendingInvite>, ManagerError> {
         let ip = source.map(|s| s.ip());
@@ -196,6 +213,7 @@ impl DialogManager {
             source,
             to_tag: Some(to_tag),
             charge,
+            answering,
             ..self.new_record(view, Role::Uas)
         };
         let inserted = self.pending_insert(PendingInvite::new(record, view), now_ms);
@@ -241,7 +259,7 @@ impl DialogManager {
         error: SecurityError,
         out: &mut Outbox,
     ) -> Result<Verdict, ManagerError> {
-        let status = self.write_refusal(view, None, error, Delivery::Once, out)?;
+        let status = self.write_refusal(view, None, error, Delivery::Once, None, out)?;
         self.count(|m| {
             m.rejected(status);
             if error.is_rate_limit() {
@@ -253,13 +271,14 @@ impl DialogManager {
     }
 
     /// Writes the answer of a refusal (with `to_tag` when the INVITE's earlier answers had
-    /// it); its status.
+    /// it) to the request in hand, or to `answering`'s; its status.
     pub(crate) fn write_refusal(
         &self,
         view: &MessageView<'_>,
         to_tag: Option<&[u8]>,
         error: SecurityError,
         delivery: Delivery,
+        answering: Option<Option<Answering>>,
         out: &mut Outbox,
     ) -> Result<u16, ManagerError> {
         let (status, reason) = error.status();
@@ -270,7 +289,9 @@ impl DialogManager {
             extra_headers: if status == 503 { &headers } else { &[] },
             ..ResponseParts::default()
         };
-        out.push(Meta::response(None).delivered(delivery), |buf| {
+        let meta = Meta::response(None).delivered(delivery);
+        let meta = Meta { answering, ..meta };
+        out.push(meta, |buf| {
             build::response(view, status, reason, to_tag, &parts, buf)
         })?;
         Ok(status)

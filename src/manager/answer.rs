@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use super::outbox::{Delivery, Meta};
-use super::pending::{self, InviteId, PendingInvite};
+use super::pending::{self, InviteId, KeptRequest, PendingInvite};
 use super::{DialogManager, ManagerError, Outbox, Verdict};
 use crate::build::{self, BuildError, ResponseParts};
 use crate::dialog::{self, contact_uri, InfoParts, Role};
@@ -44,6 +44,20 @@ impl DialogManager {
         out: &mut Outbox,
     ) -> Result<Option<DialogHandle>, ManagerError> {
         let view = MessageView::parse_with(request, &self.scan_limits())?;
+        self.respond_to(&view, status, parts, now_ms, out)
+    }
+
+    /// [`DialogManager::respond`] for a request already scanned (the view the caller handed
+    /// to [`DialogManager::on_message`]): no second scan.
+    pub fn respond_to(
+        &self,
+        view: &MessageView<'_>,
+        status: u16,
+        parts: &ResponseParts<'_>,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Result<Option<DialogHandle>, ManagerError> {
+        let view = *view;
         let method = view.method().ok_or(BuildError::NotARequest)?;
         if method == Method::Invite && view.to_tag().is_none() {
             let pending = self.uas_record(&view).ok_or(ManagerError::UnknownDialog)?;
@@ -63,6 +77,20 @@ impl DialogManager {
             build::response(&view, status, reason, None, &parts, buf)
         })?;
         Ok(self.in_dialog_answered(&key, method, status, now_ms))
+    }
+
+    /// [`DialogManager::respond`] for a request kept with [`KeptRequest::new`] (answered
+    /// after its bytes are gone, e.g. once a B2BUA's other leg answered): no scan.
+    pub fn respond_kept(
+        &self,
+        request: &KeptRequest,
+        status: u16,
+        parts: &ResponseParts<'_>,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Result<Option<DialogHandle>, ManagerError> {
+        let view = request.view().ok_or(ManagerError::UnknownDialog)?;
+        self.respond_to(&view, status, parts, now_ms, out)
     }
 
     /// [`DialogManager::respond`] for a new INVITE by its token, without its bytes: the answer
@@ -126,7 +154,7 @@ impl DialogManager {
                 return Ok(());
             }
             let reason = build::reason_phrase(status);
-            out.push(Meta::response(dialog), |buf| {
+            out.push(Meta::response(dialog).answering(pending.answering), |buf| {
                 build::response(view, status, reason, tag, &parts, buf)
             })
         };
@@ -181,7 +209,8 @@ impl DialogManager {
                             self.end(dialog, TerminationReason::Error, now_ms);
                         }
                         if mode == Mode::Write {
-                            let _ = out.push(Meta::response(None), |buf| {
+                            let meta = Meta::response(None).answering(pending.answering);
+                            let _ = out.push(meta, |buf| {
                                 let parts = ResponseParts::default();
                                 let reason = build::reason_phrase(500);
                                 build::response(view, 500, reason, tag, &parts, buf)
@@ -225,7 +254,14 @@ impl DialogManager {
                 .as_ref()
                 .map(Tag::as_bytes)
                 .filter(|_| ended > 0);
-            if let Ok(status) = self.write_refusal(view, tag, error, Delivery::Reliable, out) {
+            if let Ok(status) = self.write_refusal(
+                view,
+                tag,
+                error,
+                Delivery::Reliable,
+                Some(pending.answering),
+                out,
+            ) {
                 self.count(|m| m.rejected(status));
             }
         }
@@ -417,7 +453,8 @@ impl DialogManager {
         let dialogs_ended = self.end_early_dialogs(&pending, TerminationReason::Cancel, now_ms);
         if let Some(copy) = pending.copy() {
             if let Some(invite) = copy.view() {
-                out.push(Meta::response(None), |buf| {
+                let meta = Meta::response(None).answering(pending.answering);
+                out.push(meta, |buf| {
                     let parts = ResponseParts::default();
                     build::response(&invite, 487, "Request Terminated", tag, &parts, buf)
                 })?;

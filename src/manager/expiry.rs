@@ -154,7 +154,7 @@ impl DialogManager {
         match p.role {
             Role::Uas => {
                 let tag = p.to_tag.as_ref().map(Tag::as_bytes);
-                out.push(Meta::response(None), |buf| {
+                out.push(Meta::response(None).answering(p.answering), |buf| {
                     let parts = ResponseParts::default();
                     build::response(&invite, 408, "Request Timeout", tag, &parts, buf)
                 })?;
@@ -311,7 +311,7 @@ impl DialogManager {
             (info.mirrored_parts(), to_caller, b'r'),
         ] {
             let mut via = [0u8; 128];
-            let via_len = self.via(dialog, cseq, kind, &mut via);
+            let via_len = self.via(out.owner(), dialog, cseq, kind, &mut via);
             let request = RequestParts {
                 method: Method::Bye,
                 cseq,

@@ -28,8 +28,8 @@ mod transfer;
 
 pub use expiry::{Expiry, ExpiryReason, MAX_EXPIRIES_PER_CALL};
 pub use observe::Observation;
-pub use outbox::{Delivery, OutMessage, Outbox};
-pub use pending::InviteId;
+pub use outbox::{Answering, Delivery, Kind, OutMessage, Outbox};
+pub use pending::{InviteId, KeptRequest};
 pub use replaces::{Replaced, ReplacedAction};
 pub use sent::RequestBody;
 pub use transfer::{CallStarted, NewCall, TransferProgress};
@@ -526,7 +526,14 @@ impl DialogManager {
     /// §8.1.1.7): its random prefix, the dialog's slot and generation (never repeated), the
     /// CSeq and a letter for the kind of request (an ACK shares its INVITE's CSeq). Made of
     /// what the request already has, so no counter is shared between threads.
-    fn via(&self, dialog: DialogHandle, cseq: u32, kind: u8, buf: &mut [u8; 128]) -> usize {
+    fn via(
+        &self,
+        owner: u16,
+        dialog: DialogHandle,
+        cseq: u32,
+        kind: u8,
+        buf: &mut [u8; 128],
+    ) -> usize {
         let id = u64::from(dialog.index()) << 32 | u64::from(dialog.generation());
         let mut unique = [0u8; 25];
         for (i, d) in unique[..16].iter_mut().enumerate() {
@@ -536,11 +543,12 @@ impl DialogManager {
             *d = b"0123456789abcdef"[(cseq >> (28 - 4 * i)) as usize & 15];
         }
         unique[24] = kind;
-        self.via_with(&unique, buf)
+        self.via_with(owner, &unique, buf)
     }
 
-    /// Our Via with the branch `z9hG4bK` + prefix + `unique`.
-    fn via_with(&self, unique: &[u8], buf: &mut [u8; 128]) -> usize {
+    /// Our Via with the branch `z9hG4bK` + prefix + `owner` (four hex digits, the
+    /// [`Outbox::owner`] it is written into) + `unique`.
+    fn via_with(&self, owner: u16, unique: &[u8], buf: &mut [u8; 128]) -> usize {
         let mut len = 0;
         let mut put = |bytes: &[u8]| {
             let end = (len + bytes.len()).min(buf.len());
@@ -552,8 +560,30 @@ impl DialogManager {
         put(&self.config.via[..self.config.via.len().min(80)]);
         put(b";branch=z9hG4bK");
         put(self.branch_prefix.as_bytes());
+        let mut hex = [0u8; 4];
+        for (i, d) in hex.iter_mut().enumerate() {
+            *d = b"0123456789abcdef"[usize::from(owner >> (12 - 4 * i)) & 15];
+        }
+        put(&hex);
         put(unique);
         len
+    }
+
+    /// The owner a branch of ours names ([`Outbox::for_owner`]): `None` for a branch this
+    /// manager did not make. An endpoint with one transaction layer per worker steers a
+    /// response to the worker whose layer holds its client transaction.
+    ///
+    /// ```
+    /// use sipdialog::manager::{DialogManager, ManagerConfig};
+    ///
+    /// let manager = DialogManager::new(ManagerConfig::default()).unwrap();
+    /// assert_eq!(manager.branch_owner(b"z9hG4bK776asdhds"), None);
+    /// ```
+    pub fn branch_owner(&self, branch: &[u8]) -> Option<u16> {
+        let rest = branch.strip_prefix(b"z9hG4bK")?;
+        let rest = rest.strip_prefix(self.branch_prefix.as_bytes())?;
+        let hex = std::str::from_utf8(rest.get(..4)?).ok()?;
+        u16::from_str_radix(hex, 16).ok()
     }
 
     /// §14.1: the owner of the Call-ID (the UAC of the dialog) waits 2.1–4 s, the other side

@@ -6,6 +6,8 @@ use memchr::{memchr, memmem, memrchr};
 
 use crate::build::BuildError;
 use crate::table::DialogHandle;
+use crate::txn::TxnId;
+use crate::wire::Method;
 
 /// How the transport treats a message it sends (RFC 3261 §17 retransmissions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,10 +28,36 @@ pub enum Delivery {
 /// Messages to send, written back to back into one byte buffer. Reuse one per worker and
 /// [`Outbox::clear`] it after sending: once its buffers have grown, writing costs no
 /// allocation.
+///
+/// Each message says what the caller needs to send it without reading it again: its kind
+/// (method or status), where it goes, the branch of a request (its client transaction) and
+/// the server transaction a response answers ([`Outbox::answering`]).
 #[derive(Debug, Default)]
 pub struct Outbox {
     buf: Vec<u8>,
     items: Vec<Item>,
+    owner: u16,
+    answering: Option<Answering>,
+}
+
+/// The request a response answers, as the caller's transport knows it: its server
+/// transaction (if the caller keeps one) and where answers to it go (RFC 3261 §18.2.2: the
+/// top Via's `received`/`rport`, else its sent-by).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answering {
+    /// The server transaction, in the caller's transaction layer.
+    pub txn: Option<TxnId>,
+    /// Where its responses go.
+    pub to: SocketAddr,
+}
+
+/// What a message is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A request, by method (`Method::Extension` for an extension).
+    Request(Method),
+    /// A response, by status.
+    Response(u16),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +69,10 @@ struct Item {
     dialog: Option<DialogHandle>,
     destination: Option<SocketAddr>,
     delivery: Delivery,
+    kind: Kind,
+    /// A request's top Via branch (offsets within the message).
+    branch: Option<(usize, usize)>,
+    txn: Option<TxnId>,
 }
 
 /// One message to send.
@@ -60,6 +92,14 @@ pub struct OutMessage<'a> {
     pub destination: Option<SocketAddr>,
     /// Whether it is resent (see [`Delivery`]).
     pub delivery: Delivery,
+    /// Request or response, and which.
+    pub kind: Kind,
+    /// For a request, the branch of its top Via: its client transaction. A CANCEL has its
+    /// INVITE's.
+    pub branch: Option<&'a [u8]>,
+    /// For a response, the server transaction of the request it answers, when the caller
+    /// named one ([`Outbox::answering`]); `None` for a stateless answer.
+    pub txn: Option<TxnId>,
 }
 
 /// What the manager says about a message besides its bytes.
@@ -69,6 +109,9 @@ pub(crate) struct Meta {
     pub request: bool,
     pub destination: Option<SocketAddr>,
     pub delivery: Delivery,
+    /// For a response to a request other than the one in hand: that request (`Some(None)`:
+    /// the caller named none for it).
+    pub answering: Option<Option<Answering>>,
 }
 
 impl Meta {
@@ -79,6 +122,15 @@ impl Meta {
             request: false,
             destination: None,
             delivery: Delivery::Reliable,
+            answering: None,
+        }
+    }
+
+    /// A response to a request other than the one in hand (an INVITE answered later).
+    pub(crate) fn answering(self, answering: Option<Answering>) -> Meta {
+        Meta {
+            answering: Some(answering),
+            ..self
         }
     }
 
@@ -102,6 +154,35 @@ impl Outbox {
         Outbox::default()
     }
 
+    /// An empty outbox of one owner of a transaction layer (an endpoint's worker): the
+    /// branches of the requests written into it name `owner`
+    /// ([`super::DialogManager::branch_owner`]), so a response to one can be steered to the
+    /// owner of its client transaction.
+    pub fn for_owner(owner: u16) -> Outbox {
+        Outbox {
+            owner,
+            ..Outbox::default()
+        }
+    }
+
+    /// The owner named by the branches written here.
+    pub fn owner(&self) -> u16 {
+        self.owner
+    }
+
+    /// Names the request being handed to the manager: every response written until the next
+    /// call answers it (its server transaction and destination ride along in
+    /// [`OutMessage::txn`] and [`OutMessage::destination`]; an INVITE's record keeps them for
+    /// answers written later). `None` when no request is in hand.
+    pub fn answering(&mut self, request: Option<Answering>) {
+        self.answering = request;
+    }
+
+    /// The request in hand ([`Outbox::answering`]).
+    pub fn answered(&self) -> Option<Answering> {
+        self.answering
+    }
+
     /// Forgets every message, keeping the buffers.
     pub fn clear(&mut self) {
         self.buf.clear();
@@ -120,14 +201,18 @@ impl Outbox {
 
     /// The messages, in the order they were written.
     pub fn iter(&self) -> impl Iterator<Item = OutMessage<'_>> + '_ {
-        self.items.iter().map(|item| OutMessage {
-            bytes: self.buf.get(item.start..item.end).unwrap_or_default(),
-            next_hop: item
-                .hop
-                .and_then(|(s, e)| self.buf.get(item.start + s..item.start + e)),
-            dialog: item.dialog,
-            destination: item.destination,
-            delivery: item.delivery,
+        self.items.iter().map(|item| {
+            let part = |(s, e): (usize, usize)| self.buf.get(item.start + s..item.start + e);
+            OutMessage {
+                bytes: self.buf.get(item.start..item.end).unwrap_or_default(),
+                next_hop: item.hop.and_then(part),
+                dialog: item.dialog,
+                destination: item.destination,
+                delivery: item.delivery,
+                kind: item.kind,
+                branch: item.branch.and_then(part),
+                txn: item.txn,
+            }
         })
     }
 
@@ -138,8 +223,9 @@ impl Outbox {
         }
     }
 
-    /// Appends one message written by `write`; on error nothing is added. A request is scanned
-    /// once more to find its next hop (cold path: requests the manager builds).
+    /// Appends one message written by `write`; on error nothing is added. What the caller
+    /// needs to send it is read off what the builder wrote, at the places it writes them
+    /// (start line, first Via, first Route): no scan.
     pub(crate) fn push(
         &mut self,
         meta: Meta,
@@ -150,37 +236,67 @@ impl Outbox {
             self.buf.truncate(start);
             return Err(e);
         }
-        let hop = if meta.request {
-            next_hop(self.buf.get(start..).unwrap_or_default())
+        let written = self.buf.get(start..).unwrap_or_default();
+        let (kind, hop, branch, txn, destination) = if meta.request {
+            let method = written
+                .get(..memchr(b' ', written).unwrap_or(0))
+                .map_or(Method::Extension, Method::from_bytes);
+            let kind = Kind::Request(method);
+            (
+                kind,
+                next_hop(written),
+                top_branch(written),
+                None,
+                meta.destination,
+            )
         } else {
-            None
+            let status = written
+                .get(8..11)
+                .and_then(|d| std::str::from_utf8(d).ok()?.parse().ok())
+                .unwrap_or(0);
+            let answering = meta.answering.unwrap_or(self.answering);
+            let destination = meta.destination.or(answering.map(|a| a.to));
+            let txn = answering.and_then(|a| a.txn);
+            (Kind::Response(status), None, None, txn, destination)
         };
         self.items.push(Item {
             start,
             end: self.buf.len(),
             hop,
             dialog: meta.dialog,
-            destination: meta.destination,
+            destination,
             delivery: meta.delivery,
+            kind,
+            branch,
+            txn,
         });
         Ok(())
     }
+}
+
+/// A searcher for `needle`, built once: a `memmem::find` call builds one each time, which
+/// costs more than the search over a few hundred bytes.
+macro_rules! finder {
+    ($needle:expr) => {{
+        static FINDER: std::sync::OnceLock<memmem::Finder<'static>> = std::sync::OnceLock::new();
+        FINDER.get_or_init(|| memmem::Finder::new($needle))
+    }};
 }
 
 /// Where a request the builder wrote goes: the URI of its first Route header, else its
 /// Request-URI (offsets within the message). The builder writes one request line, full header
 /// names and one Route entry per line, so a look for those is enough: no full scan.
 fn next_hop(message: &[u8]) -> Option<(usize, usize)> {
-    let head_end = memmem::find(message, b"\r\n\r\n")?;
+    let head_end = finder!(b"\r\n\r\n").find(message)?;
     let head = message.get(..head_end + 2)?;
-    let uri = match memmem::find(head, b"\r\nRoute:") {
+    let uri = match finder!(b"\r\nRoute:").find(head) {
         Some(at) => {
             let value = head.get(at + 8..)?;
-            let end = memmem::find(value, b"\r\n")?;
+            let end = finder!(b"\r\n").find(value)?;
             crate::dialog::contact_uri(value.get(..end)?)?
         }
         None => {
-            let line = head.get(..memmem::find(head, b"\r\n")?)?;
+            let line = head.get(..finder!(b"\r\n").find(head)?)?;
             let first = memchr(b' ', line)?;
             let last = memrchr(b' ', line)?;
             line.get(first + 1..last)?
@@ -190,9 +306,35 @@ fn next_hop(message: &[u8]) -> Option<(usize, usize)> {
     Some((start, start + uri.len()))
 }
 
+/// The branch of the first Via the builder wrote (`Via: …;branch=…` on one line).
+fn top_branch(message: &[u8]) -> Option<(usize, usize)> {
+    let via = finder!(b"\r\nVia: ").find(message)? + 2;
+    let line_end = via + finder!(b"\r\n").find(message.get(via..)?)?;
+    let line = message.get(via..line_end)?;
+    let start = via + finder!(b";branch=").find(line)? + b";branch=".len();
+    let value = message.get(start..line_end)?;
+    let end = start + memchr::memchr3(b';', b' ', b',', value).unwrap_or(value.len());
+    Some((start, end))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::next_hop;
+    use super::{next_hop, top_branch};
+
+    #[test]
+    fn the_branch_is_read_off_the_first_via() {
+        let bye = b"BYE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP a:5060;branch=z9hG4bKx1;rport\r\n\
+Via: SIP/2.0/UDP b;branch=z9hG4bKx2\r\n\r\n";
+        let (s, e) = top_branch(bye).unwrap();
+        assert_eq!(&bye[s..e], b"z9hG4bKx1");
+        let last = b"ACK sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bKa\r\n\r\n";
+        let (s, e) = top_branch(last).unwrap();
+        assert_eq!(&last[s..e], b"z9hG4bKa");
+        assert_eq!(
+            top_branch(b"BYE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP a\r\n\r\n"),
+            None
+        );
+    }
 
     fn hop(message: &[u8]) -> Option<&[u8]> {
         next_hop(message).map(|(s, e)| &message[s..e])

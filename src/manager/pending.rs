@@ -10,12 +10,14 @@ use arc_swap::ArcSwapOption;
 use smallvec::SmallVec;
 
 use super::claim::FinalAnswer;
+use super::outbox::Answering;
+use crate::build::DialogParts;
 use crate::dialog::{contact_uri, Role};
 use crate::id::{DialogKey, Fingerprint, Fingerprinter, Tag};
 use crate::security::{Charge, SecurityError};
 use crate::table::DialogHandle;
 use crate::timer::Target;
-use crate::wire::{HeaderName, MessageView};
+use crate::wire::{CSeq, HeaderName, MessageView, Method, OwnRequest, RouteTally, StartLine};
 
 /// An INVITE transaction the manager tracks: what [`super::Verdict::NewInvite`] hands out and
 /// [`super::DialogManager::respond_invite`] answers.
@@ -28,8 +30,8 @@ struct Span(u32, u32);
 
 /// What an INVITE's answers, its CANCEL and its dialogs are built from, copied when it was
 /// scanned: the request line, Via, Route, Record-Route, From, To, Call-ID, CSeq and Contact,
-/// and nothing else (no body, no other header), as one small SIP message. Dropped once
-/// nothing can need it.
+/// and nothing else (no body, no other header), as one small SIP message, with where each
+/// field lies in it, so answering from it takes no scan. Dropped once nothing can need it.
 #[derive(Debug)]
 pub(crate) struct InviteCopy {
     bytes: Box<[u8]>,
@@ -37,6 +39,66 @@ pub(crate) struct InviteCopy {
     from: Span,
     to: Span,
     contact: Span,
+    /// The method, and the length of its token at the start of `bytes`.
+    method: (Method, usize),
+    /// Where the view's fields lie (`view`).
+    fields: Fields,
+}
+
+/// A received request kept to be answered later, without its bytes: the headers an answer
+/// copies (Via, From, To, Call-ID, CSeq, Record-Route) in a compact copy that knows where each
+/// field lies, so answering it ([`super::DialogManager::respond_kept`]) takes no scan. What a
+/// B2BUA holds while the other leg answers a request it relayed.
+///
+/// ```
+/// use sipdialog::manager::{DialogManager, KeptRequest, ManagerConfig, Outbox};
+/// use sipdialog::wire::MessageView;
+///
+/// let manager = DialogManager::new(ManagerConfig::default()).unwrap();
+/// let info = b"INFO sip:b@192.0.2.4 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKi1\r\n\
+/// From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c1\r\nCSeq: 7 INFO\r\n\
+/// Content-Type: application/x\r\nContent-Length: 3\r\n\r\nabc";
+/// let kept = KeptRequest::new(&MessageView::parse(info).unwrap());
+/// // Later, the bytes gone: the answer from what was kept.
+/// let mut out = Outbox::new();
+/// manager.respond_kept(&kept, 481, &Default::default(), 0, &mut out).unwrap();
+/// let answer = MessageView::parse(out.iter().next().unwrap().bytes).unwrap();
+/// assert_eq!((answer.status_code(), answer.cseq().number), (Some(481), 7));
+/// assert_eq!(answer.to_tag(), Some(&b"2"[..]));
+/// ```
+#[derive(Debug)]
+pub struct KeptRequest(InviteCopy);
+
+impl KeptRequest {
+    /// Keeps what an answer to `request` needs.
+    pub fn new(request: &MessageView<'_>) -> KeptRequest {
+        KeptRequest(InviteCopy::new(request))
+    }
+
+    /// Bytes it holds (for a caller's byte budget).
+    pub fn bytes(&self) -> usize {
+        self.0.cost()
+    }
+
+    /// The kept request, viewed without a scan.
+    pub(crate) fn view(&self) -> Option<MessageView<'_>> {
+        self.0.view()
+    }
+}
+
+/// The fields of a copy's view, by span (empty: absent).
+#[derive(Debug, Default)]
+struct Fields {
+    headers_start: u32,
+    call_id: Span,
+    from_tag: Option<Span>,
+    to_tag: Option<Span>,
+    cseq: (u32, Span),
+    via: Option<Span>,
+    contact: Option<Span>,
+    record_route: Option<Span>,
+    route: Option<Span>,
+    routes: (RouteTally, RouteTally),
 }
 
 /// The headers a copy keeps.
@@ -51,7 +113,18 @@ const KEPT: [HeaderName; 8] = [
     HeaderName::Contact,
 ];
 
+/// What a copy knows of its INVITE besides the kept headers: slices of those header values
+/// (tags, Call-ID, CSeq method) and the route tallies.
+struct Known<'a> {
+    from_tag: Option<&'a [u8]>,
+    to_tag: Option<&'a [u8]>,
+    call_id: &'a [u8],
+    cseq: CSeq<'a>,
+    routes: (RouteTally, RouteTally),
+}
+
 impl InviteCopy {
+    /// The copy of a received (or observed) INVITE.
     fn new(invite: &MessageView<'_>) -> InviteCopy {
         // One walk over the headers collects what is kept (in message order: the order of
         // Via and of Record-Route entries is what matters); then one exact allocation.
@@ -65,8 +138,69 @@ impl InviteCopy {
             contact_seen |= contact;
             kept.push((header.kind, crate::wire::trim_lws(header.value)));
         }
-        let uri = invite.request_uri().unwrap_or_default();
-        let len = b"INVITE ".len()
+        let known = Known {
+            from_tag: invite.from_tag(),
+            to_tag: invite.to_tag(),
+            call_id: invite.call_id(),
+            cseq: invite.cseq(),
+            routes: invite.route_tallies(),
+        };
+        let method = match invite.start_line() {
+            StartLine::Request {
+                method,
+                method_token,
+                ..
+            } => (method, method_token),
+            StartLine::Response { .. } => (Method::Invite, &b"INVITE"[..]),
+        };
+        InviteCopy::write(
+            method,
+            invite.request_uri().unwrap_or_default(),
+            &kept,
+            &known,
+        )
+    }
+
+    /// The copy of an INVITE we build ([`super::DialogManager::invite`]), from its parts: what
+    /// it holds is what `build::initial_invite` writes for them, minus body and extras.
+    pub(crate) fn of_own(parties: &DialogParts<'_>, via: &[u8], contact: &[u8]) -> InviteCopy {
+        let mut from = Vec::with_capacity(parties.local_uri.len() + 5 + parties.local_tag.len());
+        from.extend_from_slice(parties.local_uri);
+        from.extend_from_slice(b";tag=");
+        from.extend_from_slice(parties.local_tag);
+        let cseq = b"1 INVITE";
+        let kept = [
+            (HeaderName::Via, via),
+            (HeaderName::From, &from[..]),
+            (HeaderName::To, parties.remote_uri),
+            (HeaderName::CallId, parties.call_id),
+            (HeaderName::CSeq, &cseq[..]),
+            (HeaderName::Contact, contact),
+        ];
+        let known = Known {
+            from_tag: from.get(parties.local_uri.len() + 5..),
+            to_tag: None,
+            call_id: parties.call_id,
+            cseq: CSeq {
+                number: 1,
+                method: &cseq[2..],
+            },
+            routes: Default::default(),
+        };
+        let method = (Method::Invite, &b"INVITE"[..]);
+        InviteCopy::write(method, parties.remote_target, &kept, &known)
+    }
+
+    /// Writes the copy: request line, `kept` headers in order, an empty body; and where each
+    /// field is.
+    fn write(
+        (method, token): (Method, &[u8]),
+        uri: &[u8],
+        kept: &[(HeaderName, &[u8])],
+        known: &Known<'_>,
+    ) -> InviteCopy {
+        let len = token.len()
+            + 1
             + uri.len()
             + b" SIP/2.0\r\n".len()
             + kept
@@ -76,24 +210,56 @@ impl InviteCopy {
             + b"Content-Length: 0\r\n\r\n".len();
         let mut bytes = Vec::with_capacity(len);
         let span = |bytes: &Vec<u8>, start: usize| Span(start as u32, bytes.len() as u32);
-        bytes.extend_from_slice(b"INVITE ");
+        // Where `inner`, a slice of the value copied at `start`, lies in the copy.
+        let within = |start: usize, value: &[u8], inner: &[u8]| {
+            let at = start + (inner.as_ptr() as usize).checked_sub(value.as_ptr() as usize)?;
+            (at + inner.len() <= start + value.len())
+                .then_some(Span(at as u32, (at + inner.len()) as u32))
+        };
+        bytes.extend_from_slice(token);
+        bytes.push(b' ');
         let start = bytes.len();
         bytes.extend_from_slice(uri);
         let request_uri = span(&bytes, start);
         bytes.extend_from_slice(b" SIP/2.0\r\n");
+        let mut fields = Fields {
+            headers_start: bytes.len() as u32,
+            routes: known.routes,
+            ..Fields::default()
+        };
         let (mut from, mut to, mut contact) = (Span::default(), Span::default(), Span::default());
-        for (kind, value) in kept {
+        for &(kind, value) in kept {
             bytes.extend_from_slice(kind.as_str().as_bytes());
             bytes.extend_from_slice(b": ");
             let start = bytes.len();
             bytes.extend_from_slice(value);
+            let whole = span(&bytes, start);
+            let first = |slot: &mut Option<Span>| {
+                slot.get_or_insert(whole);
+            };
             match kind {
-                HeaderName::From => from = span(&bytes, start),
-                HeaderName::To => to = span(&bytes, start),
+                HeaderName::From => {
+                    from = whole;
+                    fields.from_tag = known.from_tag.and_then(|t| within(start, value, t));
+                }
+                HeaderName::To => {
+                    to = whole;
+                    fields.to_tag = known.to_tag.and_then(|t| within(start, value, t));
+                }
+                HeaderName::CallId => {
+                    fields.call_id = within(start, value, known.call_id).unwrap_or(whole);
+                }
+                HeaderName::CSeq => {
+                    let method = within(start, value, known.cseq.method);
+                    fields.cseq = (known.cseq.number, method.unwrap_or_default());
+                }
+                HeaderName::Via => first(&mut fields.via),
+                HeaderName::Route => first(&mut fields.route),
+                HeaderName::RecordRoute => first(&mut fields.record_route),
                 HeaderName::Contact => {
+                    fields.contact = Some(whole);
                     if let Some(uri) = contact_uri(value) {
-                        let at = start + (uri.as_ptr() as usize - value.as_ptr() as usize);
-                        contact = Span(at as u32, (at + uri.len()) as u32);
+                        contact = within(start, value, uri).unwrap_or_default();
                     }
                 }
                 _ => {}
@@ -108,6 +274,8 @@ impl InviteCopy {
             from,
             to,
             contact,
+            method: (method, token.len()),
+            fields,
         }
     }
 
@@ -137,9 +305,31 @@ impl InviteCopy {
         self.get(self.contact)
     }
 
-    /// The copy, scanned: for the cold paths that build an answer or a CANCEL from it.
+    /// A view of the copy for the paths that build an answer or a CANCEL from it, from the
+    /// spans written down when it was made: no scan.
     pub(crate) fn view(&self) -> Option<MessageView<'_>> {
-        MessageView::parse(&self.bytes).ok()
+        let f = &self.fields;
+        let opt = |span: Option<Span>| span.map(|s| self.get(s));
+        let (number, method) = f.cseq;
+        Some(MessageView::of_own_request(OwnRequest {
+            bytes: &self.bytes,
+            method: self.method.0,
+            method_token: self.bytes.get(..self.method.1)?,
+            uri: self.get(self.request_uri),
+            headers: (f.headers_start as usize, self.bytes.len()),
+            call_id: self.get(f.call_id),
+            from_tag: opt(f.from_tag),
+            to_tag: opt(f.to_tag),
+            cseq: CSeq {
+                number,
+                method: self.get(method),
+            },
+            via: opt(f.via),
+            contact: opt(f.contact),
+            record_route: opt(f.record_route),
+            route: opt(f.route),
+            routes: f.routes,
+        }))
     }
 
     /// Bytes it holds, for the byte budget.
@@ -162,6 +352,9 @@ pub(crate) struct PendingInvite {
     pub via: Fingerprint,
     /// Where the INVITE came from (UAS), when the caller said.
     pub source: Option<SocketAddr>,
+    /// UAS: its server transaction and where its answers go, as the caller named them when
+    /// it handed the INVITE over ([`super::Outbox::answering`]); every answer carries them.
+    pub answering: Option<Answering>,
     /// When the INVITE was sent or received (caller's clock).
     pub created_ms: u64,
     /// UAS: the To tag of every response to this INVITE.
@@ -197,10 +390,19 @@ pub(crate) fn key(fp: &Fingerprinter, call_id: &[u8], from_tag: &[u8], role: Rol
 /// The transaction part of a request's top Via, fingerprinted (branch and sent-by).
 pub(crate) fn via_key(fp: &Fingerprinter, view: &MessageView<'_>) -> Fingerprint {
     let via = view.top_via().ok().flatten();
+    via_key_of(
+        fp,
+        via.and_then(|v| v.branch).unwrap_or_default(),
+        via.map(|v| v.sent_by).unwrap_or_default(),
+    )
+}
+
+/// [`via_key`] from the branch and sent-by themselves.
+pub(crate) fn via_key_of(fp: &Fingerprinter, branch: &[u8], sent_by: &[u8]) -> Fingerprint {
     fp.fingerprint(&DialogKey {
         call_id: b"\0via",
-        local_tag: via.and_then(|v| v.branch).unwrap_or_default(),
-        remote_tag: via.map(|v| v.sent_by).unwrap_or_default(),
+        local_tag: branch,
+        remote_tag: sent_by,
     })
 }
 
@@ -212,17 +414,24 @@ pub(crate) struct NewRecord {
     pub source: Option<SocketAddr>,
     pub to_tag: Option<Tag>,
     pub charge: Option<Charge>,
+    pub answering: Option<Answering>,
 }
 
 impl PendingInvite {
     pub(crate) fn new(new: NewRecord, invite: &MessageView<'_>) -> PendingInvite {
+        PendingInvite::with_copy(new, InviteCopy::new(invite), invite.cseq().number)
+    }
+
+    /// A record holding `copy`, of an INVITE with CSeq `cseq`.
+    pub(crate) fn with_copy(new: NewRecord, copy: InviteCopy, cseq: u32) -> PendingInvite {
         PendingInvite {
             key: new.key,
             role: new.role,
-            copy: ArcSwapOption::from_pointee(InviteCopy::new(invite)),
-            cseq: invite.cseq().number,
+            copy: ArcSwapOption::from_pointee(copy),
+            cseq,
             via: new.via,
             source: new.source,
+            answering: new.answering,
             created_ms: 0,
             to_tag: new.to_tag,
             charge: new.charge,
@@ -301,6 +510,7 @@ impl super::DialogManager {
             source: None,
             to_tag: None,
             charge: None,
+            answering: None,
         }
     }
 
@@ -449,5 +659,105 @@ impl super::DialogManager {
             }
         }
         ended
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InviteCopy;
+    use crate::wire::{HeaderName, MessageView};
+
+    /// What `view` shows of a message, accessor by accessor.
+    pub(super) fn shown(view: &MessageView<'_>) -> String {
+        let headers: Vec<_> = view.headers().map(|h| (h.kind, h.value)).collect();
+        format!(
+            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+            view.start_line(),
+            view.call_id(),
+            view.from_tag(),
+            view.to_tag(),
+            view.cseq(),
+            view.top_via(),
+            view.contact(),
+            view.record_route(),
+            view.route(),
+            view.route_tally(HeaderName::RecordRoute).lines,
+            view.route_tally(HeaderName::Route).lines,
+            view.body(),
+            view.content_length(),
+            headers,
+        )
+    }
+
+    /// The copy's view, made from spans, shows what a scan of the copy shows, for every
+    /// torture INVITE that scans.
+    #[test]
+    fn a_copy_is_viewed_as_a_scan_would_see_it() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rfc4475");
+        let mut compared = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let Ok(invite) = MessageView::parse(&bytes) else {
+                continue;
+            };
+            if invite.method() != Some(crate::wire::Method::Invite) {
+                continue;
+            }
+            let copy = InviteCopy::new(&invite);
+            let Ok(scanned) = MessageView::parse(&copy.bytes) else {
+                continue; // a copy of an odd INVITE need not scan; its view is built anyway
+            };
+            assert_eq!(shown(&copy.view().unwrap()), shown(&scanned));
+            compared += 1;
+        }
+        assert!(compared >= 8, "only {compared} INVITEs compared");
+    }
+}
+
+#[cfg(test)]
+mod own_tests {
+    use super::InviteCopy;
+    use crate::build::{self, DialogParts, RequestParts};
+    use crate::wire::{MessageView, Method};
+
+    /// The copy of an INVITE we build, made from its parts, is the copy a scan of the
+    /// INVITE as written would give.
+    #[test]
+    fn an_own_invite_is_copied_from_its_parts() {
+        let parties = DialogParts {
+            call_id: b"own-1@192.0.2.1",
+            local_uri: b"\"B2BUA\" <sip:sbc@192.0.2.1>",
+            local_tag: b"f1a2",
+            remote_uri: b"<sip:bob@192.0.2.4>",
+            remote_tag: b"",
+            remote_target: b"sip:bob@192.0.2.4:5070",
+            route_set: &[],
+        };
+        let via = b"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKown1";
+        let contact = b"<sip:sbc@192.0.2.1:5060>";
+        let parts = RequestParts {
+            method: Method::Invite,
+            cseq: 1,
+            via,
+            max_forwards: 70,
+            contact: Some(contact),
+            content_type: Some(b"application/sdp"),
+            body: b"v=0\r\n",
+            extra_headers: &[("Referred-By", b"<sip:alice@192.0.2.9>")],
+        };
+        let mut written = Vec::new();
+        build::initial_invite(&parties, &parts, &mut written).unwrap();
+        let scanned = InviteCopy::new(&MessageView::parse(&written).unwrap());
+        let own = InviteCopy::of_own(&parties, via, contact);
+        assert_eq!(own.bytes, scanned.bytes);
+        assert_eq!(
+            super::tests::shown(&own.view().unwrap()),
+            super::tests::shown(&scanned.view().unwrap())
+        );
+        assert_eq!(
+            (own.from(), own.to(), own.contact()),
+            (scanned.from(), scanned.to(), scanned.contact())
+        );
+        assert_eq!(own.request_uri(), b"sip:bob@192.0.2.4:5070");
     }
 }

@@ -126,7 +126,7 @@ impl DialogManager {
             // A new INVITE after a final answer, e.g. with credentials after a 401.
             self.pending_remove(known.key);
         }
-        match self.admit_invite(policy, view, source, now_ms) {
+        match self.admit_invite(policy, view, source, out.answered(), now_ms) {
             Ok(pending) => {
                 // An admitted INVITE's record always carries the tag chosen for it.
                 let to_tag = pending.to_tag.ok_or(ManagerError::Random)?;

@@ -145,7 +145,7 @@ impl DialogManager {
     ) -> Result<u32, ManagerError> {
         let cseq = self.table.next_local_cseq(dialog)?;
         let mut via = [0u8; 128];
-        let via_len = self.via(dialog, cseq, b'q', &mut via);
+        let via_len = self.via(out.owner(), dialog, cseq, b'q', &mut via);
         // Target refreshes carry our Contact (§12.2.1.1), and REFER and NOTIFY must too
         // (RFC 3515 §7, RFC 6665 §8.2.1).
         let contact = matches!(
@@ -187,7 +187,7 @@ impl DialogManager {
     ) -> Result<(), ManagerError> {
         let (_, info) = self.cold.get(dialog).ok_or(ManagerError::UnknownDialog)?;
         let mut via = [0u8; 128];
-        let via_len = self.via(dialog, invite_cseq, b'a', &mut via);
+        let via_len = self.via(out.owner(), dialog, invite_cseq, b'a', &mut via);
         // An ACK is never resent by the transport: the 2xx it answers is (§13.2.2.4).
         out.push(
             Meta::request(Some(dialog)).delivered(Delivery::Once),

@@ -380,3 +380,76 @@ fn blind_transfer_reports_trying_then_success_and_leaves_no_subscription() {
         Err(ManagerError::NoSubscription)
     );
 }
+
+#[test]
+fn the_outbox_says_how_to_send_each_message_without_reading_it() {
+    use crate::txn::{Transactions, TxnConfig};
+    let (alice, bob) = managers();
+    let (mut a_out, mut b_out) = (Outbox::for_owner(3), Outbox::for_owner(0x2b));
+    let inv = invite("c-out@a", "at", 1);
+    alice.on_sent(&inv, 0).unwrap();
+    // A server transaction token from a real layer, and where answers go.
+    let mut layer = Transactions::with_secret(TxnConfig::default(), [1; 16]).unwrap();
+    let peer: std::net::SocketAddr = "192.0.2.1:5060".parse().unwrap();
+    let mut transmits = crate::txn::Transmits::new();
+    let view = crate::wire::MessageView::parse(&inv).unwrap();
+    let crate::txn::Received::New(txn) = layer
+        .on_request(
+            &view,
+            peer,
+            crate::txn::Transport::Unreliable,
+            0,
+            &mut transmits,
+        )
+        .unwrap()
+    else {
+        panic!("a new transaction")
+    };
+    b_out.answering(Some(Answering {
+        txn: Some(txn),
+        to: peer,
+    }));
+    let Verdict::NewInvite { invite, .. } =
+        bob.on_message(&view, Some(peer), 0, &mut b_out).unwrap()
+    else {
+        panic!("not a new INVITE")
+    };
+    // The request in hand is done with; the INVITE's record remembers its transaction.
+    b_out.answering(None);
+    bob.respond_invite(invite, 200, &Default::default(), 10, &mut b_out)
+        .unwrap();
+    let ok = b_out.iter().next().unwrap();
+    assert_eq!(ok.kind, Kind::Response(200));
+    assert_eq!(
+        (ok.txn, ok.destination, ok.branch),
+        (Some(txn), Some(peer), None)
+    );
+    let ok = ok.bytes.to_vec();
+    b_out.clear();
+    let Verdict::Confirmed { dialog, cseq, .. } = alice.on_received(&ok, 20, &mut a_out).unwrap()
+    else {
+        panic!("not confirmed")
+    };
+    alice.ack(dialog, cseq, &mut a_out).unwrap();
+    alice
+        .request(
+            dialog,
+            crate::wire::Method::Bye,
+            &RequestBody::default(),
+            30,
+            &mut a_out,
+        )
+        .unwrap();
+    let sent: Vec<_> = a_out.iter().collect();
+    assert_eq!(sent[0].kind, Kind::Request(crate::wire::Method::Ack));
+    assert_eq!(sent[1].kind, Kind::Request(crate::wire::Method::Bye));
+    for msg in &sent {
+        let branch = msg.branch.unwrap();
+        let view = crate::wire::MessageView::parse(msg.bytes).unwrap();
+        assert_eq!(view.via_branch(), Some(branch));
+        assert_eq!(alice.branch_owner(branch), Some(3));
+        // Another manager's prefix differs: not ours.
+        assert_eq!(bob.branch_owner(branch), None);
+        assert_eq!((msg.txn, msg.next_hop.is_some()), (None, true));
+    }
+}

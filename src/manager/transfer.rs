@@ -12,8 +12,10 @@ use bumpalo::Bump;
 use smallvec::SmallVec;
 
 use super::outbox::Meta;
+use super::pending::{self, InviteCopy, NewRecord, PendingInvite};
 use super::{DialogManager, ManagerError, Outbox, RequestBody, Verdict};
-use crate::build::{self, DialogParts, RequestParts, ResponseParts};
+use crate::build::{self, BuildError, DialogParts, RequestParts, ResponseParts};
+use crate::dialog::Role;
 use crate::id::Tag;
 use crate::metrics::ReferOutcome;
 use crate::refer::{
@@ -401,7 +403,7 @@ impl DialogManager {
         let mut unique = [0u8; 17];
         unique[..16].copy_from_slice(from_tag.as_bytes());
         unique[16] = b'i';
-        let via_len = self.via_with(&unique, &mut via);
+        let via_len = self.via_with(out.owner(), &unique, &mut via);
         let parts = RequestParts {
             method: Method::Invite,
             cseq: 1,
@@ -415,10 +417,27 @@ impl DialogManager {
         out.push(Meta::request(None), |buf| {
             build::initial_invite(&parties, &parts, buf)
         })?;
-        let recorded = match out.iter().last() {
-            Some(sent) => self.on_sent(sent.bytes, now_ms),
-            None => Ok(None),
-        };
+        // Recorded as `on_sent` would, from the parts rather than by scanning what was written.
+        let via = parts.via;
+        let top =
+            crate::wire::value::via(via).map_err(|()| BuildError::InvalidValue { header: "Via" });
+        let recorded = top.map_err(ManagerError::from).and_then(|top| {
+            let record = NewRecord {
+                key: self.pending_key(parties.call_id, parties.local_tag, Role::Uac),
+                role: Role::Uac,
+                via: pending::via_key_of(
+                    self.table.fingerprinter(),
+                    top.branch.unwrap_or_default(),
+                    top.sent_by,
+                ),
+                source: None,
+                to_tag: None,
+                charge: None,
+                answering: None,
+            };
+            let copy = InviteCopy::of_own(&parties, via, &self.config.contact);
+            self.pending_insert(PendingInvite::with_copy(record, copy, 1), now_ms)
+        });
         if let Err(e) = recorded {
             // Untracked, the INVITE must not leave (its answers would match nothing).
             out.pop();

@@ -79,6 +79,9 @@ pub enum SecurityError {
     TooManyInvites,
     /// A Refer-To host outside [`Policy::transfer_targets`].
     TransferTargetNotAllowed,
+    /// The caller's transaction layer is at its count cap or byte budget
+    /// ([`crate::txn::TxnError::Full`]).
+    TooManyTransactions,
 }
 
 impl SecurityError {
@@ -102,7 +105,8 @@ impl SecurityError {
             | SecurityError::SourceFull { .. }
             | SecurityError::TooManyDialogs { .. }
             | SecurityError::TooManyEarlyDialogs { .. }
-            | SecurityError::TooManyInvites => (503, "Service Unavailable"),
+            | SecurityError::TooManyInvites
+            | SecurityError::TooManyTransactions => (503, "Service Unavailable"),
         }
     }
 
@@ -132,6 +136,7 @@ impl std::fmt::Display for SecurityError {
             SecurityError::TooManyEarlyDialogs { max } => write!(f, "{max} early dialogs held"),
             SecurityError::TooManyInvites => f.write_str("INVITE records at their budget"),
             SecurityError::TransferTargetNotAllowed => f.write_str("transfer target not allowed"),
+            SecurityError::TooManyTransactions => f.write_str("transactions at their budget"),
         }
     }
 }
