@@ -7,9 +7,9 @@ tests/flood_serve.rs and tests/flood_b2bua.rs try small, sized as an attacker wo
                    50 legitimate calls a second. Aims (from the issue): every excess INVITE gets
                    503 with Retry-After, >= 99 % of the legitimate calls succeed, memory peaks
                    within 64 MiB of its baseline and is back within 10 % of it 64xT1 + 3 s later.
-  options          `serve`, default response caches (8 MiB per worker, 2 workers): 30 000 valid
-                   61 KB OPTIONS (240 Vias) from 127.0.0.3. Each is answered 200 and cached:
-                   memory grows by no more than the caches' budget, and gives it back.
+  options          `serve`, default transaction budget (16 MiB per worker, 2 workers): 30 000
+                   valid 61 KB OPTIONS (240 Vias) from 127.0.0.3. Each is answered 200, kept in
+                   its transaction: memory grows by no more than that budget, and gives it back.
   record-route     `serve`: 5 000 INVITEs carrying 62 KB of Record-Route (440 entries, eleven
                    to a line) from 127.0.0.4: every one gets 513 (the policy's route budget,
                    16 entries / 4 096 bytes), no dialog is made, memory comes back.
@@ -278,9 +278,8 @@ def baseline(endpoint):
 # What the endpoint holds, printed next to "after" so that a figure above the baseline can be
 # told apart from structures still in use.
 HELD = ("sipdialog_dialogs_active", "sipdialog_invite_records", "sipdialog_invite_record_bytes",
-        "sipdialog_security_sources", "sipdialog_endpoint_response_cache_entries",
-        "sipdialog_endpoint_response_cache_bytes", "sipdialog_endpoint_retransmissions",
-        "sipdialog_endpoint_retransmission_bytes")
+        "sipdialog_security_sources", "sipdialog_endpoint_transactions",
+        "sipdialog_endpoint_transaction_bytes")
 
 
 def after_memory(endpoint, mem, since, wait=TIMER_B + TRIM):
@@ -540,7 +539,7 @@ def scenario_invite(ctx):
     ep = Endpoint("serve", workdir, base, ["--capacity", "10000"])
     try:
         mem = Memory(baseline(ep))
-        watch = Watch(ep, gauges=("sipdialog_dialogs_active", "sipdialog_endpoint_retransmissions",
+        watch = Watch(ep, gauges=("sipdialog_dialogs_active", "sipdialog_endpoint_transactions",
                                   "sipdialog_invite_records"))
         drops = udp_rcvbuf_errors()
         peer = Peer("127.0.0.2", base + 2)
@@ -618,8 +617,7 @@ def oversized(ctx, name, ip, make, count, expect_status, method):
     ep = Endpoint("serve", workdir, base, [])
     try:
         mem = Memory(baseline(ep))
-        watch = Watch(ep, gauges=("sipdialog_endpoint_response_cache_bytes",
-                                  "sipdialog_endpoint_retransmission_bytes", "sipdialog_invite_record_bytes"))
+        watch = Watch(ep, gauges=("sipdialog_endpoint_transaction_bytes", "sipdialog_invite_record_bytes"))
         drops = udp_rcvbuf_errors()
         peer = Peer(ip, base + 2)
         size = len(make(0, peer.via))
@@ -652,19 +650,19 @@ def oversized(ctx, name, ip, make, count, expect_status, method):
 
 def scenario_options(ctx):
     """30 000 valid 61 KB OPTIONS from 127.0.0.3: each answered 200 (the answer repeats every
-    Via, so it is 61 KB too) and kept in the response cache, 8 MiB per worker at most."""
+    Via, so it is 61 KB too) and kept in its transaction, 16 MiB of messages per worker at most."""
     count = ctx.count(30_000, 1_000)
-    cache_mib = 2 * 8  # --response-cache-bytes default (8 MiB) x 2 workers
+    cache_mib = 2 * 16  # --transaction-bytes default (16 MiB) x 2 workers
     run = oversized(ctx, "options", "127.0.0.3", lambda n, via: big_options(n, via, PAD_VIAS), count, 200,
                     "OPTIONS")
     mem = run.mem
-    # As tests/flood_serve.rs: the caches' budget plus 24 MiB in flight; back within the
-    # settled slack once the cached answers are 64xT1 old.
+    # As tests/flood_serve.rs: the transactions' budget plus 24 MiB in flight; back within the
+    # settled slack once the answers kept are 64xT1 old.
     mem_text = memory_aims(mem, cache_mib + 24, after_mib=SETTLED_SLACK_MIB)
-    # One source address and port hash to one worker (SO_REUSEPORT): one worker's cache fills.
-    cached = mib(run.peaks["sipdialog_endpoint_response_cache_bytes"] / 1024)
-    growth = (f"growth anon {mem.growth_mib(1):+.1f} / VmRSS {mem.growth_mib(0):+.1f} MiB vs cache budget "
-              f"{cache_mib} MiB (2 workers x 8 MiB; caches held {cached:.1f} MiB at the peak)")
+    # One source address and port are steered to one worker: one worker's transactions fill.
+    cached = mib(run.peaks["sipdialog_endpoint_transaction_bytes"] / 1024)
+    growth = (f"growth anon {mem.growth_mib(1):+.1f} / VmRSS {mem.growth_mib(0):+.1f} MiB vs transaction "
+              f"budget {cache_mib} MiB (2 workers x 16 MiB; transactions held {cached:.1f} MiB at the peak)")
     return Row("options", f"{count} OPTIONS of {run.size} bytes (240 Vias) at 800/s from 127.0.0.3",
                f"{run.answered} answered 200 ({run.received} reached the endpoint); {growth}",
                mem, f"{mem_text} (budget {cache_mib} MiB + 24 MiB in flight); exit {run.code}")
@@ -701,7 +699,7 @@ def scenario_b2bua_silent(ctx):
     try:
         mem = Memory(baseline(ep))
         watch = Watch(ep, gauges=("sipdialog_b2bua_leg_entries", "sipdialog_b2bua_leg_bytes",
-                                  "sipdialog_invite_records", "sipdialog_endpoint_retransmissions"))
+                                  "sipdialog_invite_records", "sipdialog_endpoint_transactions"))
         for r in range(rounds):
             # The callers ACK their 408 (§17.1.1.3), so it is not retransmitted to them.
             peer = Peer("127.0.0.5", base + 10 + r, ack_to=ep.sip)
@@ -736,7 +734,7 @@ def scenario_b2bua_silent(ctx):
         watch.finish()
         samples = ep.scrape() or []
         after = {g: metric(samples, g) for g in legs + ("sipdialog_invite_records", "sipdialog_invite_record_bytes",
-                                                       "sipdialog_endpoint_retransmissions",
+                                                       "sipdialog_endpoint_transactions",
                                                        "sipdialog_dialogs_active")}
     finally:
         code = ep.stop()

@@ -110,7 +110,7 @@ fn a_silent_upstream_costs_nothing_lasting() {
     );
     let retransmitting = wait_for(
         &b2bua,
-        "sipdialog_endpoint_retransmissions",
+        "sipdialog_endpoint_transactions",
         0,
         Duration::from_secs(10),
     );
@@ -120,7 +120,7 @@ fn a_silent_upstream_costs_nothing_lasting() {
     println!(
         "{total} INVITEs to a silent upstream: {outbound} outbound INVITEs at the peak, \
          {} INVITE datagrams upstream, {timeouts} callers got 408; leg entries {legs}, INVITE \
-         records {records}, in flight {retransmitting} after; anonymous RSS {baseline} KiB before, \
+         records {records}, transactions {retransmitting} after; anonymous RSS {baseline} KiB before, \
          {peak} KiB at the peak, {after} KiB after",
         upstream_got.len()
     );

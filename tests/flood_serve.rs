@@ -217,7 +217,7 @@ fn invite_flood_past_capacity() {
 }
 
 /// 61 KB OPTIONS (240 Vias, answered 200 and cached) and 62 KB of Record-Route on INVITEs
-/// (513): memory grows by no more than the response caches' budget.
+/// (513): memory grows by no more than the transactions' byte budget.
 #[test]
 fn oversized_messages_stay_within_the_budgets() {
     let _serial = one_at_a_time();
@@ -226,12 +226,7 @@ fn oversized_messages_stay_within_the_budgets() {
     let serve = serve(
         &dir,
         24010,
-        &[
-            "--t1-ms",
-            "100",
-            "--response-cache-bytes",
-            &cache.to_string(),
-        ],
+        &["--t1-ms", "100", "--transaction-bytes", &cache.to_string()],
     );
     let pid = serve.pid();
     sleep(Duration::from_millis(300));
@@ -293,11 +288,11 @@ Call-ID: opt-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
             .filter(|(s, m, _)| *s == status && m == method)
             .count()
     };
-    let cached = serve.metric("sipdialog_endpoint_response_cache_bytes");
+    let cached = serve.metric("sipdialog_endpoint_transaction_bytes");
     println!(
         "{options_n} 61 KB OPTIONS: {} answered 200; {invites_n} 62 KB Record-Route INVITEs: {} \
          answered 513; anonymous RSS {baseline} KiB before, peak {peak} KiB, {during} KiB at the end, \
-         {after} KiB 64xT1 later; response caches hold {cached} bytes",
+         {after} KiB 64xT1 later; transactions hold {cached} bytes",
         count(200, "OPTIONS"),
         count(513, "INVITE"),
     );
@@ -312,7 +307,7 @@ Call-ID: opt-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
         "INVITEs refused with 513"
     );
     assert_eq!(serve.metric("sipdialog_dialogs_created_total"), 0);
-    // Two workers' caches, plus what is in flight and the allocator's slack.
+    // Two workers' transactions, plus the allocator's slack.
     let budget_kib = 2 * cache as u64 / 1024;
     assert!(
         peak <= baseline + budget_kib + 24 * 1024,

@@ -8,12 +8,13 @@ mod legs;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use bumpalo::Bump;
 use sipdialog::build::ResponseParts;
 use sipdialog::manager::{
-    Expiry, ExpiryReason, InviteId, ManagerError, NewCall, Replaced, ReplacedAction, RequestBody,
-    Verdict,
+    Expiry, ExpiryReason, InviteId, KeptRequest, ManagerError, NewCall, Replaced, ReplacedAction,
+    RequestBody, Verdict,
 };
 use sipdialog::metrics::TerminationReason;
 use sipdialog::refer::ReferRequest;
@@ -22,7 +23,7 @@ use sipdialog::state::Phase;
 use sipdialog::table::DialogHandle;
 use sipdialog::wire::{HeaderName, MessageView, Method};
 
-use crate::endpoint::{sdp_offer, Io, Mode};
+use crate::endpoint::{sdp_offer, Io, Mode, Sent};
 use crate::serve::not_served;
 pub use legs::LegBudget;
 use legs::{Legs, Origin, Outbound};
@@ -39,7 +40,7 @@ pub enum Action {
         transferor: DialogHandle,
         id: u32,
         status: u16,
-        trying: Option<u64>,
+        trying: Option<Arc<Sent>>,
     },
 }
 
@@ -196,7 +197,7 @@ impl B2bua {
                         trying,
                     } => {
                         if *subscribed {
-                            self.final_notify(io, *transferor, *id, 200, *trying);
+                            self.final_notify(io, *transferor, *id, 200, trying.clone());
                         }
                         // The transferor leaves; its peer now talks to the target.
                         self.legs.unlink(*transferor);
@@ -228,31 +229,38 @@ impl B2bua {
                 subscribed: true,
                 trying,
                 ..
-            } => self.final_notify(io, *transferor, *id, status, *trying),
+            } => self.final_notify(io, *transferor, *id, status, trying.clone()),
             Origin::Transfer { .. } => {}
         }
     }
 
     /// The final NOTIFY, held until NOTIFY 100 is answered (or given up at 64×T1), so the
-    /// transferor gets them in order even through a proxy that reorders.
+    /// transferor gets them in order even through a proxy that reorders. The question goes to
+    /// the worker holding NOTIFY 100's transaction.
     fn final_notify(
         &self,
         io: &mut Io<'_, Action>,
         transferor: DialogHandle,
         id: u32,
         status: u16,
-        trying: Option<u64>,
+        trying: Option<Arc<Sent>>,
     ) {
-        if trying.is_some_and(|key| io.shared.retransmissions.contains(key)) {
-            let at = io.now + NOTIFY_WAIT_MS;
-            let action = Action::FinalNotify {
-                transferor,
-                id,
-                status,
-                trying,
-            };
-            io.schedule(at, action);
-            return;
+        if let Some(sent) = &trying {
+            let in_flight = io.in_flight(sent);
+            if in_flight != Some(false) {
+                let worker = sent.worker;
+                let action = Action::FinalNotify {
+                    transferor,
+                    id,
+                    status,
+                    trying,
+                };
+                match in_flight {
+                    Some(_) => io.schedule(io.now + NOTIFY_WAIT_MS, action),
+                    None => io.hand_over(worker, action),
+                }
+                return;
+            }
         }
         if let Err(e) = io
             .shared
@@ -285,19 +293,19 @@ impl B2bua {
         from: DialogHandle,
         method: Method,
     ) {
-        let bytes = view.as_bytes();
         let Some(to) = self.legs.other(from) else {
-            io.respond(bytes, 481, &ResponseParts::default());
+            io.respond(view, 481, &ResponseParts::default());
             return;
         };
-        if !self.legs.reserve_relayed(bytes.len()) {
+        let kept = KeptRequest::new(view);
+        if !self.legs.reserve_relayed(kept.bytes()) {
             let retry = io.shared.retry_after();
             let headers: [(&str, &[u8]); 1] = [("Retry-After", retry.as_bytes())];
             let parts = ResponseParts {
                 extra_headers: &headers,
                 ..ResponseParts::default()
             };
-            io.respond(bytes, 503, &parts);
+            io.respond(view, 503, &parts);
             return;
         }
         let body = RequestBody {
@@ -307,19 +315,19 @@ impl B2bua {
         };
         match io.shared.manager.request(to, method, &body, io.now, io.out) {
             Ok(cseq) => {
-                self.legs.add_relayed(to, cseq, bytes);
+                self.legs.add_relayed(to, cseq, kept, io.out.answered());
                 let at = io.now + 64 * io.shared.t1_ms + io.shared.t1_ms;
                 io.schedule(at, Action::RelayTimeout { leg: to, cseq });
             }
             Err(e) => {
-                self.legs.unreserve_relayed(bytes.len());
+                self.legs.unreserve_relayed(kept.bytes());
                 // Glare on the other leg is glare for this one too.
                 let status = if method == Method::Invite {
                     491
                 } else {
                     e.status().0
                 };
-                io.respond(bytes, status, &ResponseParts::default());
+                io.respond(view, status, &ResponseParts::default());
             }
         }
     }
@@ -337,7 +345,7 @@ impl B2bua {
         if method == Method::Invite && status < 300 {
             let _ = io.shared.manager.ack(leg, cseq, io.out);
         }
-        let Some(request) = self.legs.take_relayed(leg, cseq) else {
+        let Some((request, answering)) = self.legs.take_relayed(leg, cseq) else {
             return;
         };
         let parts = ResponseParts {
@@ -345,7 +353,7 @@ impl B2bua {
             body: view.body(),
             ..ResponseParts::default()
         };
-        io.respond(&request, status, &parts);
+        io.respond_kept(&request, answering, status, &parts);
     }
 
     /// A REFER from one leg (the manager checked its target against the policy before the
@@ -368,12 +376,7 @@ impl B2bua {
         let mut trying = None;
         if subscribed && manager.notify(transferor, id, 100, io.now, io.out).is_ok() {
             // `notify` wrote the NOTIFY last.
-            trying = io
-                .out
-                .iter()
-                .last()
-                .and_then(|m| MessageView::parse(m.bytes).ok())
-                .and_then(|v| io.shared.keys.client(&v));
+            trying = io.last_request().map(Arc::new);
         }
         let target = refer.target.uri;
         let to = [b"<", target, b">"].concat();
@@ -468,8 +471,10 @@ impl Mode for B2bua {
             Verdict::Bye { dialog } => self.leg_ended(io, dialog),
             Verdict::Ended { dialog, status } => {
                 // A 481 or 408 to a relayed request ends its leg: its sender hears the same.
-                if let Some(request) = self.legs.take_relayed(dialog, view.cseq().number) {
-                    io.respond(&request, status, &ResponseParts::default());
+                if let Some((request, answering)) =
+                    self.legs.take_relayed(dialog, view.cseq().number)
+                {
+                    io.respond_kept(&request, answering, status, &ResponseParts::default());
                 }
                 self.leg_ended(io, dialog);
             }
@@ -509,8 +514,8 @@ impl Mode for B2bua {
     fn on_action(&self, io: &mut Io<'_, Action>, action: Action) {
         match action {
             Action::RelayTimeout { leg, cseq } => {
-                if let Some(request) = self.legs.take_relayed(leg, cseq) {
-                    io.respond(&request, 408, &ResponseParts::default());
+                if let Some((request, answering)) = self.legs.take_relayed(leg, cseq) {
+                    io.respond_kept(&request, answering, 408, &ResponseParts::default());
                 }
             }
             Action::FinalNotify {

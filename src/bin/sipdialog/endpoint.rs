@@ -1,27 +1,34 @@
-//! The worker loop every mode shares: receive a datagram, absorb retransmissions, stamp the
-//! request's Via with where it came from, let the manager judge it, let the mode act, send
-//! what the outbox holds; in between, fire timers (our retransmissions, the mode's scheduled
-//! actions, the manager's expiries).
+//! The worker loop every mode shares: receive a batch of datagrams, let the worker's
+//! transaction layer (`sipdialog::txn`) absorb retransmissions, stamp a request's Via with
+//! where it came from, let the manager judge the message, let the mode act, and send what
+//! the outbox holds through the transaction layer; in between, fire timers (the transaction
+//! layer's retransmissions, the mode's scheduled actions, the manager's expiries).
+//!
+//! Each worker owns the transactions of the peers the kernel steers to it (`steer`): what is
+//! to be sent to another worker's peer, or answered on another worker's transaction, is handed
+//! to that worker with everything needed to send it, never as bytes to scan again.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use sipdialog::build::{self, ResponseParts};
 use sipdialog::manager::{
-    Delivery, DialogManager, Expiry, InviteId, ManagerError, Outbox, Verdict,
+    Answering, Delivery, DialogManager, Expiry, InviteId, KeptRequest, Kind, ManagerError, Outbox,
+    Verdict,
+};
+use sipdialog::security::SecurityError;
+use sipdialog::txn::{
+    Expired, Received, Request, Transactions, Transmits, Transport, TxnConfig, TxnError, TxnId,
+    TxnState,
 };
 use sipdialog::wire::{MessageView, Method};
 
 use crate::batch::{self, Receiver, Sender};
-use crate::net;
-use crate::txn::{self, Budget, KeyHasher, ResponseCache, Retransmissions};
-
-/// RFC 3261 T2: the cap on the retransmission interval.
-const T2_MS: u64 = 4_000;
+use crate::{net, steer};
 
 /// A minimal SDP body (one PCMU audio stream at `ip`): the answer serve gives, the offer the
 /// B2BUA makes to a transfer target. Media is not handled; the dialogs are.
@@ -42,22 +49,83 @@ pub struct Stats {
     pub rejected: AtomicU64,
     /// Datagrams that did not scan.
     pub malformed: AtomicU64,
-    /// Requests sent once only: to an address the dialog's peer never sent from, or past the
-    /// retransmission budget.
+    /// Requests sent once only: to an address the dialog's peer never sent from, or with no
+    /// room left in the transaction layer.
     pub sent_once: AtomicU64,
-    /// Response cache entries and bytes, all workers (each adds what changed in its own).
-    pub cache_entries: AtomicI64,
-    pub cache_bytes: AtomicI64,
+    /// Messages handed to another worker (its peer's transaction lives there).
+    pub handed_over: AtomicU64,
+    /// Datagrams received, keepalives left out.
+    pub received: AtomicU64,
+    /// Transactions and the bytes they hold, all workers (each adds what changed in its own).
+    pub transactions: AtomicI64,
+    pub transaction_bytes: AtomicI64,
+}
+
+/// Work for another worker: a message to send on one of its peers' transactions, or a mode's
+/// action that needs that worker's transactions.
+pub enum Handover<A> {
+    /// A request to one of that worker's peers: its client transaction lives there.
+    Request {
+        bytes: Vec<u8>,
+        method: Method,
+        /// The top Via branch, as offsets into `bytes`.
+        branch: Option<(usize, usize)>,
+        to: SocketAddr,
+        /// Resent until answered, or sent once.
+        reliable: bool,
+    },
+    /// A response to a request whose server transaction lives there.
+    Answer {
+        txn: TxnId,
+        status: u16,
+        bytes: Vec<u8>,
+        /// Sent once and the transaction forgotten (a refusal).
+        once: bool,
+        /// Where a refusal goes if the transaction has ended meanwhile.
+        to: Option<SocketAddr>,
+    },
+    /// A mode's action, to run there now.
+    Action(A),
+}
+
+/// A request we sent, as [`Io::in_flight`] finds its client transaction.
+pub struct Sent {
+    /// The worker whose transactions hold it (its peer's).
+    pub worker: usize,
+    branch: Box<[u8]>,
+    method: Method,
+}
+
+/// A worker's mail: every worker's inbox (to hand work over) and its own receiving end.
+pub type Mail<A> = (Arc<Inboxes<A>>, mpsc::Receiver<Handover<A>>);
+
+/// Every worker's inbox, by worker number.
+pub struct Inboxes<A>(Vec<mpsc::Sender<Handover<A>>>);
+
+impl<A> Inboxes<A> {
+    /// Inboxes for `workers` workers, and the receiving end of each.
+    pub fn new(workers: usize) -> (Inboxes<A>, Vec<mpsc::Receiver<Handover<A>>>) {
+        let (senders, receivers) = (0..workers.max(1)).map(|_| mpsc::channel()).unzip();
+        (Inboxes(senders), receivers)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn send(&self, stats: &Stats, worker: usize, item: Handover<A>) {
+        if let Some(inbox) = self.0.get(worker) {
+            if inbox.send(item).is_ok() {
+                stats.handed_over.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// What every worker shares.
 pub struct Shared {
     /// The dialog layer.
     pub manager: Arc<DialogManager>,
-    /// Requests and final INVITE responses in flight.
-    pub retransmissions: Retransmissions,
-    /// Transaction keys.
-    pub keys: KeyHasher,
     /// Set on SIGINT/SIGTERM: new INVITEs get 503.
     pub draining: AtomicBool,
     /// Set when the drain asks for every call to be hung up (worker 0 does it once).
@@ -68,21 +136,22 @@ pub struct Shared {
     pub stats: Stats,
     /// RFC 3261 T1.
     pub t1_ms: u64,
+    /// Each worker's transaction layer (its owner number set per worker).
+    pub txn: TxnConfig,
     clock: Instant,
 }
 
 impl Shared {
-    /// Shared state around `manager`, retransmitting within `budget`.
-    pub fn new(manager: Arc<DialogManager>, t1_ms: u64, budget: Budget) -> Shared {
+    /// Shared state around `manager`, each worker's transactions set up as `txn` says.
+    pub fn new(manager: Arc<DialogManager>, txn: TxnConfig) -> Shared {
         Shared {
             manager,
-            retransmissions: Retransmissions::new(budget),
-            keys: KeyHasher::default(),
             draining: AtomicBool::new(false),
             hang_up_all: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             stats: Stats::default(),
-            t1_ms,
+            t1_ms: txn.t1_ms,
+            txn,
             clock: Instant::now(),
         }
     }
@@ -98,25 +167,10 @@ impl Shared {
     }
 }
 
-/// Something to do later on this worker.
-pub enum Task<A> {
-    /// Resend what is in flight under this key, unless it was answered.
-    Retransmit {
-        /// Retransmission key.
-        key: u64,
-        /// The interval that led here (doubles up to T2).
-        interval: u64,
-        /// 64×T1 after the first send: give up.
-        give_up_at: u64,
-    },
-    /// The mode's own action.
-    App(A),
-}
-
 struct Scheduled<A> {
     at: u64,
     seq: u64,
-    task: Task<A>,
+    action: A,
 }
 
 impl<A> PartialEq for Scheduled<A> {
@@ -165,7 +219,8 @@ pub trait Mode: Send + Sync {
     }
 }
 
-/// What a mode gets to act with: the shared state, the outbox, the clock, and its timers.
+/// What a mode gets to act with: the shared state, the outbox, the clock, its timers, and a
+/// look at the worker's transactions.
 pub struct Io<'w, A> {
     /// Shared state.
     pub shared: &'w Shared,
@@ -173,23 +228,58 @@ pub struct Io<'w, A> {
     pub out: &'w mut Outbox,
     /// Now, on the manager's clock.
     pub now: u64,
+    /// This worker's number.
+    pub worker: usize,
     tasks: &'w mut BinaryHeap<Reverse<Scheduled<A>>>,
     seq: &'w mut u64,
+    txns: &'w Transactions,
+    inboxes: &'w Inboxes<A>,
 }
 
 impl<A> Io<'_, A> {
     /// Runs `action` at `at` on this worker.
     pub fn schedule(&mut self, at: u64, action: A) {
-        schedule(self.tasks, self.seq, at, Task::App(action));
+        schedule(self.tasks, self.seq, at, action);
     }
 
-    /// Answers `request` with `status` through the manager (which adds the To tag and records
-    /// what the answer does to the dialogs). Errors are logged.
-    pub fn respond(&mut self, request: &[u8], status: u16, parts: &ResponseParts<'_>) {
+    /// Runs `action` now on `worker` (this one: at once, after the current message).
+    pub fn hand_over(&mut self, worker: usize, action: A) {
+        match worker == self.worker {
+            true => self.schedule(self.now, action),
+            false => self
+                .inboxes
+                .send(&self.shared.stats, worker, Handover::Action(action)),
+        }
+    }
+
+    /// Answers the request in hand (`view`, the one the verdict is about) with `status`
+    /// through the manager (which adds the To tag and records what the answer does to the
+    /// dialogs). Errors are logged.
+    pub fn respond(&mut self, view: &MessageView<'_>, status: u16, parts: &ResponseParts<'_>) {
         let result = self
             .shared
             .manager
-            .respond(request, status, parts, self.now, self.out);
+            .respond_to(view, status, parts, self.now, self.out);
+        self.count(status, result.as_ref().err());
+    }
+
+    /// Answers a request received earlier, kept with its transaction (`answering`, what
+    /// [`Outbox::answered`] said when it was in hand): the B2BUA's relayed requests, answered
+    /// when the other leg answers. No scan: the kept copy knows its fields.
+    pub fn respond_kept(
+        &mut self,
+        request: &KeptRequest,
+        answering: Option<Answering>,
+        status: u16,
+        parts: &ResponseParts<'_>,
+    ) {
+        let in_hand = self.out.answered();
+        self.out.answering(answering);
+        let result = self
+            .shared
+            .manager
+            .respond_kept(request, status, parts, self.now, self.out);
+        self.out.answering(in_hand);
         self.count(status, result.as_ref().err());
     }
 
@@ -220,6 +310,41 @@ impl<A> Io<'_, A> {
         self.respond_invite(invite, 503, &parts);
     }
 
+    /// The last request written into the outbox, to ask [`Io::in_flight`] about later.
+    pub fn last_request(&self) -> Option<Sent> {
+        let msg = self.out.iter().last()?;
+        let Kind::Request(method) = msg.kind else {
+            return None;
+        };
+        let to = msg
+            .destination
+            .or_else(|| msg.next_hop.and_then(net::uri_addr))?;
+        Some(Sent {
+            worker: steer::owner(to, self.inboxes.len()),
+            branch: msg.branch?.into(),
+            method,
+        })
+    }
+
+    /// Whether a request of ours still waits for its final response (false once answered,
+    /// given up, or when it went out once); `None` when its transaction is another worker's
+    /// ([`Sent::worker`]: hand the question over).
+    pub fn in_flight(&self, sent: &Sent) -> Option<bool> {
+        if sent.worker != self.worker {
+            return None;
+        }
+        let method = sent.method;
+        let token = method.as_str().unwrap_or_default().as_bytes();
+        let state = self
+            .txns
+            .find_client(&sent.branch, method, token)
+            .and_then(|txn| self.txns.state(txn));
+        Some(matches!(
+            state,
+            Some(TxnState::Calling | TxnState::Trying | TxnState::Proceeding)
+        ))
+    }
+
     fn count(&self, status: u16, error: Option<&ManagerError>) {
         match error {
             None if status >= 300 => {
@@ -235,65 +360,73 @@ impl<A> Io<'_, A> {
     }
 }
 
-fn schedule<A>(
-    tasks: &mut BinaryHeap<Reverse<Scheduled<A>>>,
-    seq: &mut u64,
-    at: u64,
-    task: Task<A>,
-) {
+fn schedule<A>(tasks: &mut BinaryHeap<Reverse<Scheduled<A>>>, seq: &mut u64, at: u64, action: A) {
     *seq += 1;
     tasks.push(Reverse(Scheduled {
         at,
         seq: *seq,
-        task,
+        action,
     }));
 }
 
-/// One worker: its socket, outbox, response cache and timers.
+/// One worker: its socket, outbox, transactions and timers.
 pub struct Worker<M: Mode> {
     id: usize,
     shared: Arc<Shared>,
     mode: Arc<M>,
     socket: UdpSocket,
+    inboxes: Arc<Inboxes<M::Action>>,
+    inbox: mpsc::Receiver<Handover<M::Action>>,
     /// What this worker sends, batched: flushed once a received batch is handled and once
     /// the timers have fired, so nothing waits while the worker blocks in a receive.
     sender: Sender,
     out: Outbox,
-    cache: ResponseCache,
+    txns: Transactions,
+    transmits: Transmits,
+    txn_expired: Vec<Expired>,
     tasks: BinaryHeap<Reverse<Scheduled<M::Action>>>,
     seq: u64,
     expired: Vec<Expiry>,
     next_manager_check: u64,
     /// A received request with its Via stamped (reused).
     stamped: Vec<u8>,
-    /// The cache usage last added to [`Stats`].
+    /// The transaction usage last added to [`Stats`].
     published: (usize, usize),
 }
 
 impl<M: Mode> Worker<M> {
-    /// A worker on `socket`, caching responses within `cache`.
+    /// Worker `id` on `socket`, taking what other workers hand it from `inbox` (its own in
+    /// `inboxes`).
     pub fn new(
         id: usize,
         shared: Arc<Shared>,
         mode: Arc<M>,
         socket: UdpSocket,
-        cache: Budget,
-    ) -> Worker<M> {
-        Worker {
+        (inboxes, inbox): Mail<M::Action>,
+    ) -> Result<Worker<M>, TxnError> {
+        let config = TxnConfig {
+            owner: id as u16,
+            ..shared.txn
+        };
+        Ok(Worker {
             id,
+            txns: Transactions::new(config)?,
             shared,
             mode,
             socket,
+            inboxes,
+            inbox,
             sender: Sender::new(),
-            out: Outbox::new(),
-            cache: ResponseCache::new(cache),
+            out: Outbox::for_owner(id as u16),
+            transmits: Transmits::new(),
+            txn_expired: Vec::new(),
             tasks: BinaryHeap::new(),
             seq: 0,
             expired: Vec::new(),
             next_manager_check: 0,
             stamped: Vec::new(),
             published: (0, 0),
-        }
+        })
     }
 
     /// Receives and handles datagrams until [`Shared::stop`] is set.
@@ -306,6 +439,7 @@ impl<M: Mode> Worker<M> {
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = self.shared.now_ms();
             self.fire_timers(now);
+            self.take_handovers(now);
             self.sender.flush(&self.socket);
             match batch.recv(&self.socket) {
                 Ok(count) => {
@@ -329,8 +463,11 @@ impl<M: Mode> Worker<M> {
                 shared: &self.shared,
                 out: &mut self.out,
                 now,
+                worker: self.id,
                 tasks: &mut self.tasks,
                 seq: &mut self.seq,
+                txns: &self.txns,
+                inboxes: &self.inboxes,
             },
             &self.mode,
         )
@@ -341,6 +478,7 @@ impl<M: Mode> Worker<M> {
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return;
         }
+        self.shared.stats.received.fetch_add(1, Ordering::Relaxed);
         let limits = self.shared.manager.scan_limits();
         let view = match MessageView::parse_with(bytes, &limits) {
             Ok(view) => view,
@@ -355,159 +493,255 @@ impl<M: Mode> Worker<M> {
                 return;
             }
         };
-        let keys = &self.shared.keys;
-        if view.is_request() {
-            if view.method() == Some(Method::Ack) {
-                let retransmissions = &self.shared.retransmissions;
-                retransmissions.remove(keys.awaiting_ack(&view));
-                retransmissions.remove(keys.failure_awaiting_ack(&view));
-            } else if let Some((_, to, cached)) = self.cache.get(keys.server(&view)) {
-                // A retransmitted request: the answer again, the manager never sees it.
-                self.sender.push(&self.socket, cached, to);
-                return;
-            }
-        } else if let Some(key) = keys.client(&view) {
-            let status = view.status_code().unwrap_or(0);
-            if status >= 300 && view.cseq().method == b"INVITE" {
-                self.ack_failure(key, &view);
-            } else if status >= 200 {
-                self.shared.retransmissions.remove(key);
-            } else {
-                self.shared.retransmissions.quieten(key);
-            }
-        }
         // Answers, now or later, go back where the request came from (§18.2.1, RFC 3581).
         let mut stamped = std::mem::take(&mut self.stamped);
         stamped.clear();
         let view = match view.is_request() {
-            true => match build::stamp_received(&view, src, &mut stamped) {
-                Ok(true) => match MessageView::parse_with(&stamped, &limits) {
-                    Ok(view) => view,
-                    Err(_) => view,
-                },
+            true => match build::stamped(&view, src, &mut stamped) {
+                Ok(Some(stamped)) => stamped,
                 _ => view,
             },
             false => view,
         };
-        let verdict = self
-            .shared
-            .manager
-            .on_message(&view, Some(src), now, &mut self.out);
-        let (mut io, mode) = self.io(now);
-        match verdict {
-            Ok(verdict) => {
-                if matches!(verdict, Verdict::Rejected { .. }) {
-                    io.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        if self.transact(&view, src, now) {
+            let verdict = self
+                .shared
+                .manager
+                .on_message(&view, Some(src), now, &mut self.out);
+            let (mut io, mode) = self.io(now);
+            match verdict {
+                Ok(verdict) => {
+                    if matches!(verdict, Verdict::Rejected { .. }) {
+                        io.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    mode.on_verdict(&mut io, &view, verdict);
                 }
-                mode.on_verdict(&mut io, &view, verdict);
-            }
-            Err(e) => {
-                tracing::debug!(%src, error = ?e, "message refused");
-                mode.on_refused(&mut io, &view, &e);
+                Err(e) => {
+                    tracing::debug!(%src, error = ?e, "message refused");
+                    mode.on_refused(&mut io, &view, &e);
+                }
             }
         }
+        self.out.answering(None);
         self.stamped = stamped;
         self.flush(now);
     }
 
-    /// A non-2xx final response to our INVITE ends its client transaction; the ACK is ours
-    /// to send (the dialog layer only ACKs 2xx). A retransmitted failure finds the INVITE gone
-    /// and is ACKed again from the cache of ACKs sent.
-    fn ack_failure(&mut self, key: u64, response: &MessageView<'_>) {
-        let ack_key = key ^ 0xACC;
-        let now = self.shared.now_ms();
-        if let Some(invite) = self.shared.retransmissions.take(key) {
-            let Ok(invite_view) = MessageView::parse(&invite.bytes) else {
-                return;
+    /// Hands a received message to the transaction layer: `true` when the dialog layer is to
+    /// see it, with the request's transaction named in the outbox for its answers; `false`
+    /// when the layer took care of it (a retransmission, a stray response) or refused it.
+    fn transact(&mut self, view: &MessageView<'_>, src: SocketAddr, now: u64) -> bool {
+        let received = if view.is_request() {
+            let to = view
+                .top_via()
+                .ok()
+                .flatten()
+                .and_then(|via| via.response_destination())
+                .unwrap_or(src);
+            let received =
+                self.txns
+                    .on_request(view, to, Transport::Unreliable, now, &mut self.transmits);
+            let txn = match received {
+                Ok(Received::New(txn)) | Ok(Received::Cancel { cancel: txn, .. }) => Some(txn),
+                Ok(_) => None,
+                Err(TxnError::Full) => {
+                    self.out.answering(Some(Answering { txn: None, to }));
+                    let error = SecurityError::TooManyTransactions;
+                    if self
+                        .shared
+                        .manager
+                        .refuse_request(view, error, &mut self.out)
+                        .is_ok()
+                    {
+                        self.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return false;
+                }
+                Err(e) => {
+                    tracing::debug!(%src, error = %e, "request refused by the transaction layer");
+                    return false;
+                }
             };
-            if let Some(ack) = txn::ack_for_non_2xx(&invite_view, response) {
-                self.sender.push(&self.socket, &ack, invite.to);
-                self.cache.put(ack_key, 0, invite.to, &ack, now);
-            }
-        } else if let Some((_, to, ack)) = self.cache.get(ack_key) {
-            self.sender.push(&self.socket, ack, to);
-        }
+            self.out.answering(Some(Answering { txn, to }));
+            received
+        } else {
+            Ok(self.txns.on_response(view, now, &mut self.transmits))
+        };
+        self.transmit();
+        !matches!(received, Ok(Received::Absorbed | Received::Dropped))
     }
 
-    /// Sends the outbox: requests to their next hop, and into retransmission as their
-    /// delivery allows (never ACK); responses where the manager says or where their top Via
-    /// says, kept for the request's retransmissions unless sent once.
+    /// Sends the outbox: requests through a client transaction on the worker of their next
+    /// hop (ACK and requests sent once go straight out), responses through the server
+    /// transaction they answer on its worker, stateless answers straight out. Nothing in it is
+    /// scanned: the outbox says what each message is and where it goes.
     fn flush(&mut self, now: u64) {
         let out = std::mem::take(&mut self.out);
         for msg in out.iter() {
-            let view = MessageView::parse(msg.bytes).ok();
-            let request = match &view {
-                Some(view) => view.is_request(),
-                None => false,
-            };
-            if request {
-                let to = msg
-                    .destination
-                    .or_else(|| msg.next_hop.and_then(net::uri_addr));
-                let Some(to) = to else {
-                    tracing::warn!(hop = ?msg.next_hop.map(String::from_utf8_lossy), "no address for next hop");
-                    continue;
-                };
-                let view = view.as_ref();
-                let resend = match msg.delivery {
-                    Delivery::Reliable => true,
-                    Delivery::ReliableTo(peer) => peer == to,
-                    _ => false,
-                };
-                let is_ack = view.is_some_and(|v| v.method() == Some(Method::Ack));
-                if !is_ack {
-                    // In flight before it is sent: its answer may reach another worker at once.
-                    let key = view.and_then(|v| self.shared.keys.client(v));
-                    let tracked =
-                        resend && key.is_some_and(|key| self.retransmit(key, to, msg.bytes, now));
-                    if !tracked {
-                        self.shared.stats.sent_once.fetch_add(1, Ordering::Relaxed);
+            match msg.kind {
+                Kind::Request(method) => {
+                    let to = msg
+                        .destination
+                        .or_else(|| msg.next_hop.and_then(net::uri_addr));
+                    let Some(to) = to else {
+                        tracing::warn!(hop = ?msg.next_hop.map(String::from_utf8_lossy), "no address for next hop");
+                        continue;
+                    };
+                    let reliable = match msg.delivery {
+                        Delivery::Reliable => true,
+                        Delivery::ReliableTo(peer) => peer == to,
+                        Delivery::Once => false,
+                    };
+                    let branch = msg.branch.map(|b| {
+                        let start = b.as_ptr() as usize - msg.bytes.as_ptr() as usize;
+                        (start, start + b.len())
+                    });
+                    // A request sent once needs no transaction: it leaves from here.
+                    let owner = steer::owner(to, self.inboxes.len());
+                    if owner != self.id && reliable && method != Method::Ack {
+                        let item = Handover::Request {
+                            bytes: msg.bytes.to_vec(),
+                            method,
+                            branch,
+                            to,
+                            reliable,
+                        };
+                        self.inboxes.send(&self.shared.stats, owner, item);
+                        continue;
+                    }
+                    self.send_request(msg.bytes, method, branch, to, reliable, now);
+                }
+                Kind::Response(status) => {
+                    let once = msg.delivery == Delivery::Once;
+                    match msg.txn {
+                        Some(txn) if usize::from(txn.owner()) != self.id => {
+                            let item = Handover::Answer {
+                                txn,
+                                status,
+                                bytes: msg.bytes.to_vec(),
+                                once,
+                                to: msg.destination,
+                            };
+                            let owner = usize::from(txn.owner());
+                            self.inboxes.send(&self.shared.stats, owner, item);
+                        }
+                        Some(txn) => {
+                            self.answer(txn, status, msg.bytes, once, msg.destination, now)
+                        }
+                        None => {
+                            if let Some(to) = msg.destination {
+                                self.sender.push(&self.socket, msg.bytes, to);
+                            }
+                        }
                     }
                 }
-                self.sender.push(&self.socket, msg.bytes, to);
-                continue;
             }
-            let to = msg.destination.or_else(|| {
-                let via = view.as_ref()?.top_via().ok()??;
-                via.response_destination()
-            });
-            let Some(to) = to else {
-                continue;
-            };
-            if let (Some(view), false) = (&view, msg.delivery == Delivery::Once) {
-                let key = self.shared.keys.server(view);
-                let status = view.status_code().unwrap_or(0);
-                self.cache.put(key, status, to, msg.bytes, now);
-                // Final responses to INVITE are resent until the ACK (Timers G and 2xx), and
-                // are in flight before they are sent, as requests are.
-                if status >= 200 && view.cseq().method == b"INVITE" {
-                    let key = if status < 300 {
-                        self.shared.keys.awaiting_ack(view)
-                    } else {
-                        self.shared.keys.failure_awaiting_ack(view)
-                    };
-                    self.retransmit(key, to, msg.bytes, now);
-                }
-            }
-            self.sender.push(&self.socket, msg.bytes, to);
         }
         self.out = out;
         self.out.clear();
     }
 
-    /// Starts retransmitting; `false` when the budget is spent (the message goes once).
-    fn retransmit(&mut self, key: u64, to: SocketAddr, bytes: &[u8], now: u64) -> bool {
-        let t1 = self.shared.t1_ms;
-        if !self.shared.retransmissions.insert(key, to, bytes) {
-            return false;
+    /// Sends one of our requests: resent until answered through a client transaction, or
+    /// once (ACK, delivery `Once`, an address the dialog's peer never sent from, no room).
+    fn send_request(
+        &mut self,
+        bytes: &[u8],
+        method: Method,
+        branch: Option<(usize, usize)>,
+        to: SocketAddr,
+        reliable: bool,
+        now: u64,
+    ) {
+        let branch = branch.and_then(|(s, e)| bytes.get(s..e));
+        if method != Method::Ack {
+            let started = match (reliable, branch) {
+                (true, Some(branch)) => {
+                    let token = bytes.split(|b| *b == b' ').next().unwrap_or_default();
+                    let request = Request {
+                        bytes,
+                        method,
+                        method_token: token,
+                        branch,
+                        to,
+                        transport: Transport::Unreliable,
+                    };
+                    self.txns.request(request, now, &mut self.transmits)
+                }
+                _ => Err(TxnError::NoBranch),
+            };
+            if started.is_ok() {
+                self.transmit();
+                return;
+            }
+            self.shared.stats.sent_once.fetch_add(1, Ordering::Relaxed);
         }
-        let task = Task::Retransmit {
-            key,
-            interval: t1,
-            give_up_at: now + 64 * t1,
+        self.sender.push(&self.socket, bytes, to);
+    }
+
+    /// Sends a response on its server transaction (kept for the request's retransmissions,
+    /// resent as the transaction says), or once and the transaction forgotten.
+    fn answer(
+        &mut self,
+        txn: TxnId,
+        status: u16,
+        bytes: &[u8],
+        once: bool,
+        to: Option<SocketAddr>,
+        now: u64,
+    ) {
+        let sent = match once {
+            true => self
+                .txns
+                .respond_statelessly(txn, bytes, &mut self.transmits),
+            false => self
+                .txns
+                .respond(txn, status, bytes, now, &mut self.transmits),
         };
-        schedule(&mut self.tasks, &mut self.seq, now + t1, task);
-        true
+        match sent {
+            Ok(()) => self.transmit(),
+            Err(e) => {
+                tracing::debug!(status, error = %e, "response outside its transaction");
+                // Its transaction ended (or has no room): a refusal still goes, once.
+                if let (true, Some(to)) = (status >= 300, to) {
+                    self.sender.push(&self.socket, bytes, to);
+                }
+            }
+        }
+    }
+
+    /// Moves what the transaction layer wrote into the batch to send.
+    fn transmit(&mut self) {
+        for t in self.transmits.iter() {
+            self.sender.push(&self.socket, t.bytes, t.to);
+        }
+        self.transmits.clear();
+    }
+
+    /// What other workers handed over: sent on this worker's transactions.
+    fn take_handovers(&mut self, now: u64) {
+        while let Ok(item) = self.inbox.try_recv() {
+            match item {
+                Handover::Request {
+                    bytes,
+                    method,
+                    branch,
+                    to,
+                    reliable,
+                } => self.send_request(&bytes, method, branch, to, reliable, now),
+                Handover::Answer {
+                    txn,
+                    status,
+                    bytes,
+                    once,
+                    to,
+                } => self.answer(txn, status, &bytes, once, to, now),
+                Handover::Action(action) => {
+                    let (mut io, mode) = self.io(now);
+                    mode.on_action(&mut io, action);
+                    self.flush(now);
+                }
+            }
+        }
     }
 
     fn fire_timers(&mut self, now: u64) {
@@ -516,48 +750,28 @@ impl<M: Mode> Worker<M> {
             mode.hang_up_all(&mut io);
             self.flush(now);
         }
+        if self.txns.next_deadline().is_some_and(|at| at <= now) {
+            self.txn_expired.clear();
+            self.txns
+                .on_timeout(now, &mut self.transmits, &mut self.txn_expired);
+            self.transmit();
+            for e in &self.txn_expired {
+                // The dialog layer has its own clock for what matters to a call (an INVITE
+                // without answer, a 2xx without ACK): these only end transactions.
+                tracing::debug!(reason = ?e.reason, role = ?e.role, "transaction timed out");
+            }
+        }
         while self.tasks.peek().is_some_and(|t| t.0.at <= now) {
             let Some(Reverse(due)) = self.tasks.pop() else {
                 break;
             };
-            match due.task {
-                Task::Retransmit {
-                    key,
-                    interval,
-                    give_up_at,
-                } => {
-                    if now >= give_up_at {
-                        self.shared.retransmissions.remove(key);
-                        continue;
-                    }
-                    let (socket, sender) = (&self.socket, &mut self.sender);
-                    let live = self
-                        .shared
-                        .retransmissions
-                        .resend(key, |bytes, to| sender.push(socket, bytes, to));
-                    if live {
-                        let interval = (interval * 2).min(T2_MS);
-                        let task = Task::Retransmit {
-                            key,
-                            interval,
-                            give_up_at,
-                        };
-                        // The last wake-up is the give-up itself, not the tick after it.
-                        let at = (now + interval).min(give_up_at);
-                        schedule(&mut self.tasks, &mut self.seq, at, task);
-                    }
-                }
-                Task::App(action) => {
-                    let (mut io, mode) = self.io(now);
-                    mode.on_action(&mut io, action);
-                    self.flush(now);
-                }
-            }
+            let (mut io, mode) = self.io(now);
+            mode.on_action(&mut io, due.action);
+            self.flush(now);
         }
         if now >= self.next_manager_check {
             self.next_manager_check = now + 10;
-            self.cache.expire(now);
-            self.publish_cache_usage();
+            self.publish_usage();
             let manager = Arc::clone(&self.shared.manager);
             if manager.next_deadline().is_some_and(|at| at <= now) {
                 self.expired.clear();
@@ -573,18 +787,16 @@ impl<M: Mode> Worker<M> {
             self.tasks.shrink_to_fit();
         }
     }
-}
 
-impl<M: Mode> Worker<M> {
-    fn publish_cache_usage(&mut self) {
-        let usage = self.cache.usage();
+    fn publish_usage(&mut self) {
+        let usage = (self.txns.len(), self.txns.bytes());
         let stats = &self.shared.stats;
         let delta = |now: usize, then: usize| now as i64 - then as i64;
         stats
-            .cache_entries
+            .transactions
             .fetch_add(delta(usage.0, self.published.0), Ordering::Relaxed);
         stats
-            .cache_bytes
+            .transaction_bytes
             .fetch_add(delta(usage.1, self.published.1), Ordering::Relaxed);
         self.published = usage;
     }

@@ -8,7 +8,7 @@ mod endpoint;
 mod net;
 mod ops;
 mod serve;
-mod txn;
+mod steer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,11 +22,11 @@ use prometheus_client::registry::Registry;
 use sipdialog::manager::{DialogManager, ManagerConfig};
 use sipdialog::metrics::Metrics;
 use sipdialog::security::Policy;
+use sipdialog::txn::TxnConfig;
 
-use endpoint::{Mode, Shared, Worker};
+use endpoint::{Inboxes, Mode, Shared, Worker};
 use ops::metrics::HttpLimits;
 use ops::{Drain, PolicySource};
-use txn::Budget;
 
 /// A SIP endpoint built on the sipdialog dialog layer (UDP).
 #[derive(Parser, Debug)]
@@ -102,19 +102,13 @@ struct EndpointArgs {
     /// End a call with no message for this many seconds with BYE (0: never).
     #[arg(long, default_value_t = 7200)]
     idle_timeout: u64,
-    /// Responses remembered per worker to answer retransmitted requests (each for 64×T1 at
-    /// most).
+    /// Transactions each worker holds at most (requests in flight, answers kept for
+    /// retransmitted requests, each for 64×T1 at most); beyond, new requests get 503.
     #[arg(long, default_value_t = 65_536)]
-    response_cache: usize,
-    /// Bytes those responses may hold, per worker.
-    #[arg(long, default_value_t = 8 << 20)]
-    response_cache_bytes: usize,
-    /// Messages retransmitted at once at most (all workers); beyond, a message goes once.
-    #[arg(long, default_value_t = 65_536)]
-    retransmissions: usize,
-    /// Bytes those messages may hold.
-    #[arg(long, default_value_t = 32 << 20)]
-    retransmission_bytes: usize,
+    transactions: usize,
+    /// Bytes of messages those transactions may hold, per worker.
+    #[arg(long, default_value_t = 16 << 20)]
+    transaction_bytes: usize,
     /// Connections to /metrics served at once; more are closed.
     #[arg(long, default_value_t = 32)]
     metrics_connections: usize,
@@ -225,19 +219,18 @@ fn run_with<M: Mode + 'static>(
         DialogManager::with_metrics(config, Arc::clone(&metrics))
             .map_err(|e| format!("manager: {e:?}"))?,
     );
-    // A transaction is over 64×T1 after it started: nothing kept for it outlives that.
-    let lifetime = 64 * args.t1_ms;
-    let retransmissions = Budget {
-        count: args.retransmissions,
-        bytes: args.retransmission_bytes,
-        max_age_ms: lifetime,
+    let workers = match args.workers {
+        0 => thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     };
-    let cache = Budget {
-        count: args.response_cache,
-        bytes: args.response_cache_bytes,
-        max_age_ms: lifetime,
+    let txn = TxnConfig {
+        t1_ms: args.t1_ms,
+        t2_ms: args.t1_ms.max(4_000),
+        max_transactions: args.transactions,
+        max_bytes: args.transaction_bytes,
+        ..TxnConfig::default()
     };
-    let shared = Arc::new(Shared::new(manager.clone(), args.t1_ms, retransmissions));
+    let shared = Arc::new(Shared::new(manager.clone(), txn));
     let mode = Arc::new(mode);
     if let Some(addr) = args.metrics {
         let mut registry = Registry::default();
@@ -252,17 +245,26 @@ fn run_with<M: Mode + 'static>(
         };
         ops::metrics::serve(addr, registry, limits)?;
     }
-    let workers = match args.workers {
-        0 => thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
     // SO_REUSEPORT would let a second endpoint share the port and take half the traffic:
     // make sure nobody holds it first.
     drop(std::net::UdpSocket::bind(listen).map_err(|e| format!("{listen}: {e}"))?);
+    let mut sockets = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        sockets.push(net::bind_worker_socket(listen, Duration::from_millis(2))?);
+    }
+    if workers > 1 {
+        // Each worker keeps its own peers' transactions: the kernel must steer as we do.
+        steer::attach(&sockets[0], workers, listen.is_ipv6()).map_err(|e| {
+            format!("steering datagrams to {workers} workers: {e} (try --workers 1)")
+        })?;
+    }
+    let (inboxes, receivers) = Inboxes::new(workers);
+    let inboxes = Arc::new(inboxes);
     let mut threads = Vec::with_capacity(workers);
-    for id in 0..workers {
-        let socket = net::bind_worker_socket(listen, Duration::from_millis(5))?;
-        let worker = Worker::new(id, Arc::clone(&shared), Arc::clone(&mode), socket, cache);
+    for (id, (socket, inbox)) in sockets.into_iter().zip(receivers).enumerate() {
+        let mail = (Arc::clone(&inboxes), inbox);
+        let worker = Worker::new(id, Arc::clone(&shared), Arc::clone(&mode), socket, mail)
+            .map_err(|e| format!("transactions: {e}"))?;
         threads.push(
             thread::Builder::new()
                 .name(format!("worker-{id}"))

@@ -11,7 +11,7 @@ use sipdialog::state::Phase;
 use sipdialog::table::DialogHandle;
 use sipdialog::wire::{MessageView, Method};
 
-use crate::endpoint::{sdp_offer, Io, Mode};
+use crate::endpoint::{sdp_offer, Io, Mode, Sent};
 
 /// How the UAS behaves, in milliseconds.
 #[derive(Clone, Debug)]
@@ -49,7 +49,7 @@ pub enum Action {
         id: u32,
         /// The client transaction of NOTIFY 100: the final NOTIFY waits for its answer, so
         /// the transferor gets them in order even through a proxy that reorders.
-        trying: Option<u64>,
+        trying: Option<Sent>,
     },
 }
 
@@ -91,7 +91,7 @@ pub fn not_served(
         extra_headers: if status == 481 { &[] } else { &allow },
         ..ResponseParts::default()
     };
-    io.respond(view.as_bytes(), status, &parts);
+    io.respond(view, status, &parts);
 }
 
 impl Serve {
@@ -204,12 +204,7 @@ impl Serve {
             return;
         }
         // `notify` wrote the NOTIFY last.
-        let trying = io
-            .out
-            .iter()
-            .last()
-            .and_then(|m| MessageView::parse(m.bytes).ok())
-            .and_then(|v| io.shared.keys.client(&v));
+        let trying = io.last_request();
         let at = io.now + self.config.transfer_ms;
         io.schedule(at, Action::TransferDone { dialog, id, trying });
     }
@@ -219,22 +214,21 @@ impl Mode for Serve {
     type Action = Action;
 
     fn on_verdict(&self, io: &mut Io<'_, Action>, view: &MessageView<'_>, verdict: Verdict) {
-        let bytes = view.as_bytes();
         match verdict {
             Verdict::NewInvite { invite, .. } => self.new_invite(io, invite, None),
             Verdict::ReplacingInvite {
                 replaced, invite, ..
             } => self.new_invite(io, invite, Some((replaced.dialog, replaced.action))),
             Verdict::Request { method, .. } => match method {
-                Method::Invite => io.respond(bytes, 200, &self.answer_parts()),
+                Method::Invite => io.respond(view, 200, &self.answer_parts()),
                 Method::Update if !view.body().is_empty() => {
-                    io.respond(bytes, 200, &self.answer_parts())
+                    io.respond(view, 200, &self.answer_parts())
                 }
                 Method::Prack
                 | Method::Update
                 | Method::Info
                 | Method::Options
-                | Method::Message => io.respond(bytes, 200, &ResponseParts::default()),
+                | Method::Message => io.respond(view, 200, &ResponseParts::default()),
                 _ => not_served(io, view, true, ALLOW),
             },
             Verdict::OutOfDialog => not_served(io, view, false, ALLOW),
@@ -269,11 +263,22 @@ impl Mode for Serve {
             }
             Action::HangUp(dialog) => self.bye(io, dialog),
             Action::TransferDone { dialog, id, trying } => {
-                // Until NOTIFY 100 is answered, or given up at 64×T1.
-                if trying.is_some_and(|key| io.shared.retransmissions.contains(key)) {
-                    let at = io.now + NOTIFY_WAIT_MS;
-                    io.schedule(at, Action::TransferDone { dialog, id, trying });
-                    return;
+                // Until NOTIFY 100 is answered, or given up at 64×T1; asked of the worker
+                // holding its transaction.
+                if let Some(sent) = &trying {
+                    match io.in_flight(sent) {
+                        Some(false) => {}
+                        Some(true) => {
+                            let at = io.now + NOTIFY_WAIT_MS;
+                            io.schedule(at, Action::TransferDone { dialog, id, trying });
+                            return;
+                        }
+                        None => {
+                            let worker = sent.worker;
+                            io.hand_over(worker, Action::TransferDone { dialog, id, trying });
+                            return;
+                        }
+                    }
                 }
                 if let Err(e) = io.shared.manager.notify(dialog, id, 200, io.now, io.out) {
                     tracing::debug!(error = ?e, "final NOTIFY not sent");

@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use sipdialog::id::Tag;
-use sipdialog::manager::{InviteId, Replaced};
+use sipdialog::manager::{Answering, InviteId, KeptRequest, Replaced};
 use sipdialog::table::DialogHandle;
+
+use crate::endpoint::Sent;
 
 /// An outbound INVITE on its way, and what its answer is for.
 pub struct Outbound {
@@ -34,7 +36,7 @@ pub enum Origin {
         subscribed: bool,
         keep: Option<DialogHandle>,
         /// NOTIFY 100's client transaction: the final NOTIFY waits for its answer.
-        trying: Option<u64>,
+        trying: Option<Arc<Sent>>,
     },
 }
 
@@ -43,7 +45,11 @@ pub enum Origin {
 const OUTBOUND_COST: usize = std::mem::size_of::<Outbound>() + 96 + 32;
 const INBOUND_COST: usize = 64;
 const LINK_COST: usize = 48;
-const RELAYED_COST: usize = 64;
+const RELAYED_COST: usize = 96;
+
+/// A request relayed onto the other leg, kept to be answered, and the transaction its answer
+/// goes on.
+pub type Relayed = (Arc<KeptRequest>, Option<Answering>);
 
 /// Count and byte limits.
 #[derive(Clone, Copy, Debug)]
@@ -60,8 +66,9 @@ pub struct Legs {
     by_inbound: papaya::HashMap<InviteId, InviteId>,
     /// Each leg → the other.
     links: papaya::HashMap<DialogHandle, DialogHandle>,
-    /// Requests relayed onto a leg, by (leg, CSeq) → the request as received on the other.
-    relayed: papaya::HashMap<(DialogHandle, u32), Arc<[u8]>>,
+    /// Requests relayed onto a leg, by (leg, CSeq) → the request as received on the other,
+    /// and its transaction there.
+    relayed: papaya::HashMap<(DialogHandle, u32), Relayed>,
     budget: LegBudget,
     entries: AtomicUsize,
     bytes: AtomicUsize,
@@ -179,7 +186,7 @@ impl Legs {
         Some(other)
     }
 
-    /// Whether a relayed request of `len` bytes fits; if so it is counted until
+    /// Whether a relayed request kept in `len` bytes fits; if so it is counted until
     /// [`Legs::add_relayed`] stores it or [`Legs::unreserve_relayed`] gives it back.
     pub fn reserve_relayed(&self, len: usize) -> bool {
         self.reserve(1, RELAYED_COST + len)
@@ -189,18 +196,26 @@ impl Legs {
         self.release(1, RELAYED_COST + len);
     }
 
-    /// Stores a request relayed onto `leg` as CSeq `cseq` (reserved before).
-    pub fn add_relayed(&self, leg: DialogHandle, cseq: u32, request: &[u8]) {
-        if let Some(old) = self.relayed.pin().insert((leg, cseq), Arc::from(request)) {
-            self.release(1, RELAYED_COST + old.len());
+    /// Stores a request relayed onto `leg` as CSeq `cseq` (reserved before), with the
+    /// transaction its answer goes on.
+    pub fn add_relayed(
+        &self,
+        leg: DialogHandle,
+        cseq: u32,
+        request: KeptRequest,
+        answering: Option<Answering>,
+    ) {
+        let relayed = (Arc::new(request), answering);
+        if let Some(old) = self.relayed.pin().insert((leg, cseq), relayed) {
+            self.release(1, RELAYED_COST + old.0.bytes());
         }
     }
 
     /// Takes out the request relayed onto `leg` as CSeq `cseq`.
-    pub fn take_relayed(&self, leg: DialogHandle, cseq: u32) -> Option<Arc<[u8]>> {
-        let request = self.relayed.pin().remove(&(leg, cseq)).cloned()?;
-        self.release(1, RELAYED_COST + request.len());
-        Some(request)
+    pub fn take_relayed(&self, leg: DialogHandle, cseq: u32) -> Option<Relayed> {
+        let relayed = self.relayed.pin().remove(&(leg, cseq)).cloned()?;
+        self.release(1, RELAYED_COST + relayed.0.bytes());
+        Some(relayed)
     }
 
     /// Entries and bytes held, and the size of each map: (outbound, inbound, links, relayed).

@@ -26,32 +26,41 @@ impl<M> std::fmt::Debug for EndpointGauges<M> {
 impl<M: Mode + 'static> Collector for EndpointGauges<M> {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), Error> {
         let stats = &self.shared.stats;
-        let (retransmissions, retransmission_bytes) = self.shared.retransmissions.usage();
+        let load =
+            |gauge: &std::sync::atomic::AtomicI64| gauge.load(Ordering::Relaxed).max(0) as u64;
         let mut gauges = vec![
             (
-                "sipdialog_endpoint_response_cache_entries",
-                "Responses kept to answer retransmitted requests, all workers.",
-                stats.cache_entries.load(Ordering::Relaxed).max(0) as u64,
+                "sipdialog_endpoint_transactions",
+                "SIP transactions held (requests in flight, answers kept for retransmitted \
+                 requests), all workers.",
+                load(&stats.transactions),
             ),
             (
-                "sipdialog_endpoint_response_cache_bytes",
-                "Bytes of those responses.",
-                stats.cache_bytes.load(Ordering::Relaxed).max(0) as u64,
+                "sipdialog_endpoint_transaction_bytes",
+                "Bytes of messages those transactions hold.",
+                load(&stats.transaction_bytes),
             ),
             (
-                "sipdialog_endpoint_retransmissions",
-                "Messages being retransmitted until answered or ACKed.",
-                retransmissions as u64,
+                "sipdialog_endpoint_datagrams_received_total",
+                "Datagrams received, keepalives left out.",
+                stats.received.load(Ordering::Relaxed),
+            ),
+            #[cfg(feature = "scan-counter")]
+            (
+                "sipdialog_wire_scans_total",
+                "Messages scanned (built with the scan-counter feature).",
+                sipdialog::wire::scans(),
             ),
             (
-                "sipdialog_endpoint_retransmission_bytes",
-                "Bytes of those messages.",
-                retransmission_bytes as u64,
+                "sipdialog_endpoint_handed_over_total",
+                "Messages and actions handed to the worker that holds their peer's \
+                 transactions.",
+                stats.handed_over.load(Ordering::Relaxed),
             ),
             (
                 "sipdialog_endpoint_sent_once_total",
-                "Requests sent once only (a next hop the peer never sent from, or the \
-                 retransmission budget spent).",
+                "Requests sent once only (a next hop the peer never sent from, or no room \
+                 left for their transaction).",
                 stats.sent_once.load(Ordering::Relaxed),
             ),
         ];

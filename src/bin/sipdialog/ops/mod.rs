@@ -128,13 +128,14 @@ fn print_status(shared: &Shared, (since, calls_before): (Instant, u64)) -> (Inst
     }
     let calls = shared.stats.calls.load(Ordering::Relaxed);
     let rate = (calls - calls_before) as f64 / since.elapsed().as_secs_f64();
-    let (in_flight, in_flight_bytes) = shared.retransmissions.usage();
+    let transactions = shared.stats.transactions.load(Ordering::Relaxed);
+    let transaction_bytes = shared.stats.transaction_bytes.load(Ordering::Relaxed);
     eprintln!(
         "dialogs: {early} early, {confirmed} confirmed | {rate:.0} calls/s | rejected {} | \
-         malformed {} | in flight {in_flight} ({} KiB) | INVITE records {} ({} KiB) | sources {}",
+         malformed {} | transactions {transactions} ({} KiB) | INVITE records {} ({} KiB) | sources {}",
         shared.stats.rejected.load(Ordering::Relaxed),
         shared.stats.malformed.load(Ordering::Relaxed),
-        in_flight_bytes / 1024,
+        transaction_bytes / 1024,
         shared.manager.pending_invites(),
         shared.manager.invite_record_bytes() / 1024,
         shared.manager.security().sources(),
