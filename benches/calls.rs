@@ -14,6 +14,13 @@
 //! message, and insert/lookup/remove in `RwLock<HashMap<String, _>>`, one map per side. It
 //! builds no message, which the managers do six times per call.
 //!
+//! `stack/…` is the whole call as an endpoint's worker runs it (issue 12): each side with its
+//! transaction layer (`sipdialog::txn`), every received message scanned once and handed to
+//! the transaction layer and then the manager as a view, every message sent through the
+//! transaction layer straight from the outbox (never scanned), answers by token
+//! (`respond_invite`), alice's INVITE made by `DialogManager::invite` (fresh Call-ID and tags,
+//! a 200-byte SDP offer), timers of both layers run on the same fake clock.
+//!
 //! After the benches both managers must be empty and, once their timers have run out, hold
 //! no INVITE record and no timer entry: a leak fails the run.
 
@@ -21,17 +28,23 @@ mod support;
 
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, RwLock};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
 use rsip::prelude::*;
-use sipdialog::build::ResponseParts;
+use sipdialog::build::{self, ResponseParts};
 use sipdialog::manager::{
-    DialogManager, Expiry, Outbox, RequestBody, Verdict, MAX_EXPIRIES_PER_CALL,
+    Answering, DialogManager, Expiry, InviteId, Kind, NewCall, Outbox, RequestBody, Verdict,
+    MAX_EXPIRIES_PER_CALL,
 };
-use sipdialog::wire::Method;
+use sipdialog::security::Policy;
+use sipdialog::txn::{
+    Expired, Received, Request, TimedOut, Transactions, Transmits, Transport, TxnConfig,
+};
+use sipdialog::wire::{MessageView, Method};
 use support::{calls, Record};
 
 const GROUP: &str = "calls";
@@ -187,6 +200,229 @@ fn call(
     }
 }
 
+/// One side of a call as a worker of an endpoint runs it: its transaction layer, outbox and
+/// datagram buffer, its address; every received message scanned once (`MessageView`), matched
+/// by the transaction layer, judged by the manager; every message sent through the
+/// transaction layer without being read (the run loop of the README, minus the socket).
+struct Side {
+    addr: SocketAddr,
+    txns: Transactions,
+    out: Outbox,
+    transmits: Transmits,
+    expired: Vec<Expired>,
+    stamped: Vec<u8>,
+}
+
+impl Side {
+    fn new(addr: &str, owner: u16) -> Side {
+        let config = TxnConfig {
+            owner,
+            ..TxnConfig::default()
+        };
+        Side {
+            addr: addr.parse().unwrap(),
+            txns: Transactions::new(config).expect("OS randomness"),
+            out: Outbox::for_owner(owner),
+            transmits: Transmits::new(),
+            expired: Vec::new(),
+            stamped: Vec::new(),
+        }
+    }
+
+    /// Sends what the outbox holds through the transaction layer (ACK straight out), into
+    /// `wire`, addressed to `peer`.
+    fn flush(&mut self, peer: SocketAddr, now: u64, wire: &mut Vec<u8>) {
+        for msg in self.out.iter() {
+            match msg.kind {
+                Kind::Request(Method::Ack) => wire.extend_from_slice(msg.bytes),
+                Kind::Request(method) => {
+                    let request = Request {
+                        bytes: msg.bytes,
+                        method,
+                        method_token: method.as_str().unwrap_or_default().as_bytes(),
+                        branch: msg.branch.expect("our requests have a branch"),
+                        to: peer,
+                        transport: Transport::Unreliable,
+                    };
+                    self.txns
+                        .request(request, now, &mut self.transmits)
+                        .unwrap();
+                }
+                Kind::Response(status) => {
+                    let txn = msg.txn.expect("answers name their transaction");
+                    self.txns
+                        .respond(txn, status, msg.bytes, now, &mut self.transmits)
+                        .unwrap();
+                }
+            }
+        }
+        self.out.clear();
+        for t in self.transmits.iter() {
+            wire.extend_from_slice(t.bytes);
+        }
+        self.transmits.clear();
+    }
+
+    /// One datagram from `from`: scanned, stamped if its Via does not lead back, matched,
+    /// judged; the verdict (`None`: the transaction layer absorbed it).
+    fn receive(
+        &mut self,
+        manager: &DialogManager,
+        bytes: &[u8],
+        from: SocketAddr,
+        now: u64,
+    ) -> Option<(Verdict, Option<InviteId>)> {
+        let view = MessageView::parse_with(bytes, &manager.scan_limits()).unwrap();
+        let view = match view.is_request() {
+            true => match build::stamped(&view, from, &mut self.stamped).unwrap() {
+                Some(stamped) => stamped,
+                None => view,
+            },
+            false => view,
+        };
+        let received = self
+            .txns
+            .on_message(&view, from, Transport::Unreliable, now, &mut self.transmits)
+            .unwrap();
+        let txn = match received {
+            Received::New(txn) => Some(txn),
+            Received::Absorbed | Received::Dropped => return None,
+            _ => None,
+        };
+        self.out
+            .answering(view.is_request().then_some(Answering { txn, to: from }));
+        let verdict = manager
+            .on_message(&view, Some(from), now, &mut self.out)
+            .unwrap();
+        self.out.answering(None);
+        let invite = match verdict {
+            Verdict::NewInvite { invite, .. } => Some(invite),
+            _ => None,
+        };
+        Some((verdict, invite))
+    }
+
+    fn timers(&mut self, manager: &DialogManager, now: u64, expired: &mut Vec<Expiry>) {
+        self.txns
+            .on_timeout(now, &mut self.transmits, &mut self.expired);
+        manager.on_timeout(now, &mut self.out, expired);
+        assert!(self
+            .expired
+            .iter()
+            .all(|e| e.reason != TimedOut::NoAckOf2xx));
+        self.expired.clear();
+        self.transmits.clear();
+    }
+}
+
+/// One worker's two sides (alice's and bob's layers for its calls) and its datagram buffer.
+struct StackWorker {
+    alice: Side,
+    bob: Side,
+    wire: Vec<u8>,
+    expired: Vec<Expiry>,
+    since_timers: u32,
+}
+
+impl StackWorker {
+    fn new(owner: u16) -> StackWorker {
+        StackWorker {
+            alice: Side::new("198.51.100.7:5060", owner),
+            bob: Side::new("192.0.2.20:5060", owner),
+            wire: Vec::with_capacity(4096),
+            expired: Vec::new(),
+            since_timers: 0,
+        }
+    }
+}
+
+/// A ~200-byte SDP offer, so the INVITE is the size softphones send.
+const OFFER: &[u8] = b"v=0\r\no=alice 2890844526 2890844526 IN IP4 198.51.100.7\r\ns=-\r\n\
+c=IN IP4 198.51.100.7\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8 97\r\na=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\na=rtpmap:97 iLBC/8000\r\n";
+
+/// One whole call from alice to bob and back through both managers and both sides'
+/// transaction layers: alice's INVITE (a fresh Call-ID and tags, as a B2BUA's outbound leg
+/// makes them), bob's 100, 180 and 200 by the INVITE's token, alice's ACK, BYE, bob's 200.
+fn stack_call(alice: &DialogManager, bob: &DialogManager, clock: &AtomicU64, w: &mut StackWorker) {
+    let now = clock.fetch_add(1, Ordering::Relaxed) + 1;
+    let (a_addr, b_addr) = (w.alice.addr, w.bob.addr);
+    let call = NewCall {
+        request_uri: b"sip:bob@192.0.2.20:5060",
+        from: b"\"Alice\" <sip:alice@198.51.100.7>",
+        to: b"<sip:bob@192.0.2.20>",
+        referred_by: None,
+        replaces: None,
+        content_type: Some(b"application/sdp"),
+        body: OFFER,
+    };
+    alice.invite(&call, now, &mut w.alice.out).unwrap();
+    w.alice.flush(b_addr, now, &mut w.wire);
+    let Some((Verdict::NewInvite { .. }, Some(invite))) = w.bob.receive(bob, &w.wire, a_addr, now)
+    else {
+        panic!("INVITE not new")
+    };
+    w.wire.clear();
+    let rp = ResponseParts::default();
+    for (status, expect_dialog) in [(100, false), (180, true), (200, true)] {
+        bob.respond_invite(invite, status, &rp, now, &mut w.bob.out)
+            .unwrap();
+        w.bob.flush(a_addr, now, &mut w.wire);
+        match w.alice.receive(alice, &w.wire, b_addr, now) {
+            Some((Verdict::Provisional { dialog, .. }, _)) if status < 200 => {
+                assert_eq!(dialog.is_some(), expect_dialog)
+            }
+            Some((Verdict::Confirmed { dialog, cseq, .. }, _)) if status == 200 => {
+                w.wire.clear();
+                alice.ack(dialog, cseq, &mut w.alice.out).unwrap();
+                w.alice.flush(b_addr, now, &mut w.wire);
+                let Some((Verdict::Ack { .. }, _)) = w.bob.receive(bob, &w.wire, a_addr, now)
+                else {
+                    panic!("ACK not matched")
+                };
+                w.wire.clear();
+                alice
+                    .request(
+                        dialog,
+                        Method::Bye,
+                        &RequestBody::default(),
+                        now,
+                        &mut w.alice.out,
+                    )
+                    .unwrap();
+                w.alice.flush(b_addr, now, &mut w.wire);
+            }
+            other => panic!("{status}: {other:?}"),
+        }
+        if status < 200 {
+            w.wire.clear();
+        }
+    }
+    let Some((Verdict::Bye { .. }, _)) = w.bob.receive(bob, &w.wire, a_addr, now) else {
+        panic!("BYE not matched")
+    };
+    w.wire.clear();
+    w.bob.flush(a_addr, now, &mut w.wire);
+    let Some((Verdict::Ended { status: 200, .. }, _)) =
+        w.alice.receive(alice, &w.wire, b_addr, now)
+    else {
+        panic!("200 to BYE did not end the dialog")
+    };
+    w.wire.clear();
+    w.since_timers += 1;
+    if w.since_timers == TIMER_EVERY {
+        w.since_timers = 0;
+        w.alice.timers(alice, now, &mut w.expired);
+        w.bob.timers(bob, now, &mut w.expired);
+        assert!(
+            w.expired.is_empty(),
+            "a finished call expired: {:?}",
+            w.expired
+        );
+        assert!(w.alice.out.is_empty() && w.bob.out.is_empty());
+    }
+}
+
 /// Captures `n` calls' wire messages, from managers of their own.
 fn capture(n: usize, seed: u64) -> Vec<Wire> {
     let (alice, bob) = calls::caller_and_callee();
@@ -287,6 +523,7 @@ struct Managed {
     bob: DialogManager,
     clock: AtomicU64,
     workers: [std::sync::Mutex<Worker>; 2],
+    stack: [std::sync::Mutex<StackWorker>; 2],
 }
 
 /// What the baseline's threads share.
@@ -304,6 +541,15 @@ fn bob_tag(wire: &Wire) -> String {
 
 fn bench(c: &mut Criterion) {
     let (alice, bob) = calls::caller_and_callee();
+    // The stack runs pass the source address, as an endpoint does: alice is one source making
+    // calls far faster than the default per-source rate (200/s) on the fake clock. Limits
+    // stay on, so their accounting is in the figure, just out of the way.
+    let trunk = Policy {
+        new_dialogs_per_second_per_source: 1_000_000_000,
+        new_dialog_burst_per_source: 1_000_000_000,
+        ..(*bob.security().policy()).clone()
+    };
+    bob.security().set_policy(trunk);
     let managed = Managed {
         alice,
         bob,
@@ -312,6 +558,7 @@ fn bench(c: &mut Criterion) {
             std::sync::Mutex::new(Worker::new(invites(POOL, 1))),
             std::sync::Mutex::new(Worker::new(invites(POOL, 2))),
         ],
+        stack: [0, 1].map(|owner| std::sync::Mutex::new(StackWorker::new(owner))),
     };
     let conventional = Conventional {
         alice: RwLock::new(HashMap::new()),
@@ -348,6 +595,21 @@ fn bench(c: &mut Criterion) {
                 let mut w = m.workers[t].lock().unwrap();
                 for _ in 0..n {
                     call(&m.alice, &m.bob, &m.clock, &mut w, |_| {});
+                }
+            })
+        })
+    });
+
+    g.bench_function(BenchmarkId::new("stack", "1_thread"), |b| {
+        let mut w = managed.stack[0].lock().unwrap();
+        b.iter(|| stack_call(&managed.alice, &managed.bob, &managed.clock, &mut w))
+    });
+    g.bench_function(BenchmarkId::new("stack", "2_threads"), |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, &managed, |m, t, n| {
+                let mut w = m.stack[t].lock().unwrap();
+                for _ in 0..n {
+                    stack_call(&m.alice, &m.bob, &m.clock, &mut w);
                 }
             })
         })
@@ -429,10 +691,27 @@ fn main() {
             &format!("manager/{threads}"),
             &format!("rsip_rwlock_hashmap/{threads}"),
         );
+        report.ratio(
+            &format!("whole call with transactions, one scan per message, {threads}"),
+            GROUP,
+            &format!("stack/{threads}"),
+            &format!("rsip_rwlock_hashmap/{threads}"),
+        );
+    }
+    for id in ["manager", "stack", "rsip_rwlock_hashmap"] {
+        let one = report.median_ns(GROUP, &format!("{id}/1_thread"));
+        let two = report.median_ns(GROUP, &format!("{id}/2_threads"));
+        if let (Some(one), Some(two)) = (one, two) {
+            println!("{id}: 2 threads give {:.2}x the calls/s of one", one / two);
+        }
     }
     report.print();
     for (label, threads) in [("1 thread ", "1_thread"), ("2 threads", "2_threads")] {
-        for (who, id) in [("manager ", "manager"), ("baseline", "rsip_rwlock_hashmap")] {
+        for (who, id) in [
+            ("manager ", "manager"),
+            ("stack   ", "stack"),
+            ("baseline", "rsip_rwlock_hashmap"),
+        ] {
             match report.median_ns(GROUP, &format!("{id}/{threads}")) {
                 Some(ns) => {
                     let calls = 1e9 / ns;
