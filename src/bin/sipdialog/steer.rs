@@ -32,8 +32,9 @@ pub fn attach(socket: &UdpSocket, workers: usize, family_v6: bool) -> io::Result
 
     // Offsets from the network header: source address, then the UDP source port right after
     // a header without options or extension headers. Such datagrams are the norm; one with
-    // them is steered by other bytes, still to one worker, and its responses may land on
-    // another (they are then dropped and the peer retransmits: counted, never wrong).
+    // them is steered by other bytes, still to one worker, but maybe not the one that sends
+    // to that peer: responses from such a peer then match no transaction where they land,
+    // and our requests to it time out (run one worker for such peers).
     const SKF_NET_OFF: u32 = (-0x100000i32) as u32;
     let (addr_low, port) = if family_v6 { (8 + 12, 40) } else { (12, 20) };
     let filter = [
