@@ -111,10 +111,7 @@ impl DialogManager {
     ) -> Result<Verdict, ManagerError> {
         self.count_message(view);
         if let Err(e) = self.security.check_message(policy, view) {
-            return match view.method() {
-                Some(method) if method != Method::Ack => self.refuse(view, None, e, out),
-                _ => Err(e.into()),
-            };
+            return self.refuse_request(view, e, out);
         }
         match view.method() {
             Some(method) => self.request_received(policy, view, method, source, now_ms, out),

@@ -89,9 +89,7 @@ impl Transactions {
     /// (`method_token` as written, needed only for an extension method), while it lives.
     pub fn find_client(&self, branch: &[u8], method: Method, method_token: &[u8]) -> Option<TxnId> {
         let key = self.keyer.client(branch, method, method_token);
-        self.store
-            .find(&key)
-            .filter(|id| self.store.get(*id).is_some())
+        self.store.find(&key)
     }
 
     /// A response received: matched to our request by its top Via branch and CSeq method

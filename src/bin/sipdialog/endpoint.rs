@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use sipdialog::build::{self, ResponseParts};
 use sipdialog::manager::{
-    Answering, Delivery, DialogManager, Expiry, InviteId, KeptRequest, Kind, ManagerError, Outbox,
-    Verdict,
+    Answering, Delivery, DialogManager, Expiry, InviteId, KeptRequest, Kind, ManagerError,
+    OutMessage, Outbox, Verdict,
 };
 use sipdialog::security::SecurityError;
 use sipdialog::txn::{
@@ -316,9 +316,7 @@ impl<A> Io<'_, A> {
         let Kind::Request(method) = msg.kind else {
             return None;
         };
-        let to = msg
-            .destination
-            .or_else(|| msg.next_hop.and_then(net::uri_addr))?;
+        let to = request_destination(&msg)?;
         Some(Sent {
             worker: steer::owner(to, self.inboxes.len()),
             branch: msg.branch?.into(),
@@ -358,6 +356,12 @@ impl<A> Io<'_, A> {
             Some(e) => tracing::debug!(status, error = ?e, "response not sent"),
         }
     }
+}
+
+/// Where a request in the outbox goes: where the manager said, else its next hop.
+fn request_destination(msg: &OutMessage<'_>) -> Option<SocketAddr> {
+    msg.destination
+        .or_else(|| msg.next_hop.and_then(net::uri_addr))
 }
 
 fn schedule<A>(tasks: &mut BinaryHeap<Reverse<Scheduled<A>>>, seq: &mut u64, at: u64, action: A) {
@@ -580,10 +584,7 @@ impl<M: Mode> Worker<M> {
         for msg in out.iter() {
             match msg.kind {
                 Kind::Request(method) => {
-                    let to = msg
-                        .destination
-                        .or_else(|| msg.next_hop.and_then(net::uri_addr));
-                    let Some(to) = to else {
+                    let Some(to) = request_destination(&msg) else {
                         tracing::warn!(hop = ?msg.next_hop.map(String::from_utf8_lossy), "no address for next hop");
                         continue;
                     };
