@@ -18,7 +18,7 @@
 //! transaction layer (`sipdialog::txn`), every received message scanned once and handed to
 //! the transaction layer and then the manager as a view, every message sent through the
 //! transaction layer straight from the outbox (never scanned), answers by token
-//! (`respond_invite`), alice's INVITE made by `DialogManager::invite` (fresh Call-ID and tags,
+//! (`respond_invite`), alice's INVITE made by `DialogManager::calls().invite` (fresh Call-ID and tags,
 //! a 200-byte SDP offer), timers of both layers run on the same fake clock.
 //!
 //! After the benches both managers must be empty and, once their timers have run out, hold
@@ -356,7 +356,7 @@ fn stack_call(alice: &DialogManager, bob: &DialogManager, clock: &AtomicU64, w: 
         content_type: Some(b"application/sdp"),
         body: OFFER,
     };
-    alice.invite(&call, now, &mut w.alice.out).unwrap();
+    alice.calls().invite(&call, now, &mut w.alice.out).unwrap();
     w.alice.flush(b_addr, now, &mut w.wire);
     let Some((Verdict::NewInvite { .. }, Some(invite))) = w.bob.receive(bob, &w.wire, a_addr, now)
     else {

@@ -133,7 +133,11 @@ fn manager_per_call() {
     while bob.on_timeout(64 * 500 + 1, &mut out, &mut expired) > 0 {}
     assert!(expired.is_empty(), "no established call expires");
     assert_eq!((bob.len(), bob.pending_invites()), (CALLS, 0));
-    let subscriptions: usize = bob.table().iter().map(|(h, _)| bob.subscriptions(h)).sum();
+    let subscriptions: usize = bob
+        .table()
+        .iter()
+        .map(|(h, _)| bob.transfers().subscriptions(h))
+        .sum();
     assert_eq!(subscriptions, 0);
     let per_call = (live_bytes() - heap0) as f64 / CALLS as f64;
     println!("dialog manager at {CALLS} established calls (UAS side, INVITE records aged out):");

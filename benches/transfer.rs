@@ -115,6 +115,7 @@ fn transfer(c: &mut Call) {
     let now = c.clock;
     let id = c
         .alice
+        .transfers()
         .refer(
             c.a_d,
             b"sip:carol@chicago.example.com",
@@ -146,7 +147,10 @@ fn transfer(c: &mut Call) {
         (100, TransferProgress::Trying),
         (200, TransferProgress::Succeeded),
     ] {
-        c.bob.notify(c.b_d, id, status, now, &mut c.b_out).unwrap();
+        c.bob
+            .transfers()
+            .notify(c.b_d, id, status, now, &mut c.b_out)
+            .unwrap();
         let Verdict::Notify { progress: p, .. } = c
             .alice
             .on_received(only(&c.b_out), now, &mut c.a_out)
@@ -216,7 +220,10 @@ fn info(c: &mut Call) {
 /// Nothing left: no subscription, and once alice hangs up, no dialog.
 fn check_drained(mut c: Call) {
     assert_eq!(
-        (c.alice.subscriptions(c.a_d), c.bob.subscriptions(c.b_d)),
+        (
+            c.alice.transfers().subscriptions(c.a_d),
+            c.bob.transfers().subscriptions(c.b_d)
+        ),
         (0, 0),
         "subscriptions left after the transfers (alice, bob)"
     );

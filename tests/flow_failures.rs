@@ -122,6 +122,7 @@ fn rfc3665_3_8_unsuccessful_no_answer_cancel() {
     // Via only (§9.1).
     alice
         .mgr
+        .calls()
         .cancel(CALL.as_bytes(), ATAG.as_bytes(), &mut alice.out)
         .unwrap();
     let cancel = alice.peek_one();
@@ -327,6 +328,7 @@ fn cancel_crossing_the_200_then_ack_and_bye() {
     let ok = bob.drain().remove(0).bytes;
     alice
         .mgr
+        .calls()
         .cancel(CALL.as_bytes(), ATAG.as_bytes(), &mut alice.out)
         .unwrap();
     let cancel = deliver_one(&mut alice, &[], &mut bob, 11);

@@ -221,8 +221,11 @@ mod chaos {
                 ) if matches!(call.script, Script::Cancel) && !call.cancel_sent => {
                     call.cancel_sent = true;
                     allow(
-                        self.alice
-                            .cancel(call.call_id.as_bytes(), call.from_tag.as_bytes(), a_out),
+                        self.alice.calls().cancel(
+                            call.call_id.as_bytes(),
+                            call.from_tag.as_bytes(),
+                            a_out,
+                        ),
                         "cancel",
                     );
                 }

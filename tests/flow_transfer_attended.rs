@@ -114,7 +114,10 @@ fn rfc5589_7_attended_transfer_replaces_the_consultation_call() {
     // The final NOTIFY; then alice hangs up on bob.
     notify_to_alice(&mut bob, &mut alice, ab, id, 200, 150);
     assert_eq!(
-        (bob.mgr.subscriptions(b_d), alice.mgr.subscriptions(a_d)),
+        (
+            bob.mgr.transfers().subscriptions(b_d),
+            alice.mgr.transfers().subscriptions(a_d)
+        ),
         (0, 0)
     );
     hang_up(&mut alice, &mut bob, &[], a_d, b_d, 160);
@@ -209,7 +212,10 @@ fn rfc5589_7_attended_transfer_fails_when_the_consultation_call_has_ended() {
         }
     );
     assert_eq!(
-        (bob.mgr.subscriptions(b_d), alice.mgr.subscriptions(a_d)),
+        (
+            bob.mgr.transfers().subscriptions(b_d),
+            alice.mgr.transfers().subscriptions(a_d)
+        ),
         (0, 0)
     );
 
@@ -258,9 +264,13 @@ fn rfc5589_7_attended_transfer_fails_when_the_consultation_call_has_ended() {
         ("carol", &carol, ca_d),
     ] {
         assert_eq!(ua.mgr.len(), 0, "{who}: dialogs left");
-        assert_eq!(ua.mgr.subscriptions(d), 0, "{who}: subscriptions left");
+        assert_eq!(
+            ua.mgr.transfers().subscriptions(d),
+            0,
+            "{who}: subscriptions left"
+        );
     }
-    assert_eq!(alice.mgr.subscriptions(ac_d), 0);
+    assert_eq!(alice.mgr.transfers().subscriptions(ac_d), 0);
     alice.assert_clean("alice");
     bob.assert_clean("bob");
     carol.assert_clean("carol");

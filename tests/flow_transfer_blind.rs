@@ -28,7 +28,7 @@ fn rfc5589_6_1_blind_transfer_succeeds() {
 
     let (id, refer_at_bob) = refer_accepted(&mut alice, &mut bob, ab, CAROL, None, 100);
     assert_eq!(
-        bob.mgr.subscriptions(b_d),
+        bob.mgr.transfers().subscriptions(b_d),
         1,
         "the 202 created the subscription"
     );
@@ -42,7 +42,11 @@ fn rfc5589_6_1_blind_transfer_succeeds() {
             ..
         }
     ));
-    assert_eq!(bob.mgr.subscriptions(b_d), 1, "still active after a 1xx");
+    assert_eq!(
+        bob.mgr.transfers().subscriptions(b_d),
+        1,
+        "still active after a 1xx"
+    );
 
     let (inv_at_carol, verdict) = invite_target(&mut bob, &mut carol, &refer_at_bob, 120);
     assert!(matches!(verdict, Verdict::NewInvite { .. }), "{verdict:?}");
@@ -50,10 +54,18 @@ fn rfc5589_6_1_blind_transfer_succeeds() {
 
     // The final NOTIFY: 200, terminated;reason=noresource.
     notify_to_alice(&mut bob, &mut alice, ab, id, 200, 140);
-    assert_eq!(bob.mgr.subscriptions(b_d), 0, "the final NOTIFY ended it");
-    assert_eq!(alice.mgr.subscriptions(a_d), 0);
+    assert_eq!(
+        bob.mgr.transfers().subscriptions(b_d),
+        0,
+        "the final NOTIFY ended it"
+    );
+    assert_eq!(alice.mgr.transfers().subscriptions(a_d), 0);
     // The subscription is gone: no further NOTIFY for it can be sent…
-    assert!(bob.mgr.notify(b_d, id, 200, 145, &mut bob.out).is_err());
+    assert!(bob
+        .mgr
+        .transfers()
+        .notify(b_d, id, 200, 145, &mut bob.out)
+        .is_err());
     assert!(bob.out.is_empty());
     // …and one that arrives anyway matches no subscription: 481 (RFC 6665 §4.1.3).
     let (_, late) = raw_request(
@@ -133,7 +145,10 @@ fn rfc5589_6_blind_transfer_fails_and_the_call_stays_up() {
         }
     );
     assert_eq!(
-        (bob.mgr.subscriptions(b_d), alice.mgr.subscriptions(a_d)),
+        (
+            bob.mgr.transfers().subscriptions(b_d),
+            alice.mgr.transfers().subscriptions(a_d)
+        ),
         (0, 0)
     );
     assert_eq!(

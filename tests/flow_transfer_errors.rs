@@ -53,7 +53,7 @@ fn rfc4488_refer_sub_false_creates_no_subscription() {
         ["false"],
         "RFC 4488 §4: Refer-Sub: false in the 2xx"
     );
-    assert_eq!(bob.mgr.subscriptions(b_d), 0);
+    assert_eq!(bob.mgr.transfers().subscriptions(b_d), 0);
     let view = MessageView::parse(&got.bytes).unwrap();
     let bump = Bump::new();
     let parsed = ReferRequest::parse(&view, &bump, &ReferLimits::DEFAULT).unwrap();
@@ -71,11 +71,22 @@ fn rfc4488_refer_sub_false_creates_no_subscription() {
         })
     );
     // No subscription, so nothing to NOTIFY.
-    assert!(bob.mgr.notify(b_d, cseq, 100, 110, &mut bob.out).is_err());
-    assert!(bob.mgr.notify(b_d, cseq, 200, 111, &mut bob.out).is_err());
+    assert!(bob
+        .mgr
+        .transfers()
+        .notify(b_d, cseq, 100, 110, &mut bob.out)
+        .is_err());
+    assert!(bob
+        .mgr
+        .transfers()
+        .notify(b_d, cseq, 200, 111, &mut bob.out)
+        .is_err());
     assert!(bob.out.is_empty(), "no NOTIFY went out");
     assert_eq!(
-        (bob.mgr.subscriptions(b_d), alice.mgr.subscriptions(a_d)),
+        (
+            bob.mgr.transfers().subscriptions(b_d),
+            alice.mgr.transfers().subscriptions(a_d)
+        ),
         (0, 0)
     );
 
@@ -136,7 +147,7 @@ fn invalid_refers_are_answered_400_or_403() {
             "{what}"
         );
         assert_eq!(answer_status(&bob), *status, "{what}");
-        assert_eq!(bob.mgr.subscriptions(b_d), 0, "{what}");
+        assert_eq!(bob.mgr.transfers().subscriptions(b_d), 0, "{what}");
         let got = deliver_one(&mut bob, &[], &mut alice, t + 1);
         assert_eq!(
             got.verdict,
@@ -207,12 +218,16 @@ fn notify_overtaking_the_202_is_accepted() {
     let (a_d, b_d, _) = establish(&mut alice, &mut bob, &[], CALL, 0);
     let id = alice
         .mgr
+        .transfers()
         .refer(a_d, CAROL.as_bytes(), None, None, 100, &mut alice.out)
         .unwrap();
     let got = deliver_one(&mut alice, &[], &mut bob, 100);
     assert!(matches!(got.verdict, Some(Verdict::Refer { .. })));
     let accepted = bob.drain().remove(0).bytes;
-    bob.mgr.notify(b_d, id, 100, 101, &mut bob.out).unwrap();
+    bob.mgr
+        .transfers()
+        .notify(b_d, id, 100, 101, &mut bob.out)
+        .unwrap();
     let notify = bob.drain().remove(0).bytes;
     check_notify(&notify, id, 100, false);
     // The NOTIFY first.

@@ -66,6 +66,7 @@ fn refers_beyond_the_per_second_limit_get_403() {
     let mut refer = |alice: &mut Ua, bob: &mut Ua, t: u64| -> Verdict {
         let id = alice
             .mgr
+            .transfers()
             .refer(a_d, CAROL.as_bytes(), None, None, t, &mut alice.out)
             .unwrap();
         let verdict = deliver_one(alice, &[], bob, t).verdict.unwrap();
@@ -111,18 +112,18 @@ fn refers_beyond_the_per_second_limit_get_403() {
         );
     }
     assert_eq!(
-        bob.mgr.subscriptions(b_d),
+        bob.mgr.transfers().subscriptions(b_d),
         4,
         "the refused ones created none"
     );
     assert_eq!(
-        alice.mgr.subscriptions(a_d),
+        alice.mgr.transfers().subscriptions(a_d),
         4,
         "a REFER refused with a non-2xx leaves its sender no subscription"
     );
     let v = refer(&mut alice, &mut bob, 11_500);
     assert!(matches!(v, Verdict::Refer { .. }), "a second later: {v:?}");
-    assert_eq!(bob.mgr.subscriptions(b_d), 5);
+    assert_eq!(bob.mgr.transfers().subscriptions(b_d), 5);
 
     // End every subscription (final NOTIFY), then the call.
     for (k, id) in accepted.iter().enumerate() {
@@ -136,7 +137,10 @@ fn refers_beyond_the_per_second_limit_get_403() {
         );
     }
     assert_eq!(
-        (bob.mgr.subscriptions(b_d), alice.mgr.subscriptions(a_d)),
+        (
+            bob.mgr.transfers().subscriptions(b_d),
+            alice.mgr.transfers().subscriptions(a_d)
+        ),
         (0, 0)
     );
     hang_up(&mut alice, &mut bob, &[], a_d, b_d, 13_000);
@@ -169,10 +173,11 @@ fn refer_storm_never_holds_more_than_max_subscriptions() {
         bob.run_timers(t);
         alice.run_timers(t);
         pump(&mut bob, &mut alice, t);
-        let before = bob.mgr.subscriptions(b_d);
+        let before = bob.mgr.transfers().subscriptions(b_d);
         assert!(before <= max);
         let id = alice
             .mgr
+            .transfers()
             .refer(a_d, CAROL.as_bytes(), None, None, t, &mut alice.out)
             .unwrap();
         let v = deliver_one(&mut alice, &[], &mut bob, t).verdict.unwrap();
@@ -200,14 +205,14 @@ fn refer_storm_never_holds_more_than_max_subscriptions() {
         }
         pump(&mut bob, &mut alice, t);
         assert!(
-            bob.mgr.subscriptions(b_d) <= max,
+            bob.mgr.transfers().subscriptions(b_d) <= max,
             "#{i}: bob holds {}",
-            bob.mgr.subscriptions(b_d)
+            bob.mgr.transfers().subscriptions(b_d)
         );
         assert!(
-            alice.mgr.subscriptions(a_d) <= max,
+            alice.mgr.transfers().subscriptions(a_d) <= max,
             "#{i}: alice holds {}",
-            alice.mgr.subscriptions(a_d)
+            alice.mgr.transfers().subscriptions(a_d)
         );
     }
     // REFERs 100 to 999 left nothing behind: the heap did not grow with the storm.
@@ -235,7 +240,12 @@ fn refer_storm_never_holds_more_than_max_subscriptions() {
     let t = t0 + 1_000_000;
     for (k, id) in accepted.iter().enumerate() {
         let t = t + 10 * k as u64;
-        if bob.mgr.notify(b_d, *id, 603, t, &mut bob.out).is_ok() {
+        if bob
+            .mgr
+            .transfers()
+            .notify(b_d, *id, 603, t, &mut bob.out)
+            .is_ok()
+        {
             let got = deliver_one(&mut bob, &[], &mut alice, t);
             assert!(
                 matches!(got.verdict, Some(Verdict::Notify { id: got_id, terminated: true, .. }) if got_id == *id),
@@ -246,7 +256,10 @@ fn refer_storm_never_holds_more_than_max_subscriptions() {
         }
     }
     assert_eq!(
-        (bob.mgr.subscriptions(b_d), alice.mgr.subscriptions(a_d)),
+        (
+            bob.mgr.transfers().subscriptions(b_d),
+            alice.mgr.transfers().subscriptions(a_d)
+        ),
         (0, 0)
     );
     hang_up(&mut alice, &mut bob, &[], a_d, b_d, t + 100_000);
@@ -265,12 +278,14 @@ fn refer_on_an_ended_dialog_fails_and_leaves_nothing_behind() {
         let call_id = format!("{i:08x}-late-refer@atlanta.example.com");
         let (a_d, b_d, _) = establish(&mut alice, &mut bob, &[], &call_id, t);
         hang_up(&mut alice, &mut bob, &[], a_d, b_d, t + 10);
-        let late = alice
-            .mgr
-            .refer(a_d, CAROL.as_bytes(), None, None, t + 20, &mut alice.out);
+        let late =
+            alice
+                .mgr
+                .transfers()
+                .refer(a_d, CAROL.as_bytes(), None, None, t + 20, &mut alice.out);
         assert!(late.is_err(), "refer on an ended dialog: {late:?}");
         assert!(alice.out.is_empty());
-        assert_eq!(alice.mgr.subscriptions(a_d), 0);
+        assert_eq!(alice.mgr.transfers().subscriptions(a_d), 0);
         assert!(alice.run_timers(t + T64 + 100).is_empty());
         assert!(bob.run_timers(t + T64 + 100).is_empty());
     };

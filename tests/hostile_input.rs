@@ -247,7 +247,7 @@ fn an_unanswered_invite_is_reported_at_timer_b() {
         to: b"<sip:bob@192.0.2.4>",
         ..NewCall::default()
     };
-    let started = alice.invite(&call, 0, &mut out).unwrap();
+    let started = alice.calls().invite(&call, 0, &mut out).unwrap();
     assert_eq!(alice.pending_invites(), 1);
     assert_eq!(alice.next_deadline(), Some(64 * T1));
     let mut expired = Vec::new();

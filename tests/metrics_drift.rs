@@ -63,6 +63,7 @@ fn call(alice: &DialogManager, bob: &DialogManager, id: &str, n: usize, now: u64
         2 => {
             let view = sipdialog::wire::MessageView::parse(&inv).unwrap();
             alice
+                .calls()
                 .cancel(view.call_id(), view.from_tag().unwrap(), &mut a)
                 .unwrap();
             bob.on_received(&take(&mut a), now, &mut b).unwrap();

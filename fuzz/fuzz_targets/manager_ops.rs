@@ -289,6 +289,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 let tag = TAGS[usize::from(msg.from_tag) % TAGS.len()];
                 let _ = s
                     .manager
+                    .calls()
                     .cancel(call.as_bytes(), tag.as_bytes(), &mut s.out);
             }
             Op::Deliver { side } => {

@@ -7,9 +7,11 @@
 
 mod cold;
 mod header;
+mod live;
 
 pub(crate) use cold::ColdTable;
 pub use header::{contact_uri, uri_host, uri_hostport, without_tag};
+pub(crate) use live::{observed_key, Dialogs, Invite, Origin};
 
 use std::net::SocketAddr;
 

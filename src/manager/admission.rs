@@ -235,11 +235,11 @@ impl DialogManager {
     /// Whether one more dialog (`early`: one that starts early) fits the policy and the table.
     pub(crate) fn check_room(&self, early: bool) -> Result<(), SecurityError> {
         let policy = self.security.policy();
-        let max = policy.max_dialogs.min(self.table.capacity());
-        if self.table.len() >= max as usize {
+        let max = policy.max_dialogs.min(self.dialogs.table.capacity());
+        if self.dialogs.table.len() >= max as usize {
             return Err(SecurityError::TooManyDialogs { max });
         }
-        if early && self.table.early() >= policy.max_early_dialogs as usize {
+        if early && self.dialogs.table.early() >= policy.max_early_dialogs as usize {
             return Err(SecurityError::TooManyEarlyDialogs {
                 max: policy.max_early_dialogs,
             });

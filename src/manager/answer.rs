@@ -9,12 +9,12 @@ use super::outbox::{Delivery, Meta};
 use super::pending::{self, InviteId, KeptRequest, PendingInvite};
 use super::{DialogManager, ManagerError, Outbox, Verdict};
 use crate::build::{self, BuildError, ResponseParts};
-use crate::dialog::{self, contact_uri, InfoParts, Role};
+use crate::dialog::{contact_uri, Origin, Role};
 use crate::id::{DialogKey, Tag};
 use crate::metrics::TerminationReason;
 use crate::security::SecurityError;
 use crate::state::{DialogState, Event};
-use crate::table::{DialogHandle, NewDialog, TableError};
+use crate::table::{DialogHandle, TableError};
 use crate::wire::{MessageView, Method};
 
 /// Whether an answer is written, or only recorded (the caller built and sent it).
@@ -67,7 +67,7 @@ impl DialogManager {
         // A success inside a dialog that has ended (or never was) would speak for no dialog.
         if view.to_tag().is_some()
             && (101..300).contains(&status)
-            && self.table.lookup(&key).is_none()
+            && self.dialogs.table.lookup(&key).is_none()
         {
             return Err(ManagerError::UnknownDialog);
         }
@@ -285,36 +285,22 @@ impl DialogManager {
             local_tag: to_tag.or(view.to_tag()).unwrap_or_default(),
             remote_tag: view.from_tag().unwrap_or_default(),
         };
-        if let Some(dialog) = self.table.lookup(&key) {
+        if let Some(dialog) = self.dialogs.table.lookup(&key) {
             return Ok(dialog);
         }
         // A dialog a 2xx makes is confirmed at once: it does not count as early.
         self.check_room(!claimed)?;
         let copy = pending.copy().ok_or(ManagerError::AlreadyAnswered)?;
         let charge = pending.take_charge();
-        let parts = InfoParts {
-            role: Role::Uas,
-            secure: dialog::is_sips(copy.request_uri()),
-            invite_cseq: pending.cseq,
-            invite: Some(pending.key),
-            call_id: key.call_id,
-            local_tag: key.local_tag,
-            remote_tag: key.remote_tag,
-            local_uri: copy.to(),
-            remote_uri: copy.from(),
-            remote_target: copy.contact(),
+        let origin = Origin::Uas {
+            request: view,
+            to_tag: key.local_tag,
             local_target: contact_uri(&self.config.contact).unwrap_or_default(),
             peer: pending.source,
             charge,
         };
-        let init = NewDialog {
-            state: DialogState::EARLY,
-            local_cseq: 0,
-            remote_cseq: Some(pending.cseq),
-            now_ms,
-        };
-        let route_set = dialog::route_set(view, false);
-        let dialog = match self.create(&key, &init, &parts, route_set) {
+        let created = self.create(&pending.invite(&copy), origin, DialogState::EARLY, now_ms);
+        let dialog = match created {
             Ok(dialog) => dialog,
             Err(e) => {
                 if let Some(charge) = charge {
@@ -347,10 +333,12 @@ impl DialogManager {
         pending: &PendingInvite,
         now_ms: u64,
     ) -> Result<(), ManagerError> {
-        self.table.transition(dialog, Event::ConfirmAwaitingAck)?;
+        self.dialogs
+            .table
+            .transition(dialog, Event::ConfirmAwaitingAck)?;
         let setup_ms = now_ms.saturating_sub(pending.created_ms);
         self.count(|m| m.setup_completed(setup_ms));
-        if let Some((entry, _)) = self.cold.get(dialog) {
+        if let Some((entry, _)) = self.dialogs.cold.get(dialog) {
             entry
                 .ack_deadline
                 .store(now_ms + 64 * self.config.t1_ms, Ordering::Relaxed);
@@ -387,7 +375,7 @@ impl DialogManager {
                     local_tag: to_tag.or(view.to_tag()).unwrap_or_default(),
                     remote_tag: view.from_tag().unwrap_or_default(),
                 };
-                Ok(self.table.lookup(&key))
+                Ok(self.dialogs.table.lookup(&key))
             }
             Err(ManagerError::AlreadyAnswered) => Ok(None),
             other => other,
@@ -402,20 +390,13 @@ impl DialogManager {
         status: u16,
         now_ms: u64,
     ) -> Option<DialogHandle> {
-        let dialog = self.table.lookup(key)?;
-        let _ = self.table.touch(dialog, now_ms);
+        let dialog = self.dialogs.table.lookup(key)?;
+        let _ = self.dialogs.table.touch(dialog, now_ms);
         if method == Method::Invite && status >= 200 {
-            let _ = self.table.transition(dialog, Event::EndInvite);
+            let _ = self.dialogs.table.transition(dialog, Event::EndInvite);
         }
         if matches!(method, Method::Invite | Method::Update) && status >= 200 {
-            if let Some((entry, info)) = self.cold.get(dialog) {
-                let target = entry.pending_target.swap(None);
-                if let Some(target) = target.filter(|_| status < 300) {
-                    entry
-                        .info
-                        .store(Some(std::sync::Arc::new(info.refreshed(&target, None))));
-                }
-            }
+            self.dialogs.settle_target(dialog, status < 300);
         }
         Some(dialog)
     }
@@ -430,7 +411,7 @@ impl DialogManager {
         now_ms: u64,
         out: &mut Outbox,
     ) -> Result<Verdict, ManagerError> {
-        let via = pending::via_key(self.table.fingerprinter(), view);
+        let via = pending::via_key(self.dialogs.table.fingerprinter(), view);
         let Some(pending) = self
             .uas_record(view)
             .filter(|p| p.cseq == view.cseq().number && p.via == via)

@@ -169,9 +169,9 @@ impl DialogManager {
 
     /// The nearest deadline of a live dialog.
     pub(crate) fn next_dialog_deadline(&self, dialog: DialogHandle) -> Option<u64> {
-        let state = self.table.state(dialog).ok()?;
-        let (created, active) = self.table.times(dialog).ok()?;
-        let (entry, _) = self.cold.get(dialog)?;
+        let state = self.dialogs.table.state(dialog).ok()?;
+        let (created, active) = self.dialogs.table.times(dialog).ok()?;
+        let (entry, _) = self.dialogs.cold.get(dialog)?;
         let c = &self.config;
         let flags = state.flags();
         let candidates = [
@@ -198,15 +198,16 @@ impl DialogManager {
         out: &mut Outbox,
         expired: &mut Vec<Expiry>,
     ) {
-        let Some((entry, info)) = self.cold.get(dialog) else {
+        let Some((entry, info)) = self.dialogs.cold.get(dialog) else {
             return;
         };
         if entry.armed_at.load(Ordering::Relaxed) != at {
             return; // superseded by a nearer deadline armed later
         }
-        let (Ok(state), Ok((created, active))) =
-            (self.table.state(dialog), self.table.times(dialog))
-        else {
+        let (Ok(state), Ok((created, active))) = (
+            self.dialogs.table.state(dialog),
+            self.dialogs.table.times(dialog),
+        ) else {
             return;
         };
         let c = &self.config;
@@ -303,8 +304,8 @@ impl DialogManager {
         info: &DialogInfo,
         out: &mut Outbox,
     ) -> Result<(), ManagerError> {
-        let to_callee = self.table.next_local_cseq(dialog)?;
-        let (_, callee_last) = self.table.cseqs(dialog)?;
+        let to_callee = self.dialogs.table.next_local_cseq(dialog)?;
+        let (_, callee_last) = self.dialogs.table.cseqs(dialog)?;
         let to_caller = callee_last.map_or(1, |c| c.saturating_add(1));
         for (parts, cseq, kind) in [
             (info.parts(), to_callee, b'e'),

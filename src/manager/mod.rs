@@ -7,15 +7,24 @@
 //! The in-dialog path (scan, lookup, CSeq check, state CAS, activity stamp) takes no lock and
 //! allocates nothing; dialog creation and teardown, transaction records and timers are the
 //! cold path.
+//!
+//! One concept per module: the way in (`admission`, `received`), requests inside a dialog
+//! (`in_dialog`), the calls we answer (`answer`) and place (`calls`, its view
+//! [`DialogManager::calls`]), INVITE records (`pending`), transfers (`transfer`, its view
+//! [`DialogManager::transfers`]) and Replaces, expiries (`expiry`), a proxy's view
+//! (`observe`), the outbox. Dialogs themselves are made, refreshed and removed in
+//! [`crate::dialog`] only; every way a dialog ends goes through one function here.
 
 mod admission;
 mod answer;
+mod calls;
 #[cfg(not(sipdialog_loom))]
 mod claim;
 #[cfg(sipdialog_loom)]
 #[doc(hidden)]
 pub mod claim;
 mod expiry;
+mod in_dialog;
 mod observe;
 mod outbox;
 mod pending;
@@ -26,13 +35,14 @@ mod sent;
 mod tests;
 mod transfer;
 
+pub use calls::{CallStarted, Calls, NewCall};
 pub use expiry::{Expiry, ExpiryReason, MAX_EXPIRIES_PER_CALL};
+pub use in_dialog::RequestBody;
 pub use observe::Observation;
 pub use outbox::{Answering, Delivery, Kind, OutMessage, Outbox};
 pub use pending::{InviteId, KeptRequest};
 pub use replaces::{Replaced, ReplacedAction};
-pub use sent::RequestBody;
-pub use transfer::{CallStarted, NewCall, TransferProgress};
+pub use transfer::{TransferProgress, Transfers};
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -40,13 +50,13 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 
 use crate::build::BuildError;
-use crate::dialog::{ColdTable, DialogInfo, InfoParts, Role};
-use crate::id::{BuildIdentityHasher, DialogKey, Fingerprint, Tag};
+use crate::dialog::{DialogInfo, Dialogs, Invite, Origin, Role};
+use crate::id::{BuildIdentityHasher, Fingerprint, Tag};
 use crate::metrics::{Metrics, TableStats, TerminationReason};
 use crate::refer::ReferError;
 use crate::security::{Policy, Security, SecurityError};
 use crate::state::{DialogState, StateError};
-use crate::table::{DialogHandle, DialogTable, NewDialog, TableError};
+use crate::table::{DialogHandle, DialogTable, TableError};
 use crate::timer::{Target, Timers};
 use crate::wire::{Method, WireError};
 use pending::PendingInvite;
@@ -118,7 +128,7 @@ pub enum Verdict {
     },
     /// A valid REFER in the dialog (RFC 3515): the 202 is in the outbox (with `Refer-Sub:
     /// false` echoed when asked, RFC 4488). Read it with [`crate::refer::ReferRequest`], act,
-    /// and report with [`DialogManager::notify`] when `subscribed`.
+    /// and report with [`Transfers::notify`](transfer::Transfers::notify) when `subscribed`.
     Refer {
         /// The dialog.
         dialog: DialogHandle,
@@ -352,8 +362,7 @@ impl From<StateError> for ManagerError {
 /// assert_eq!(reply.next_hop, None); // a response goes back the way the request came
 /// ```
 pub struct DialogManager {
-    table: DialogTable,
-    cold: ColdTable,
+    dialogs: Dialogs,
     pending: papaya::HashMap<Fingerprint, Arc<PendingInvite>, BuildIdentityHasher>,
     /// Written on every call setup by every thread: on a line of its own.
     pending_count: CachePadded<AtomicUsize>,
@@ -376,7 +385,7 @@ pub struct DialogManager {
 impl std::fmt::Debug for DialogManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DialogManager")
-            .field("dialogs", &self.table.len())
+            .field("dialogs", &self.dialogs.table.len())
             .field("pending", &self.pending_count.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -385,13 +394,11 @@ impl std::fmt::Debug for DialogManager {
 impl DialogManager {
     /// A manager with its own table, secret fingerprint key and branch prefix.
     pub fn new(config: ManagerConfig) -> Result<DialogManager, ManagerError> {
-        let table =
-            DialogTable::with_capacity(config.capacity).map_err(|_| ManagerError::Random)?;
+        let dialogs = Dialogs::new(config.capacity).map_err(|_| ManagerError::Random)?;
         let branch_prefix = Tag::generate().map_err(|_| ManagerError::Random)?;
         let seed = u64::from_le_bytes(branch_prefix.as_bytes()[..8].try_into().unwrap_or_default());
         Ok(DialogManager {
-            cold: ColdTable::new(config.capacity),
-            table,
+            dialogs,
             // Sized for a few thousand calls a second up front (growing under load makes every
             // thread help copy the table), not for the cap: a table's pages, once touched by a
             // flood, stay resident.
@@ -432,7 +439,7 @@ impl DialogManager {
 
     /// The dialog table (states, CSeqs, iteration, counts).
     pub fn table(&self) -> &DialogTable {
-        &self.table
+        &self.dialogs.table
     }
 
     /// The configuration it was made with ([`ManagerConfig::policy`] is the policy it started
@@ -449,7 +456,7 @@ impl DialogManager {
 
     /// Live dialogs in the early phase.
     pub fn early_dialogs(&self) -> usize {
-        self.table.early()
+        self.dialogs.table.early()
     }
 
     /// How many more dialogs the policy in force and the table's capacity allow now.
@@ -458,18 +465,18 @@ impl DialogManager {
             .security
             .policy()
             .max_dialogs
-            .min(self.table.capacity());
-        (max as usize).saturating_sub(self.table.len())
+            .min(self.dialogs.table.capacity());
+        (max as usize).saturating_sub(self.dialogs.table.len())
     }
 
     /// Live dialogs.
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.dialogs.table.len()
     }
 
     /// Whether no dialog is live.
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.dialogs.table.is_empty()
     }
 
     /// INVITE transactions tracked (for forking and CANCEL).
@@ -479,47 +486,51 @@ impl DialogManager {
 
     /// The cold data of a live dialog: URIs, tags, remote target, route set.
     pub fn info(&self, dialog: DialogHandle) -> Option<Arc<DialogInfo>> {
-        self.cold.get(dialog).map(|(_, info)| info)
+        self.dialogs.cold.get(dialog).map(|(_, info)| info)
     }
 
     /// The dialog's state.
     pub fn state(&self, dialog: DialogHandle) -> Result<DialogState, ManagerError> {
-        Ok(self.table.state(dialog)?)
+        Ok(self.dialogs.table.state(dialog)?)
     }
 
-    /// Inserts a dialog and its cold data. The caller arms its timer ([`Self::rearm`]) once
-    /// the state is settled, so that no entry is armed for a deadline that is moot at once.
+    /// Makes the dialog `origin` creates (see [`Dialogs::create`]) and counts it. The caller
+    /// arms its timer ([`Self::rearm`]) once the state is settled, so that no entry is armed
+    /// for a deadline that is moot at once.
     fn create(
         &self,
-        key: &DialogKey<'_>,
-        init: &NewDialog,
-        parts: &InfoParts<'_>,
-        route_set: Box<[Box<[u8]>]>,
+        invite: &Invite<'_>,
+        origin: Origin<'_, '_>,
+        state: DialogState,
+        now_ms: u64,
     ) -> Result<DialogHandle, ManagerError> {
-        let handle = self.table.insert(key, init)?;
-        self.cold.install(DialogInfo::new(handle, parts, route_set));
-        self.count(|m| m.dialog_created(parts.role));
-        tracing::debug!(dialog = ?handle, role = ?parts.role, state = ?init.state, "dialog created");
+        let handle = self.dialogs.create(invite, origin, state, now_ms)?;
+        let role = match origin {
+            Origin::Uac { .. } => Role::Uac,
+            Origin::Uas { .. } => Role::Uas,
+            Origin::Observed { .. } => Role::Observed,
+        };
+        self.count(|m| m.dialog_created(role));
+        tracing::debug!(dialog = ?handle, ?role, ?state, "dialog created");
         Ok(handle)
     }
 
-    /// Ends a dialog: out of the table and the cold table. Every handle copy goes stale.
-    /// Counted and traced once, by whoever removes it.
+    /// Ends a dialog: out of the table and the cold table, its transfers dropped, its share
+    /// of its source given back. Every handle copy goes stale. Counted and traced once, by
+    /// whoever removes it: every way a dialog ends comes through here.
     fn end(&self, dialog: DialogHandle, reason: TerminationReason, now_ms: u64) -> bool {
-        let created = self.table.times(dialog).map(|(created, _)| created);
-        let info = self.cold.get(dialog).map(|(_, info)| info);
-        let removed = self.table.remove(dialog).is_ok();
-        self.cold.clear(dialog);
+        let removed = self.dialogs.remove(dialog);
         self.drop_transfers(dialog);
-        if removed {
-            if let Some(charge) = info.and_then(|i| i.charge()) {
-                self.security.release(charge);
-            }
-            let duration_ms = created.map_or(0, |c| now_ms.saturating_sub(c));
-            self.count(|m| m.dialog_terminated(reason, duration_ms));
-            tracing::debug!(?dialog, ?reason, duration_ms, "dialog terminated");
+        let Some(removed) = removed else {
+            return false;
+        };
+        if let Some(charge) = removed.info.and_then(|i| i.charge()) {
+            self.security.release(charge);
         }
-        removed
+        let duration_ms = removed.created_ms.map_or(0, |c| now_ms.saturating_sub(c));
+        self.count(|m| m.dialog_terminated(reason, duration_ms));
+        tracing::debug!(?dialog, ?reason, duration_ms, "dialog terminated");
+        true
     }
 
     /// A fresh Via value: ours plus a branch unique to this manager's requests (RFC 3261
@@ -608,7 +619,7 @@ impl DialogManager {
         let Some(at) = self.next_dialog_deadline(dialog) else {
             return;
         };
-        if let Some((entry, _)) = self.cold.get(dialog) {
+        if let Some((entry, _)) = self.dialogs.cold.get(dialog) {
             let armed = entry.armed_at.load(Ordering::Relaxed);
             if armed == 0 || at < armed || armed <= now_ms {
                 entry.armed_at.store(at, Ordering::Relaxed);
@@ -620,7 +631,7 @@ impl DialogManager {
     /// Arms a timer entry; a shard full of dead entries is swept on the way.
     pub(crate) fn arm(&self, at: u64, target: Target) {
         // At most one live entry per dialog and per INVITE record.
-        let live = self.table.len() + self.pending_count.load(Ordering::Relaxed);
+        let live = self.dialogs.table.len() + self.pending_count.load(Ordering::Relaxed);
         self.timers
             .arm(at, target, live, |at, target| self.timer_alive(at, target));
     }
@@ -630,6 +641,7 @@ impl DialogManager {
     fn timer_alive(&self, at: u64, target: Target) -> bool {
         match target {
             Target::Dialog(dialog) => self
+                .dialogs
                 .cold
                 .get(dialog)
                 .is_some_and(|(entry, _)| entry.armed_at.load(Ordering::Relaxed) == at),
@@ -651,15 +663,16 @@ impl DialogManager {
 /// live slots), so `sipdialog_dialogs_active` cannot drift from what the table holds.
 impl TableStats for DialogManager {
     fn capacity(&self) -> u64 {
-        u64::from(self.table.capacity())
+        u64::from(self.dialogs.table.capacity())
     }
 
     fn live(&self) -> u64 {
-        self.table.len() as u64
+        self.dialogs.table.len() as u64
     }
 
     fn by_phase(&self) -> (u64, u64) {
-        self.table
+        self.dialogs
+            .table
             .iter()
             .fold((0, 0), |(early, confirmed), (_, state)| {
                 match state.phase() {
@@ -671,7 +684,7 @@ impl TableStats for DialogManager {
     }
 
     fn slab_bytes(&self) -> u64 {
-        self.table.slab_bytes() as u64
+        self.dialogs.table.slab_bytes() as u64
     }
 
     fn invite_records(&self) -> (u64, u64) {

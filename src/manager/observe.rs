@@ -4,11 +4,10 @@
 
 use super::pending::PendingInvite;
 use super::{DialogManager, ManagerError};
-use crate::dialog::{self, contact_uri, InfoParts, Role};
-use crate::id::DialogKey;
+use crate::dialog::{observed_key, Origin, Role};
 use crate::metrics::TerminationReason;
 use crate::state::{DialogState, Event, Phase};
-use crate::table::{DialogHandle, NewDialog};
+use crate::table::DialogHandle;
 use crate::wire::{MessageView, Method};
 
 /// What an observed message did to the dialogs.
@@ -54,16 +53,6 @@ pub enum Observation {
     Other,
 }
 
-/// The direction-agnostic key: the tags in byte order.
-fn observed_key<'a>(call_id: &'a [u8], a: &'a [u8], b: &'a [u8]) -> DialogKey<'a> {
-    let (local_tag, remote_tag) = if a <= b { (a, b) } else { (b, a) };
-    DialogKey {
-        call_id,
-        local_tag,
-        remote_tag,
-    }
-}
-
 impl DialogManager {
     /// Follows one message passing through (either direction) at `now_ms`.
     pub fn observe(&self, bytes: &[u8], now_ms: u64) -> Result<Observation, ManagerError> {
@@ -81,7 +70,7 @@ impl DialogManager {
             return Ok(Observation::Other);
         };
         let key = observed_key(view.call_id(), from, to);
-        let found = self.table.lookup(&key);
+        let found = self.dialogs.table.lookup(&key);
         if let Some(status) = view.status_code() {
             let method = Method::from_bytes(view.cseq().method);
             if method == Method::Cancel {
@@ -99,7 +88,7 @@ impl DialogManager {
             let Some(dialog) = found else {
                 return Ok(Observation::Other);
             };
-            let _ = self.table.touch(dialog, now_ms);
+            let _ = self.dialogs.table.touch(dialog, now_ms);
             if matches!(status, 481 | 408) || (method == Method::Bye && status >= 200) {
                 let reason = if method == Method::Bye {
                     TerminationReason::Bye
@@ -110,26 +99,29 @@ impl DialogManager {
                 return Ok(Observation::Ended { dialog });
             }
             if method == Method::Invite && status >= 200 {
-                let _ = self.table.transition(dialog, Event::EndInvite);
+                let _ = self.dialogs.table.transition(dialog, Event::EndInvite);
             }
             return Ok(Observation::InDialog { dialog });
         }
         let Some(dialog) = found else {
             return Ok(Observation::Unknown);
         };
-        let _ = self.table.touch(dialog, now_ms);
+        let _ = self.dialogs.table.touch(dialog, now_ms);
         let cseq = view.cseq().number;
         let from_caller = self.info(dialog).is_some_and(|i| i.local_tag() == from);
         match view.method() {
             Some(Method::Ack) => {
-                let _ = self.table.transition(dialog, Event::AckReceived);
+                let _ = self.dialogs.table.transition(dialog, Event::AckReceived);
             }
             Some(method) => {
                 // Each side's CSeq, so an expiry BYE can follow them (§12.2.1.1).
                 let _ = if from_caller {
-                    self.table.raise_local_cseq(dialog, cseq)
+                    self.dialogs.table.raise_local_cseq(dialog, cseq)
                 } else {
-                    self.table.advance_remote_cseq(dialog, cseq).map(|_| ())
+                    self.dialogs
+                        .table
+                        .advance_remote_cseq(dialog, cseq)
+                        .map(|_| ())
                 };
                 let event = match method {
                     Method::Bye => Some(Event::BeginBye),
@@ -138,7 +130,7 @@ impl DialogManager {
                 };
                 // A proxy reports, it does not police: a refused event is the endpoints' business.
                 if let Some(event) = event {
-                    let _ = self.table.transition(dialog, event);
+                    let _ = self.dialogs.table.transition(dialog, event);
                 }
             }
             None => {}
@@ -166,16 +158,16 @@ impl DialogManager {
         }
         let confirmed = status >= 200;
         if let Some(dialog) = found {
-            let _ = self.table.touch(dialog, now_ms);
+            let _ = self.dialogs.table.touch(dialog, now_ms);
             if !confirmed {
                 return Ok(Observation::Early {
                     dialog,
                     created: false,
                 });
             }
-            if self.table.state(dialog)?.phase() == Phase::Early {
-                self.table.transition(dialog, Event::Confirm)?;
-                self.refresh_target(dialog, view, false);
+            if self.dialogs.table.state(dialog)?.phase() == Phase::Early {
+                self.dialogs.table.transition(dialog, Event::Confirm)?;
+                self.dialogs.refresh_target(dialog, view, false);
                 self.rearm(dialog, now_ms);
             }
             if pending.confirm() {
@@ -189,38 +181,14 @@ impl DialogManager {
                 created: false,
             });
         }
-        // Responses carry the INVITE's Call-ID and From (caller) tag.
-        let caller_tag = view.from_tag().unwrap_or_default();
-        let callee_tag = view.to_tag().unwrap_or_default();
         let copy = pending.copy().ok_or(ManagerError::UnknownDialog)?;
-        let parts = InfoParts {
-            role: Role::Observed,
-            secure: dialog::is_sips(copy.request_uri()),
-            invite_cseq: pending.cseq,
-            invite: Some(pending.key),
-            call_id: view.call_id(),
-            local_tag: caller_tag,
-            remote_tag: callee_tag,
-            local_uri: copy.from(),
-            remote_uri: copy.to(),
-            remote_target: view.contact().and_then(contact_uri).unwrap_or_default(),
-            local_target: copy.contact(),
-            peer: None,
-            charge: None,
-        };
         let state = if confirmed {
             DialogState::CONFIRMED
         } else {
             DialogState::EARLY
         };
-        let init = NewDialog {
-            state,
-            local_cseq: pending.cseq,
-            remote_cseq: None,
-            now_ms,
-        };
-        let key = observed_key(view.call_id(), caller_tag, callee_tag);
-        let dialog = self.create(&key, &init, &parts, Box::default())?;
+        let origin = Origin::Observed { response: view };
+        let dialog = self.create(&pending.invite(&copy), origin, state, now_ms)?;
         pending.add_dialog(dialog, true);
         self.rearm(dialog, now_ms);
         if confirmed {

@@ -12,7 +12,7 @@ use smallvec::SmallVec;
 use super::claim::FinalAnswer;
 use super::outbox::Answering;
 use crate::build::DialogParts;
-use crate::dialog::{contact_uri, Role};
+use crate::dialog::{contact_uri, Invite, Role};
 use crate::id::{DialogKey, Fingerprint, Fingerprinter, Tag};
 use crate::security::{Charge, SecurityError};
 use crate::table::DialogHandle;
@@ -161,7 +161,7 @@ impl InviteCopy {
         )
     }
 
-    /// The copy of an INVITE we build ([`super::DialogManager::invite`]), from its parts: what
+    /// The copy of an INVITE we build ([`super::Calls::invite`]), from its parts: what
     /// it holds is what `build::initial_invite` writes for them, minus body and extras.
     pub(crate) fn of_own(parties: &DialogParts<'_>, via: &[u8], contact: &[u8]) -> InviteCopy {
         let mut from = Vec::with_capacity(parties.local_uri.len() + 5 + parties.local_tag.len());
@@ -454,6 +454,18 @@ impl PendingInvite {
     }
 
     /// Claims the final answer; `false` when another one was claimed first.
+    /// The INVITE as a dialog is made of it, from its kept copy.
+    pub(crate) fn invite<'a>(&self, copy: &'a InviteCopy) -> Invite<'a> {
+        Invite {
+            request_uri: copy.request_uri(),
+            from: copy.from(),
+            to: copy.to(),
+            contact: copy.contact(),
+            cseq: self.cseq,
+            key: self.key,
+        }
+    }
+
     pub(crate) fn claim_final(&self) -> bool {
         self.answer.claim()
     }
@@ -493,7 +505,7 @@ impl PendingInvite {
 
 impl super::DialogManager {
     pub(crate) fn pending_key(&self, call_id: &[u8], from_tag: &[u8], role: Role) -> Fingerprint {
-        key(self.table.fingerprinter(), call_id, from_tag, role)
+        key(self.dialogs.table.fingerprinter(), call_id, from_tag, role)
     }
 
     pub(crate) fn pending_get(&self, key: Fingerprint) -> Option<Arc<PendingInvite>> {
@@ -506,7 +518,7 @@ impl super::DialogManager {
         NewRecord {
             key: self.pending_key(invite.call_id(), from_tag, role),
             role,
-            via: via_key(self.table.fingerprinter(), invite),
+            via: via_key(self.dialogs.table.fingerprinter(), invite),
             source: None,
             to_tag: None,
             charge: None,
@@ -518,13 +530,6 @@ impl super::DialogManager {
     pub(crate) fn uas_record(&self, view: &MessageView<'_>) -> Option<Arc<PendingInvite>> {
         let from_tag = view.from_tag().unwrap_or_default();
         self.pending_get(self.pending_key(view.call_id(), from_tag, Role::Uas))
-    }
-
-    /// The token of the INVITE we sent with this Call-ID and From tag (its responses carry
-    /// both), for matching a response or an [`super::Expiry`] to a call placed with
-    /// [`super::DialogManager::invite`].
-    pub fn sent_invite_id(&self, call_id: &[u8], from_tag: &[u8]) -> InviteId {
-        InviteId(self.pending_key(call_id, from_tag, Role::Uac))
     }
 
     /// Records a new INVITE transaction; `Ok(None)` when it is known already (a

@@ -1,20 +1,19 @@
-//! Messages received from the network (RFC 3261 §12.1–§12.2, §13–§15).
+//! Where a received message goes: a CANCEL to its INVITE, a request without a To tag to
+//! the new calls we answer, a response to our INVITE to its record ([`super::calls`]),
+//! anything else to its dialog ([`super::in_dialog`]); refusals are written here.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use super::outbox::Meta;
-use super::pending::PendingInvite;
 use super::{DialogManager, ManagerError, Outbox, Verdict};
 use crate::build::{self, ResponseParts};
-use crate::dialog::{self, contact_uri, InfoParts, Role};
+use crate::dialog::Role;
 use crate::id::DialogKey;
-use crate::metrics::{MessageKind, TerminationReason};
+use crate::metrics::MessageKind;
 use crate::security::Policy;
-use crate::state::{DialogState, Event, Phase, StateError};
-use crate::table::{CSeqOrder, DialogHandle, NewDialog, TableError};
-use crate::wire::{HeaderName, MessageView, Method};
-use smallvec::SmallVec;
+use crate::table::DialogHandle;
+use crate::wire::{MessageView, Method};
 
 impl DialogManager {
     pub(crate) fn request_received(
@@ -36,65 +35,14 @@ impl DialogManager {
             // Replaces belongs on an INVITE that creates a dialog (RFC 3891 §3).
             return self.reject(view, None, 400, out);
         }
-        let Some(dialog) = self.table.lookup(&DialogKey::received(view)) else {
+        let Some(dialog) = self.dialogs.table.lookup(&DialogKey::received(view)) else {
             // ACK never gets a response; anything else gets a ready 481 (§12.2.2).
             if method == Method::Ack {
                 return Ok(Verdict::Stray);
             }
             return self.reject(view, None, 481, out);
         };
-        // ACK carries the INVITE's CSeq and is not part of the CSeq order (§12.2.2).
-        if method == Method::Ack {
-            let _ = self.table.transition(dialog, Event::AckReceived);
-            self.table.touch(dialog, now_ms)?;
-            return Ok(Verdict::Ack { dialog });
-        }
-        match self.table.advance_remote_cseq(dialog, view.cseq().number) {
-            Ok(CSeqOrder::Newer) => {}
-            Ok(CSeqOrder::Same) => return Ok(Verdict::Retransmission),
-            Err(TableError::CSeqOutOfOrder { .. }) => {
-                return self.reject(view, Some(dialog), 500, out)
-            }
-            Err(TableError::Stale) => return self.reject(view, None, 481, out),
-            Err(e) => return Err(e.into()),
-        }
-        let _ = self.table.touch(dialog, now_ms);
-        match method {
-            Method::Bye => {
-                self.end(dialog, TerminationReason::Bye, now_ms);
-                out.push(Meta::response(Some(dialog)), |buf| {
-                    build::response(view, 200, "OK", None, &ResponseParts::default(), buf)
-                })?;
-                Ok(Verdict::Bye { dialog })
-            }
-            Method::Invite | Method::Update => {
-                if method == Method::Invite {
-                    match self.table.transition(dialog, Event::BeginInvite) {
-                        Ok(_) => {}
-                        Err(TableError::State(StateError::Glare)) => {
-                            return self.reject(view, Some(dialog), 491, out)
-                        }
-                        Err(TableError::State(StateError::Illegal { .. })) => {
-                            // A re-INVITE on an early dialog, or while our BYE is pending.
-                            return self.reject(view, Some(dialog), 500, out);
-                        }
-                        Err(TableError::State(StateError::ByePending)) => {
-                            return self.reject(view, Some(dialog), 481, out)
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                // A target refresh takes effect when we answer it 2xx (§12.2.2).
-                if let Some((entry, _)) = self.cold.get(dialog) {
-                    let target = view.contact().and_then(contact_uri).map(Box::from);
-                    entry.pending_target.store(target.map(std::sync::Arc::new));
-                }
-                Ok(Verdict::Request { dialog, method })
-            }
-            Method::Refer => self.refer_received(view, dialog, now_ms, out),
-            Method::Notify => self.notify_received(view, dialog, out),
-            _ => Ok(Verdict::Request { dialog, method }),
-        }
+        self.in_dialog_request(view, dialog, method, now_ms, out)
     }
 
     /// A request with no To tag: a new INVITE (a UAS dialog in the making, once admitted), or
@@ -189,7 +137,7 @@ impl DialogManager {
         }
         let found = view
             .to_tag()
-            .and_then(|_| self.table.lookup(&DialogKey::received(view)));
+            .and_then(|_| self.dialogs.table.lookup(&DialogKey::received(view)));
         if method == Method::Invite {
             let key = self.pending_key(
                 view.call_id(),
@@ -204,205 +152,6 @@ impl DialogManager {
         let Some(dialog) = found else {
             return Ok(Verdict::Stray);
         };
-        let _ = self.table.touch(dialog, now_ms);
-        if matches!(status, 481 | 408) || (method == Method::Bye && status >= 200) {
-            // §12.2.1.2: 481 or 408 to a request inside a dialog ends it; so does any final
-            // response to our BYE.
-            let reason = if method == Method::Bye {
-                TerminationReason::Bye
-            } else {
-                TerminationReason::Error
-            };
-            self.end(dialog, reason, now_ms);
-            return Ok(Verdict::Ended { dialog, status });
-        }
-        if method == Method::Refer && status >= 300 {
-            self.refer_refused(dialog, cseq);
-        }
-        if method == Method::Invite && status >= 200 {
-            let _ = self.table.transition(dialog, Event::EndInvite);
-            if status == 491 {
-                let role = self.info(dialog).map_or(Role::Uas, |i| i.role());
-                return Ok(Verdict::Glare {
-                    dialog,
-                    retry_at_ms: self.glare_retry_at(role, now_ms),
-                });
-            }
-        }
-        if (200..300).contains(&status) && matches!(method, Method::Invite | Method::Update) {
-            self.refresh_target(dialog, view, false);
-        }
-        Ok(Verdict::Response {
-            dialog,
-            status,
-            method,
-            cseq,
-        })
-    }
-
-    /// A response to the INVITE that creates our dialogs as UAC (§12.1.2, §13.2.2).
-    fn invite_response(
-        &self,
-        view: &MessageView<'_>,
-        pending: &PendingInvite,
-        found: Option<DialogHandle>,
-        status: u16,
-        source: Option<SocketAddr>,
-        now_ms: u64,
-    ) -> Result<Verdict, ManagerError> {
-        if status >= 300 {
-            let dialogs_ended = self.invite_failed(pending, status, now_ms);
-            return Ok(Verdict::Failed {
-                status,
-                dialogs_ended,
-            });
-        }
-        if view.to_tag().is_none() {
-            // 100 Trying (or a 1xx without a tag, which creates no dialog).
-            return Ok(Verdict::Provisional {
-                dialog: None,
-                status,
-            });
-        }
-        let confirmed = status >= 200;
-        let dialog = match found {
-            Some(dialog) => {
-                let _ = self.table.touch(dialog, now_ms);
-                if !confirmed {
-                    return Ok(Verdict::Provisional {
-                        dialog: Some(dialog),
-                        status,
-                    });
-                }
-                match self.table.transition(dialog, Event::Confirm) {
-                    Ok(_) => {
-                        // The 2xx fixes the route set and the target (§13.2.2.4).
-                        self.refresh_target(dialog, view, true);
-                        self.rearm(dialog, now_ms);
-                    }
-                    // Already confirmed: the 2xx was retransmitted; the ACK goes again.
-                    Err(TableError::State(StateError::Illegal { .. })) => {
-                        return Ok(Verdict::Confirmed {
-                            dialog,
-                            cseq: pending.cseq,
-                            extra: false,
-                        })
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                dialog
-            }
-            None => {
-                let state = if confirmed {
-                    DialogState::CONFIRMED
-                } else {
-                    DialogState::EARLY
-                };
-                let dialog = self.create_uac(view, pending, state, source, now_ms)?;
-                pending.add_dialog(dialog, true);
-                self.rearm(dialog, now_ms);
-                if !confirmed {
-                    return Ok(Verdict::Provisional {
-                        dialog: Some(dialog),
-                        status,
-                    });
-                }
-                dialog
-            }
-        };
-        let extra = !pending.confirm();
-        if !extra {
-            let setup_ms = now_ms.saturating_sub(pending.created_ms);
-            self.count(|m| m.setup_completed(setup_ms));
-        }
-        // Later 2xx from other forks may come for 64×T1 (§13.2.2.4).
-        self.pending_finish(pending, now_ms, true);
-        Ok(Verdict::Confirmed {
-            dialog,
-            cseq: pending.cseq,
-            extra,
-        })
-    }
-
-    /// A UAC dialog from the INVITE we sent and the response that created it.
-    fn create_uac(
-        &self,
-        response: &MessageView<'_>,
-        pending: &PendingInvite,
-        state: DialogState,
-        source: Option<SocketAddr>,
-        now_ms: u64,
-    ) -> Result<DialogHandle, ManagerError> {
-        let copy = pending.copy().ok_or(ManagerError::UnknownDialog)?;
-        let parts = InfoParts {
-            role: Role::Uac,
-            secure: dialog::is_sips(copy.request_uri()),
-            invite_cseq: pending.cseq,
-            invite: Some(pending.key),
-            call_id: response.call_id(),
-            local_tag: response.from_tag().unwrap_or_default(),
-            remote_tag: response.to_tag().unwrap_or_default(),
-            local_uri: copy.from(),
-            remote_uri: copy.to(),
-            remote_target: response
-                .contact()
-                .and_then(contact_uri)
-                .unwrap_or(copy.request_uri()),
-            local_target: copy.contact(),
-            peer: source,
-            charge: None,
-        };
-        let init = NewDialog {
-            state,
-            local_cseq: pending.cseq,
-            remote_cseq: None,
-            now_ms,
-        };
-        self.create(
-            &DialogKey::received(response),
-            &init,
-            &parts,
-            dialog::route_set(response, true),
-        )
-    }
-
-    /// Replaces the remote target with the Contact of `view` (and the route set, if given).
-    /// With `uac_routes`, the route set is recomputed from the Record-Route of `view` as the
-    /// UAC does on the 2xx that confirms an early dialog (§13.2.2.4). Nothing is copied when
-    /// nothing changed, which is the common case.
-    pub(crate) fn refresh_target(
-        &self,
-        dialog: DialogHandle,
-        view: &MessageView<'_>,
-        uac_routes: bool,
-    ) {
-        let Some((entry, info)) = self.cold.get(dialog) else {
-            return;
-        };
-        let target = view.contact().and_then(contact_uri);
-        let target_changed = target.is_some_and(|t| t != info.remote_target());
-        let routes_changed = uac_routes && {
-            let seen: SmallVec<[&[u8]; 8]> = view.values(HeaderName::RecordRoute).collect();
-            !seen
-                .iter()
-                .rev()
-                .copied()
-                .eq(info.route_set().iter().map(|r| &r[..]))
-        };
-        if !target_changed && !routes_changed {
-            return;
-        }
-        let routes = routes_changed.then(|| dialog::route_set(view, true));
-        let target = target.unwrap_or(info.remote_target());
-        entry
-            .info
-            .store(Some(std::sync::Arc::new(info.refreshed(target, routes))));
-    }
-
-    /// Whether the dialog is still early (for callers deciding between CANCEL and BYE).
-    pub fn is_early_dialog(&self, dialog: DialogHandle) -> bool {
-        self.table
-            .state(dialog)
-            .is_ok_and(|s| s.phase() == Phase::Early)
+        self.in_dialog_response(view, dialog, status, now_ms)
     }
 }

@@ -48,8 +48,8 @@ impl DialogManager {
             local_tag: replaces.to_tag,
             remote_tag: replaces.from_tag,
         };
-        let dialog = self.table.lookup(&key).ok_or(481u16)?;
-        let state = self.table.state(dialog).map_err(|_| 481u16)?;
+        let dialog = self.dialogs.table.lookup(&key).ok_or(481u16)?;
+        let state = self.dialogs.table.state(dialog).map_err(|_| 481u16)?;
         if state.is_terminated() || state.flags().contains(Flags::BYE_PENDING) {
             return Err(603);
         }

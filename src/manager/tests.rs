@@ -333,6 +333,7 @@ fn blind_transfer_reports_trying_then_success_and_leaves_no_subscription() {
     let (a, b) = call_up(&alice, &bob, "x1@a");
     let mut out = Outbox::new();
     let id = alice
+        .transfers()
         .refer(
             a,
             b"sip:carol@chicago.example.com",
@@ -358,7 +359,7 @@ fn blind_transfer_reports_trying_then_success_and_leaves_no_subscription() {
         (100, TransferProgress::Trying, false),
         (200, TransferProgress::Succeeded, true),
     ] {
-        bob.notify(b, id, status, 2, &mut out).unwrap();
+        bob.transfers().notify(b, id, status, 2, &mut out).unwrap();
         let notify = take(&mut out);
         let view = crate::wire::MessageView::parse(&notify).unwrap();
         assert_eq!(view.event(), Some(format!("refer;id={id}").as_bytes()));
@@ -374,9 +375,15 @@ fn blind_transfer_reports_trying_then_success_and_leaves_no_subscription() {
         );
         assert!(take(&mut out).starts_with(b"SIP/2.0 200 OK\r\n"));
     }
-    assert_eq!((alice.subscriptions(a), bob.subscriptions(b)), (0, 0));
     assert_eq!(
-        bob.notify(b, id, 200, 3, &mut out),
+        (
+            alice.transfers().subscriptions(a),
+            bob.transfers().subscriptions(b)
+        ),
+        (0, 0)
+    );
+    assert_eq!(
+        bob.transfers().notify(b, id, 200, 3, &mut out),
         Err(ManagerError::NoSubscription)
     );
 }

@@ -1,6 +1,7 @@
 //! Call transfer through the manager: REFER and its implicit subscription (RFC 3515, RFC
-//! 4488), NOTIFY with `message/sipfrag`, and new INVITEs (the one a transfer triggers carries
-//! Referred-By and, for an attended transfer, Replaces).
+//! 4488) and NOTIFY with `message/sipfrag`. The call a transfer triggers is placed with
+//! [`super::Calls::invite`], carrying Referred-By and, for an attended transfer, Replaces.
+//! The public surface is the [`Transfers`] view, [`DialogManager::transfers`].
 //!
 //! The subscriptions live in a side table keyed by dialog that only dialogs with a transfer
 //! appear in: the hot slot does not grow and a call without a transfer pays one map removal
@@ -12,16 +13,12 @@ use bumpalo::Bump;
 use smallvec::SmallVec;
 
 use super::outbox::Meta;
-use super::pending::{self, InviteCopy, NewRecord, PendingInvite};
 use super::{DialogManager, ManagerError, Outbox, RequestBody, Verdict};
-use crate::build::{self, BuildError, DialogParts, RequestParts, ResponseParts};
-use crate::dialog::Role;
-use crate::id::Tag;
+use crate::build::{self, ResponseParts};
 use crate::metrics::ReferOutcome;
 use crate::refer::{
     parse_refer_event, parse_sipfrag_status, parse_subscription_state, write_refer_to,
-    write_replaces, write_sipfrag, write_subscription_state, ReferError, ReferRequest, Replaces,
-    SubscriptionState,
+    write_sipfrag, write_subscription_state, ReferError, ReferRequest, Replaces, SubscriptionState,
 };
 use crate::table::DialogHandle;
 use crate::wire::{MessageView, Method};
@@ -72,37 +69,6 @@ pub(crate) struct DialogTransfers {
 
 pub(crate) type TransferTable = papaya::HashMap<DialogHandle, Arc<Mutex<DialogTransfers>>>;
 
-/// A new call to place: what the INVITE says beyond what the manager fills in (Call-ID, From
-/// tag, CSeq 1, Via, Max-Forwards, Contact).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NewCall<'a> {
-    /// Where the INVITE goes (e.g. the Refer-To target).
-    pub request_uri: &'a [u8],
-    /// Our party, a name-addr without tag: `"Bob" <sip:bob@biloxi.example.com>`.
-    pub from: &'a [u8],
-    /// The called party, a name-addr without tag.
-    pub to: &'a [u8],
-    /// Referred-By to carry (RFC 3892: copied from the REFER that triggered the call).
-    pub referred_by: Option<&'a [u8]>,
-    /// Replaces to carry (attended transfer, RFC 3891).
-    pub replaces: Option<&'a Replaces<'a>>,
-    /// Content-Type of the body.
-    pub content_type: Option<&'a [u8]>,
-    /// The body (an SDP offer).
-    pub body: &'a [u8],
-}
-
-/// The new call's identity, for a later CANCEL ([`DialogManager::cancel`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CallStarted {
-    /// The Call-ID chosen.
-    pub call_id: String,
-    /// Our From tag.
-    pub from_tag: Tag,
-    /// Its INVITE transaction, as [`super::Expiry::invite`] reports it.
-    pub invite: super::InviteId,
-}
-
 fn lock(m: &Mutex<DialogTransfers>) -> std::sync::MutexGuard<'_, DialogTransfers> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -119,9 +85,9 @@ impl DialogManager {
         if !create {
             return map.get(&dialog).cloned();
         }
-        self.table.state(dialog).ok()?;
+        self.dialogs.table.state(dialog).ok()?;
         let entry = map.get_or_insert_with(dialog, Default::default).clone();
-        if self.table.state(dialog).is_err() {
+        if self.dialogs.table.state(dialog).is_err() {
             map.remove(&dialog);
             return None;
         }
@@ -131,12 +97,6 @@ impl DialogManager {
     /// Forgets a dialog's transfers (the dialog ended).
     pub(crate) fn drop_transfers(&self, dialog: DialogHandle) {
         self.transfers.pin().remove(&dialog);
-    }
-
-    /// Implicit subscriptions the dialog holds, either end.
-    pub fn subscriptions(&self, dialog: DialogHandle) -> usize {
-        self.transfers_of(dialog, false)
-            .map_or(0, |t| lock(&t).subscriptions.len())
     }
 
     /// A REFER inside `dialog` (its CSeq already checked): validate, apply the per-dialog
@@ -280,6 +240,30 @@ impl DialogManager {
                 .retain(|s| !(s.side == Side::Subscriber && s.id == id));
         }
     }
+}
+
+/// The transfers of this manager's dialogs: see [`DialogManager::transfers`].
+#[derive(Clone, Copy, Debug)]
+pub struct Transfers<'m> {
+    manager: &'m DialogManager,
+}
+
+impl DialogManager {
+    /// Transfers: send a REFER ([`Transfers::refer`]), report progress to the peer that
+    /// sent one ([`Transfers::notify`]), count a dialog's subscriptions. A received REFER or
+    /// NOTIFY comes in through [`DialogManager::on_message`] like any other request.
+    pub fn transfers(&self) -> Transfers<'_> {
+        Transfers { manager: self }
+    }
+}
+
+impl Transfers<'_> {
+    /// Implicit subscriptions the dialog holds, either end.
+    pub fn subscriptions(&self, dialog: DialogHandle) -> usize {
+        self.manager
+            .transfers_of(dialog, false)
+            .map_or(0, |t| lock(&t).subscriptions.len())
+    }
 
     /// Builds a REFER in the dialog asking the peer to call `target` (blind transfer), or to
     /// replace the dialog `replaces` names with a call to `target` (attended transfer, RFC
@@ -295,9 +279,10 @@ impl DialogManager {
         out: &mut Outbox,
     ) -> Result<u32, ManagerError> {
         let transfers = self
+            .manager
             .transfers_of(dialog, true)
             .ok_or(ManagerError::UnknownDialog)?;
-        let max = self.security.policy().max_subscriptions as usize;
+        let max = self.manager.security.policy().max_subscriptions as usize;
         if lock(&transfers).subscriptions.len() >= max {
             return Err(ManagerError::TooManySubscriptions);
         }
@@ -312,7 +297,9 @@ impl DialogManager {
             extra_headers: &extra,
             ..RequestBody::default()
         };
-        let id = self.request(dialog, Method::Refer, &body, now_ms, out)?;
+        let id = self
+            .manager
+            .request(dialog, Method::Refer, &body, now_ms, out)?;
         lock(&transfers).subscriptions.push(Subscription {
             id,
             side: Side::Subscriber,
@@ -333,6 +320,7 @@ impl DialogManager {
         out: &mut Outbox,
     ) -> Result<(), ManagerError> {
         let transfers = self
+            .manager
             .transfers_of(dialog, false)
             .ok_or(ManagerError::NoSubscription)?;
         let is_ours = |s: &Subscription| s.side == Side::Notifier && s.id == id;
@@ -361,93 +349,11 @@ impl DialogManager {
             body: &frag,
             extra_headers: &extra,
         };
-        self.request(dialog, Method::Notify, &body, now_ms, out)?;
+        self.manager
+            .request(dialog, Method::Notify, &body, now_ms, out)?;
         if last {
             lock(&transfers).subscriptions.retain(|s| !is_ours(s));
         }
         Ok(())
-    }
-
-    /// Builds a new INVITE (a fresh Call-ID and From tag, CSeq 1, our Via and Contact) and
-    /// registers it as [`DialogManager::on_sent`] would: its responses create the dialogs.
-    /// For the call a REFER triggers, pass the REFER's Referred-By and Replaces.
-    pub fn invite(
-        &self,
-        call: &NewCall<'_>,
-        now_ms: u64,
-        out: &mut Outbox,
-    ) -> Result<CallStarted, ManagerError> {
-        let random = |_| Tag::generate().map_err(|_| ManagerError::Random);
-        let (a, b) = (random(())?, random(())?);
-        let call_id = format!("{}{}", a.as_str(), b.as_str());
-        let from_tag = random(())?;
-        let mut replaces = Vec::new();
-        let mut extra: SmallVec<[(&str, &[u8]); 2]> = SmallVec::new();
-        if let Some(r) = call.replaces {
-            write_replaces(&mut replaces, r)?;
-            extra.push(("Replaces", &replaces));
-        }
-        if let Some(by) = call.referred_by {
-            extra.push(("Referred-By", by));
-        }
-        let parties = DialogParts {
-            call_id: call_id.as_bytes(),
-            local_uri: call.from,
-            local_tag: from_tag.as_bytes(),
-            remote_uri: call.to,
-            remote_tag: b"",
-            remote_target: call.request_uri,
-            route_set: &[],
-        };
-        let mut via = [0u8; 128];
-        let mut unique = [0u8; 17];
-        unique[..16].copy_from_slice(from_tag.as_bytes());
-        unique[16] = b'i';
-        let via_len = self.via_with(out.owner(), &unique, &mut via);
-        let parts = RequestParts {
-            method: Method::Invite,
-            cseq: 1,
-            via: via.get(..via_len).unwrap_or_default(),
-            max_forwards: 70,
-            contact: Some(&self.config.contact),
-            content_type: call.content_type,
-            body: call.body,
-            extra_headers: &extra,
-        };
-        out.push(Meta::request(None), |buf| {
-            build::initial_invite(&parties, &parts, buf)
-        })?;
-        // Recorded as `on_sent` would, from the parts rather than by scanning what was written.
-        let via = parts.via;
-        let top =
-            crate::wire::value::via(via).map_err(|()| BuildError::InvalidValue { header: "Via" });
-        let recorded = top.map_err(ManagerError::from).and_then(|top| {
-            let record = NewRecord {
-                key: self.pending_key(parties.call_id, parties.local_tag, Role::Uac),
-                role: Role::Uac,
-                via: pending::via_key_of(
-                    self.table.fingerprinter(),
-                    top.branch.unwrap_or_default(),
-                    top.sent_by,
-                ),
-                source: None,
-                to_tag: None,
-                charge: None,
-                answering: None,
-            };
-            let copy = InviteCopy::of_own(&parties, via, &self.config.contact);
-            self.pending_insert(PendingInvite::with_copy(record, copy, 1), now_ms)
-        });
-        if let Err(e) = recorded {
-            // Untracked, the INVITE must not leave (its answers would match nothing).
-            out.pop();
-            return Err(e);
-        }
-        let invite = self.sent_invite_id(call_id.as_bytes(), from_tag.as_bytes());
-        Ok(CallStarted {
-            call_id,
-            from_tag,
-            invite,
-        })
     }
 }

@@ -211,7 +211,7 @@ pub struct RawHeader<'a> {
 /// Iterates over the header fields of a header block, unfolding continuation lines.
 ///
 /// Lines end at LF (a preceding CR is dropped). The block ends at an empty line or at the end
-/// of the buffer; [`HeaderIter::body_start`] then tells where the body begins.
+/// of the buffer; its `body_start` then tells where the body begins.
 #[derive(Clone, Debug)]
 pub struct HeaderIter<'a> {
     buf: &'a [u8],

@@ -126,7 +126,10 @@ pub fn notify_to_alice(
     status: u16,
     t: u64,
 ) -> Verdict {
-    bob.mgr.notify(b_d, id, status, t, &mut bob.out).unwrap();
+    bob.mgr
+        .transfers()
+        .notify(b_d, id, status, t, &mut bob.out)
+        .unwrap();
     let sent = bob.peek_one();
     assert_eq!(sent.dialog, Some(b_d));
     let last = status >= 200;
@@ -189,6 +192,7 @@ pub fn refer_accepted(
 ) -> (u32, Vec<u8>) {
     let id = alice
         .mgr
+        .transfers()
         .refer(
             a_d,
             target.as_bytes(),
@@ -284,6 +288,7 @@ pub fn invite_target(
     assert!(refer.subscribe);
     assert_eq!(refer.referred_by, Some(ALICE_AOR.as_bytes()));
     bob.mgr
+        .calls()
         .invite(
             &NewCall {
                 request_uri: refer.target.uri,

@@ -118,7 +118,7 @@ impl B2bua {
             body: view.body(),
             ..NewCall::default()
         };
-        match io.shared.manager.invite(&call, io.now, io.out) {
+        match io.shared.manager.calls().invite(&call, io.now, io.out) {
             Ok(started) => {
                 let outbound = Outbound {
                     call_id: started.call_id.as_bytes().into(),
@@ -138,7 +138,11 @@ impl B2bua {
     /// A response to one of our outbound INVITEs.
     fn invite_answered(&self, io: &mut Io<'_, Action>, view: &MessageView<'_>, verdict: Verdict) {
         let from_tag = view.from_tag().unwrap_or_default();
-        let ours = io.shared.manager.sent_invite_id(view.call_id(), from_tag);
+        let ours = io
+            .shared
+            .manager
+            .calls()
+            .invite_id(view.call_id(), from_tag);
         let Some(call) = self.legs.outbound(ours) else {
             if let Verdict::Confirmed { dialog, cseq, .. } = verdict {
                 // Answered after we gave up on it: take the call and end it at once.
@@ -265,6 +269,7 @@ impl B2bua {
         if let Err(e) = io
             .shared
             .manager
+            .transfers()
             .notify(transferor, id, status, io.now, io.out)
         {
             tracing::debug!(error = ?e, "final NOTIFY not sent");
@@ -374,7 +379,12 @@ impl B2bua {
             return; // the manager refused it already
         };
         let mut trying = None;
-        if subscribed && manager.notify(transferor, id, 100, io.now, io.out).is_ok() {
+        if subscribed
+            && manager
+                .transfers()
+                .notify(transferor, id, 100, io.now, io.out)
+                .is_ok()
+        {
             // `notify` wrote the NOTIFY last.
             trying = io.last_request().map(Arc::new);
         }
@@ -392,9 +402,12 @@ impl B2bua {
         };
         let keep = self.legs.other(transferor);
         let started = match self.legs.reserve_outbound(false) {
-            true => manager.invite(&call, io.now, io.out).inspect_err(|_| {
-                self.legs.unreserve_outbound(false);
-            }),
+            true => manager
+                .calls()
+                .invite(&call, io.now, io.out)
+                .inspect_err(|_| {
+                    self.legs.unreserve_outbound(false);
+                }),
             false => Err(ManagerError::Security(SecurityError::TooManyInvites)),
         };
         match started {
@@ -416,7 +429,9 @@ impl B2bua {
             Err(e) => {
                 tracing::warn!(error = ?e, "transfer INVITE not sent");
                 if subscribed {
-                    let _ = manager.notify(transferor, id, 503, io.now, io.out);
+                    let _ = manager
+                        .transfers()
+                        .notify(transferor, id, 503, io.now, io.out);
                 }
             }
         }
@@ -427,18 +442,20 @@ impl B2bua {
     fn invite_expired(&self, io: &mut Io<'_, Action>, expiry: &Expiry, invite: InviteId) {
         if let Some(call) = self.legs.take_outbound(invite) {
             if expiry.reason == ExpiryReason::EarlyTimeout {
-                let _ = io
-                    .shared
-                    .manager
-                    .cancel(&call.call_id, call.from_tag.as_bytes(), io.out);
+                let _ = io.shared.manager.calls().cancel(
+                    &call.call_id,
+                    call.from_tag.as_bytes(),
+                    io.out,
+                );
             }
             self.outbound_failed(io, &call.origin, 408);
         } else if let Some(ours) = self.legs.take_inbound(invite) {
             if let Some(call) = self.legs.take_outbound(ours) {
-                let _ = io
-                    .shared
-                    .manager
-                    .cancel(&call.call_id, call.from_tag.as_bytes(), io.out);
+                let _ = io.shared.manager.calls().cancel(
+                    &call.call_id,
+                    call.from_tag.as_bytes(),
+                    io.out,
+                );
             }
         }
     }
@@ -465,7 +482,7 @@ impl Mode for B2bua {
                     .and_then(|o| self.legs.outbound(o))
                 {
                     let tag = call.from_tag.as_bytes();
-                    let _ = io.shared.manager.cancel(&call.call_id, tag, io.out);
+                    let _ = io.shared.manager.calls().cancel(&call.call_id, tag, io.out);
                 }
             }
             Verdict::Bye { dialog } => self.leg_ended(io, dialog),
@@ -502,7 +519,11 @@ impl Mode for B2bua {
             return;
         }
         let from_tag = view.from_tag().unwrap_or_default();
-        let ours = io.shared.manager.sent_invite_id(view.call_id(), from_tag);
+        let ours = io
+            .shared
+            .manager
+            .calls()
+            .invite_id(view.call_id(), from_tag);
         if let Some(call) = self.legs.take_outbound(ours) {
             tracing::info!(error = %error, "upstream answer refused");
             if let Origin::Caller { invite, .. } = call.origin {

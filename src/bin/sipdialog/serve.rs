@@ -199,7 +199,12 @@ impl Serve {
         if let Ok(refer) = ReferRequest::parse(view, &bump, &policy.refer_limits) {
             tracing::info!(target = %String::from_utf8_lossy(refer.target.uri), "transfer");
         }
-        if let Err(e) = io.shared.manager.notify(dialog, id, 100, io.now, io.out) {
+        if let Err(e) = io
+            .shared
+            .manager
+            .transfers()
+            .notify(dialog, id, 100, io.now, io.out)
+        {
             tracing::debug!(error = ?e, "NOTIFY not sent");
             return;
         }
@@ -280,7 +285,12 @@ impl Mode for Serve {
                         }
                     }
                 }
-                if let Err(e) = io.shared.manager.notify(dialog, id, 200, io.now, io.out) {
+                if let Err(e) = io
+                    .shared
+                    .manager
+                    .transfers()
+                    .notify(dialog, id, 200, io.now, io.out)
+                {
                     tracing::debug!(error = ?e, "final NOTIFY not sent");
                 }
             }

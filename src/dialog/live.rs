@@ -1,0 +1,253 @@
+//! The live dialogs: the hot table and the cold side table, changed together. A dialog is
+//! made here and only here (§12.1.1 for the UAS, §12.1.2 for the UAC, a proxy's view of
+//! both), its remote target and route set are refreshed here and only here (§12.2,
+//! §13.2.2.4), and it leaves both tables here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use super::{contact_uri, is_sips, route_set, ColdTable, DialogInfo, InfoParts, Role};
+use crate::id::{DialogKey, Fingerprint};
+use crate::security::Charge;
+use crate::state::DialogState;
+use crate::table::{DialogHandle, DialogTable, NewDialog, TableError};
+use crate::wire::{HeaderName, MessageView};
+
+/// The dialog-creating INVITE, as its record keeps it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Invite<'a> {
+    pub request_uri: &'a [u8],
+    pub from: &'a [u8],
+    pub to: &'a [u8],
+    /// The Contact URI of whoever sent the INVITE.
+    pub contact: &'a [u8],
+    pub cseq: u32,
+    /// The INVITE record's key.
+    pub key: Fingerprint,
+}
+
+/// The message that makes a dialog out of an INVITE.
+#[derive(Clone, Copy)]
+pub(crate) enum Origin<'a, 'v> {
+    /// A 1xx with a To tag or a 2xx to the INVITE we sent (§12.1.2).
+    Uac {
+        response: &'a MessageView<'v>,
+        /// Where the response came from.
+        peer: Option<SocketAddr>,
+    },
+    /// The INVITE we received, answered with our To tag (§12.1.1).
+    Uas {
+        request: &'a MessageView<'v>,
+        to_tag: &'a [u8],
+        /// Our Contact URI.
+        local_target: &'a [u8],
+        peer: Option<SocketAddr>,
+        /// The per-source share the dialog holds, given back when it ends.
+        charge: Option<Charge>,
+    },
+    /// A 1xx/2xx passing through a proxy that follows the call. Its key has the two tags in
+    /// a fixed order, so a request from either side finds it.
+    Observed { response: &'a MessageView<'v> },
+}
+
+/// The key of a dialog a proxy observes: direction-agnostic, the two tags in a fixed order.
+pub(crate) fn observed_key<'a>(call_id: &'a [u8], a: &'a [u8], b: &'a [u8]) -> DialogKey<'a> {
+    let (local_tag, remote_tag) = if a <= b { (a, b) } else { (b, a) };
+    DialogKey {
+        call_id,
+        local_tag,
+        remote_tag,
+    }
+}
+
+/// What [`Dialogs::remove`] took out.
+pub(crate) struct Removed {
+    /// When the dialog was made, on the caller's clock.
+    pub created_ms: Option<u64>,
+    pub info: Option<Arc<DialogInfo>>,
+}
+
+/// The live dialogs: slots in the table, their cold data beside them.
+pub(crate) struct Dialogs {
+    pub table: DialogTable,
+    pub cold: ColdTable,
+}
+
+impl Dialogs {
+    /// Room for `capacity` dialogs (their pages made on first use).
+    pub(crate) fn new(capacity: u32) -> Result<Dialogs, getrandom::Error> {
+        Ok(Dialogs {
+            table: DialogTable::with_capacity(capacity)?,
+            cold: ColdTable::new(capacity),
+        })
+    }
+
+    /// Makes the dialog `origin` creates from `invite`, in `state`. Its timers are the
+    /// caller's to arm once the state is settled.
+    pub(crate) fn create(
+        &self,
+        invite: &Invite<'_>,
+        origin: Origin<'_, '_>,
+        state: DialogState,
+        now_ms: u64,
+    ) -> Result<DialogHandle, TableError> {
+        let secure = is_sips(invite.request_uri);
+        let (key, parts, routes, remote_cseq) = match origin {
+            Origin::Uac { response, peer } => {
+                let key = DialogKey::received(response);
+                let parts = InfoParts {
+                    role: Role::Uac,
+                    secure,
+                    invite_cseq: invite.cseq,
+                    invite: Some(invite.key),
+                    call_id: key.call_id,
+                    local_tag: key.local_tag,
+                    remote_tag: key.remote_tag,
+                    local_uri: invite.from,
+                    remote_uri: invite.to,
+                    // Without a Contact, requests go where the INVITE went.
+                    remote_target: response
+                        .contact()
+                        .and_then(contact_uri)
+                        .unwrap_or(invite.request_uri),
+                    local_target: invite.contact,
+                    peer,
+                    charge: None,
+                };
+                (key, parts, route_set(response, true), None)
+            }
+            Origin::Uas {
+                request,
+                to_tag,
+                local_target,
+                peer,
+                charge,
+            } => {
+                let key = DialogKey {
+                    call_id: request.call_id(),
+                    local_tag: to_tag,
+                    remote_tag: request.from_tag().unwrap_or_default(),
+                };
+                let parts = InfoParts {
+                    role: Role::Uas,
+                    secure,
+                    invite_cseq: invite.cseq,
+                    invite: Some(invite.key),
+                    call_id: key.call_id,
+                    local_tag: key.local_tag,
+                    remote_tag: key.remote_tag,
+                    local_uri: invite.to,
+                    remote_uri: invite.from,
+                    remote_target: invite.contact,
+                    local_target,
+                    peer,
+                    charge,
+                };
+                (key, parts, route_set(request, false), Some(invite.cseq))
+            }
+            Origin::Observed { response } => {
+                // Responses carry the INVITE's Call-ID and From (caller) tag.
+                let caller_tag = response.from_tag().unwrap_or_default();
+                let callee_tag = response.to_tag().unwrap_or_default();
+                let parts = InfoParts {
+                    role: Role::Observed,
+                    secure,
+                    invite_cseq: invite.cseq,
+                    invite: Some(invite.key),
+                    call_id: response.call_id(),
+                    local_tag: caller_tag,
+                    remote_tag: callee_tag,
+                    local_uri: invite.from,
+                    remote_uri: invite.to,
+                    remote_target: response.contact().and_then(contact_uri).unwrap_or_default(),
+                    local_target: invite.contact,
+                    peer: None,
+                    charge: None,
+                };
+                let key = observed_key(response.call_id(), caller_tag, callee_tag);
+                (key, parts, Box::default(), None)
+            }
+        };
+        let init = NewDialog {
+            state,
+            local_cseq: if parts.role == Role::Uas {
+                0
+            } else {
+                invite.cseq
+            },
+            remote_cseq,
+            now_ms,
+        };
+        let handle = self.table.insert(&key, &init)?;
+        self.cold.install(DialogInfo::new(handle, &parts, routes));
+        Ok(handle)
+    }
+
+    /// Replaces the remote target with the Contact of `view` (§12.2.1.2, §12.2.2). With
+    /// `uac_routes`, the route set is recomputed from the Record-Route of `view` as the UAC
+    /// does on the 2xx that confirms an early dialog (§13.2.2.4). Nothing is copied when
+    /// nothing changed, which is the common case.
+    pub(crate) fn refresh_target(
+        &self,
+        dialog: DialogHandle,
+        view: &MessageView<'_>,
+        uac_routes: bool,
+    ) {
+        let Some((entry, info)) = self.cold.get(dialog) else {
+            return;
+        };
+        let target = view.contact().and_then(contact_uri);
+        let target_changed = target.is_some_and(|t| t != info.remote_target());
+        let routes_changed = uac_routes && {
+            let seen: SmallVec<[&[u8]; 8]> = view.values(HeaderName::RecordRoute).collect();
+            !seen
+                .iter()
+                .rev()
+                .copied()
+                .eq(info.route_set().iter().map(|r| &r[..]))
+        };
+        if !target_changed && !routes_changed {
+            return;
+        }
+        let routes = routes_changed.then(|| route_set(view, true));
+        let target = target.unwrap_or(info.remote_target());
+        entry
+            .info
+            .store(Some(Arc::new(info.refreshed(target, routes))));
+    }
+
+    /// A re-INVITE or UPDATE asks to move the remote target to its Contact: kept until we
+    /// answer it (§12.2.2), replacing any earlier one still unanswered.
+    pub(crate) fn propose_target(&self, dialog: DialogHandle, request: &MessageView<'_>) {
+        if let Some((entry, _)) = self.cold.get(dialog) {
+            let target = request.contact().and_then(contact_uri).map(Box::from);
+            entry.pending_target.store(target.map(Arc::new));
+        }
+    }
+
+    /// Our final answer to that re-INVITE or UPDATE went out: a 2xx installs the proposed
+    /// target (unless it is the target already), any other drops it.
+    pub(crate) fn settle_target(&self, dialog: DialogHandle, accepted: bool) {
+        let Some((entry, info)) = self.cold.get(dialog) else {
+            return;
+        };
+        let target = entry.pending_target.swap(None);
+        if let Some(target) = target.filter(|t| accepted && t[..] != *info.remote_target()) {
+            entry
+                .info
+                .store(Some(Arc::new(info.refreshed(&target, None))));
+        }
+    }
+
+    /// Takes the dialog out of both tables; `None` when it had already left the table. Every
+    /// copy of the handle goes stale.
+    pub(crate) fn remove(&self, dialog: DialogHandle) -> Option<Removed> {
+        let created_ms = self.table.times(dialog).ok().map(|(created, _)| created);
+        let info = self.cold.get(dialog).map(|(_, info)| info);
+        let removed = self.table.remove(dialog).is_ok();
+        self.cold.clear(dialog);
+        removed.then_some(Removed { created_ms, info })
+    }
+}
