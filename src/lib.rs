@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+pub mod b2bua;
 pub mod build;
 pub mod dialog;
 pub mod id;

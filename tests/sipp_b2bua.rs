@@ -1,5 +1,5 @@
 //! SIPp caller → `sipdialog b2bua` → SIPp callee on loopback: the calls relayed leg to leg
-//! (each run ending with no failed call on either side and no dialog left), and a REFER the
+//! (each run ending with no failed call on either side, no dialog and no leg entry left), and a REFER the
 //! B2BUA carries out itself. Needs `sipp`; `.ci/test` installs it.
 
 mod peers;
@@ -98,6 +98,10 @@ fn relay(
         );
     }
     assert_eq!(b2bua.wait_idle(Duration::from_secs(10)), 0, "dialogs left");
+    // Every way a call ended took its leg entries out.
+    for gauge in ["sipdialog_b2bua_leg_entries", "sipdialog_b2bua_leg_bytes"] {
+        assert_eq!(b2bua.metric(gauge), 0, "{gauge} after the calls");
+    }
     assert_eq!(
         b2bua.metric("sipdialog_dialogs_created_total"),
         dialogs,

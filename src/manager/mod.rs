@@ -45,7 +45,7 @@ pub use replaces::{Replaced, ReplacedAction};
 pub use transfer::{TransferProgress, Transfers};
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crossbeam_utils::CachePadded;
 
@@ -380,6 +380,19 @@ pub struct DialogManager {
     transfers: transfer::TransferTable,
     /// Counters and histograms, when the user asked for them.
     metrics: Option<Arc<Metrics>>,
+    /// Told of every dialog that ends ([`DialogManager::on_end`]).
+    end_hook: OnceLock<Arc<dyn EndHook>>,
+}
+
+/// Told of every dialog that ends, whatever ended it (a BYE either way, an error answer, an
+/// expiry, a CANCEL, a Replaces, [`DialogManager::terminate`]), from the manager's single end
+/// path: what an application keeps per dialog hangs off it, so none of it outlives its
+/// dialog (see [`crate::b2bua::Legs`]).
+pub trait EndHook: Send + Sync {
+    /// `dialog` has left the table (its handle is stale now) for `reason`. Called once per
+    /// dialog, on the thread that ended it, with no lock of the manager's held; it must not
+    /// block.
+    fn dialog_ended(&self, dialog: DialogHandle, reason: TerminationReason);
 }
 
 impl std::fmt::Debug for DialogManager {
@@ -415,6 +428,7 @@ impl DialogManager {
             jitter: AtomicU64::new(seed),
             transfers: transfer::TransferTable::default(),
             metrics: None,
+            end_hook: OnceLock::new(),
         })
     }
 
@@ -427,6 +441,12 @@ impl DialogManager {
         let mut manager = DialogManager::new(config)?;
         manager.metrics = Some(metrics);
         Ok(manager)
+    }
+
+    /// Has `hook` told of every dialog that ends from now on. One hook per manager: a second
+    /// is handed back.
+    pub fn on_end(&self, hook: Arc<dyn EndHook>) -> Result<(), Arc<dyn EndHook>> {
+        self.end_hook.set(hook)
     }
 
     /// Counts into the metrics, if there are any: one branch when there are none.
@@ -530,6 +550,9 @@ impl DialogManager {
         let duration_ms = removed.created_ms.map_or(0, |c| now_ms.saturating_sub(c));
         self.count(|m| m.dialog_terminated(reason, duration_ms));
         tracing::debug!(?dialog, ?reason, duration_ms, "dialog terminated");
+        if let Some(hook) = self.end_hook.get() {
+            hook.dialog_ended(dialog, reason);
+        }
         true
     }
 

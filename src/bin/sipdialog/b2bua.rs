@@ -4,17 +4,16 @@
 //! the B2BUA itself (blind transfer). A caller it cannot serve gets 503, one whose call the
 //! upstream never answers gets 408; nothing it keeps outlives the call.
 
-mod legs;
-
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bumpalo::Bump;
+use sipdialog::b2bua::{EndedLeg, LegUsage, Legs, Outbound};
 use sipdialog::build::ResponseParts;
 use sipdialog::manager::{
-    Expiry, ExpiryReason, InviteId, KeptRequest, ManagerError, NewCall, Replaced, ReplacedAction,
-    RequestBody, Verdict,
+    DialogManager, Expiry, ExpiryReason, InviteId, KeptRequest, ManagerError, NewCall, Replaced,
+    ReplacedAction, RequestBody, Verdict,
 };
 use sipdialog::metrics::TerminationReason;
 use sipdialog::refer::ReferRequest;
@@ -25,8 +24,7 @@ use sipdialog::wire::{HeaderName, MessageView, Method};
 
 use crate::endpoint::{sdp_offer, Io, Mode, Sent};
 use crate::serve::not_served;
-pub use legs::LegBudget;
-use legs::{Legs, Origin, Outbound};
+pub use sipdialog::b2bua::LegBudget;
 
 /// What the B2BUA answers, for `Allow`.
 const ALLOW: &[u8] = b"INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY";
@@ -47,12 +45,28 @@ pub enum Action {
 /// How often a final NOTIFY looks again whether NOTIFY 100 has been answered.
 const NOTIFY_WAIT_MS: u64 = 20;
 
+/// What an outbound call is for, besides the caller's INVITE it may relay.
+enum Origin {
+    /// A caller's call; `replaces` names the dialog it replaces once up (RFC 3891).
+    Caller { replaces: Option<Replaced> },
+    /// A transfer the B2BUA carries out for `transferor` (REFER event id `id`): once the
+    /// target answers, `keep` (the transferor's peer) is bridged to it.
+    Transfer {
+        transferor: DialogHandle,
+        id: u32,
+        subscribed: bool,
+        keep: Option<DialogHandle>,
+        /// NOTIFY 100's client transaction: the final NOTIFY waits for its answer.
+        trying: Option<Arc<Sent>>,
+    },
+}
+
 /// The B2BUA.
 pub struct B2bua {
     upstream: SocketAddr,
     local: SocketAddr,
     sdp: Vec<u8>,
-    legs: Legs,
+    legs: Arc<Legs<Origin>>,
 }
 
 impl B2bua {
@@ -62,7 +76,7 @@ impl B2bua {
             upstream,
             local,
             sdp: sdp_offer(&local.ip().to_string()),
-            legs: Legs::new(budget),
+            legs: Arc::new(Legs::new(budget)),
         }
     }
 
@@ -77,10 +91,27 @@ impl B2bua {
         }
     }
 
-    /// A leg ended: so does its pairing, and the other leg.
-    fn leg_ended(&self, io: &mut Io<'_, Action>, leg: DialogHandle) {
-        if let Some(other) = self.legs.unlink(leg) {
-            self.bye(io, other);
+    /// Legs that ended (the manager's end path took their entries out): the other leg is
+    /// hung up, and each request relayed onto the ended leg is answered, with the status that
+    /// ended it for `ended_by` (a 481 or 408 to that request), else 481.
+    fn hang_up_ended(&self, io: &mut Io<'_, Action>, ended_by: Option<(DialogHandle, u16)>) {
+        for EndedLeg {
+            leg,
+            partner,
+            unanswered,
+            ..
+        } in self.legs.take_ended()
+        {
+            for (_, (request, answering)) in unanswered {
+                let status = match ended_by {
+                    Some((by, status)) if by == leg => status,
+                    _ => 481,
+                };
+                io.respond_kept(&request, answering, status, &ResponseParts::default());
+            }
+            if let Some(partner) = partner {
+                self.bye(io, partner);
+            }
         }
     }
 
@@ -105,11 +136,11 @@ impl B2bua {
             self.legs.unreserve_outbound(true);
             return;
         }
-        let user = view.request_uri().map_or(&b"b2bua"[..], legs::user_part);
+        let user = view.request_uri().map_or(&b"b2bua"[..], user_part);
         let user = String::from_utf8_lossy(user);
         let request_uri = format!("sip:{user}@{}", self.upstream);
         let to = format!("<{request_uri}>");
-        let from = legs::local_uri(self.local);
+        let from = local_uri(self.local);
         let call = NewCall {
             request_uri: request_uri.as_bytes(),
             from: from.as_bytes(),
@@ -123,7 +154,8 @@ impl B2bua {
                 let outbound = Outbound {
                     call_id: started.call_id.as_bytes().into(),
                     from_tag: started.from_tag,
-                    origin: Origin::Caller { invite, replaces },
+                    caller: Some(invite),
+                    data: Origin::Caller { replaces },
                 };
                 self.legs.add_outbound(started.invite, outbound);
             }
@@ -157,9 +189,9 @@ impl B2bua {
             body: view.body(),
             ..ResponseParts::default()
         };
-        match (&call.origin, verdict) {
-            (Origin::Caller { invite, .. }, Verdict::Provisional { .. }) if status > 100 => {
-                io.respond_invite(*invite, status, &parts);
+        match (call.caller, verdict) {
+            (Some(invite), Verdict::Provisional { .. }) if status > 100 => {
+                io.respond_invite(invite, status, &parts);
             }
             (
                 _,
@@ -175,11 +207,11 @@ impl B2bua {
                     return;
                 }
                 self.legs.take_outbound(ours);
-                match &call.origin {
-                    Origin::Caller { invite, replaces } => {
+                match (call.caller, &call.data) {
+                    (Some(invite), Origin::Caller { replaces }) => {
                         let manager = &io.shared.manager;
-                        match manager.respond_invite(*invite, 200, &parts, io.now, io.out) {
-                            Ok(Some(inbound)) if self.legs.link(inbound, dialog) => {
+                        match manager.respond_invite(invite, 200, &parts, io.now, io.out) {
+                            Ok(Some(inbound)) if self.legs.link(manager, inbound, dialog) => {
                                 io.shared.stats.calls.fetch_add(1, Ordering::Relaxed);
                                 if let Some(replaced) = replaces {
                                     self.end_replaced(io, *replaced);
@@ -193,40 +225,45 @@ impl B2bua {
                             _ => self.bye(io, dialog),
                         }
                     }
-                    Origin::Transfer {
-                        transferor,
-                        id,
-                        subscribed,
-                        keep,
-                        trying,
-                    } => {
+                    (
+                        _,
+                        Origin::Transfer {
+                            transferor,
+                            id,
+                            subscribed,
+                            keep,
+                            trying,
+                        },
+                    ) => {
                         if *subscribed {
                             self.final_notify(io, *transferor, *id, 200, trying.clone());
                         }
                         // The transferor leaves; its peer now talks to the target.
                         self.legs.unlink(*transferor);
                         match keep {
-                            Some(keep) if self.legs.link(*keep, dialog) => {}
+                            Some(keep) if self.legs.link(&io.shared.manager, *keep, dialog) => {}
                             _ => self.bye(io, dialog),
                         }
                     }
+                    (None, Origin::Caller { .. }) => self.bye(io, dialog),
                 }
             }
             (_, Verdict::Failed { .. }) => {
                 self.legs.take_outbound(ours);
-                self.outbound_failed(io, &call.origin, status);
+                self.outbound_failed(io, &call, status);
             }
             _ => {}
         }
     }
 
     /// Our INVITE failed (`status`), or got no answer (408): tell whoever it was for.
-    fn outbound_failed(&self, io: &mut Io<'_, Action>, origin: &Origin, status: u16) {
-        match origin {
-            Origin::Caller { invite, .. } => {
-                // Skipped by the manager if the caller cancelled meanwhile.
-                io.respond_invite(*invite, status, &ResponseParts::default());
-            }
+    fn outbound_failed(&self, io: &mut Io<'_, Action>, call: &Outbound<Origin>, status: u16) {
+        if let Some(invite) = call.caller {
+            // Skipped by the manager if the caller cancelled meanwhile.
+            io.respond_invite(invite, status, &ResponseParts::default());
+            return;
+        }
+        match &call.data {
             Origin::Transfer {
                 transferor,
                 id,
@@ -234,7 +271,7 @@ impl B2bua {
                 trying,
                 ..
             } => self.final_notify(io, *transferor, *id, status, trying.clone()),
-            Origin::Transfer { .. } => {}
+            Origin::Transfer { .. } | Origin::Caller { .. } => {}
         }
     }
 
@@ -278,7 +315,9 @@ impl B2bua {
 
     /// An INVITE with Replaces is up: its target and that one's other leg end (RFC 3891).
     fn end_replaced(&self, io: &mut Io<'_, Action>, replaced: Replaced) {
-        self.leg_ended(io, replaced.dialog);
+        if let Some(other) = self.legs.unlink(replaced.dialog) {
+            self.bye(io, other);
+        }
         match replaced.action {
             ReplacedAction::Bye => self.bye(io, replaced.dialog),
             ReplacedAction::Cancel => {
@@ -320,7 +359,15 @@ impl B2bua {
         };
         match io.shared.manager.request(to, method, &body, io.now, io.out) {
             Ok(cseq) => {
-                self.legs.add_relayed(to, cseq, kept, io.out.answered());
+                let answering = io.out.answered();
+                let manager = &io.shared.manager;
+                if let Some((request, answering)) =
+                    self.legs.add_relayed(manager, to, cseq, kept, answering)
+                {
+                    // The other leg ended meanwhile.
+                    io.respond_kept(&request, answering, 481, &ResponseParts::default());
+                    return;
+                }
                 let at = io.now + 64 * io.shared.t1_ms + io.shared.t1_ms;
                 io.schedule(at, Action::RelayTimeout { leg: to, cseq });
             }
@@ -390,7 +437,7 @@ impl B2bua {
         }
         let target = refer.target.uri;
         let to = [b"<", target, b">"].concat();
-        let from = legs::local_uri(self.local);
+        let from = local_uri(self.local);
         let call = NewCall {
             request_uri: target,
             from: from.as_bytes(),
@@ -412,7 +459,7 @@ impl B2bua {
         };
         match started {
             Ok(started) => {
-                let origin = Origin::Transfer {
+                let data = Origin::Transfer {
                     transferor,
                     id,
                     subscribed,
@@ -422,7 +469,8 @@ impl B2bua {
                 let outbound = Outbound {
                     call_id: started.call_id.as_bytes().into(),
                     from_tag: started.from_tag,
-                    origin,
+                    caller: None,
+                    data,
                 };
                 self.legs.add_outbound(started.invite, outbound);
             }
@@ -448,7 +496,7 @@ impl B2bua {
                     io.out,
                 );
             }
-            self.outbound_failed(io, &call.origin, 408);
+            self.outbound_failed(io, &call, 408);
         } else if let Some(ours) = self.legs.take_inbound(invite) {
             if let Some(call) = self.legs.take_outbound(ours) {
                 let _ = io.shared.manager.calls().cancel(
@@ -485,15 +533,9 @@ impl Mode for B2bua {
                     let _ = io.shared.manager.calls().cancel(&call.call_id, tag, io.out);
                 }
             }
-            Verdict::Bye { dialog } => self.leg_ended(io, dialog),
             Verdict::Ended { dialog, status } => {
                 // A 481 or 408 to a relayed request ends its leg: its sender hears the same.
-                if let Some((request, answering)) =
-                    self.legs.take_relayed(dialog, view.cseq().number)
-                {
-                    io.respond_kept(&request, answering, status, &ResponseParts::default());
-                }
-                self.leg_ended(io, dialog);
+                self.hang_up_ended(io, Some((dialog, status)));
             }
             Verdict::Request { dialog, method } => self.relay(io, view, dialog, method),
             Verdict::Response {
@@ -509,6 +551,13 @@ impl Mode for B2bua {
             } => self.transfer(io, view, dialog, id, subscribed),
             Verdict::OutOfDialog => not_served(io, view, false, ALLOW),
             _ => {}
+        }
+        self.hang_up_ended(io, None);
+    }
+
+    fn attach(&self, manager: &DialogManager) {
+        if manager.on_end(self.legs.clone()).is_err() {
+            tracing::error!("the manager tells another of its dialogs' ends: leg maps not cleaned");
         }
     }
 
@@ -526,10 +575,11 @@ impl Mode for B2bua {
             .invite_id(view.call_id(), from_tag);
         if let Some(call) = self.legs.take_outbound(ours) {
             tracing::info!(error = %error, "upstream answer refused");
-            if let Origin::Caller { invite, .. } = call.origin {
+            if let Some(invite) = call.caller {
                 io.unavailable(invite);
             }
         }
+        self.hang_up_ended(io, None);
     }
 
     fn on_action(&self, io: &mut Io<'_, Action>, action: Action) {
@@ -546,21 +596,28 @@ impl Mode for B2bua {
                 trying,
             } => self.final_notify(io, transferor, id, status, trying),
         }
+        self.hang_up_ended(io, None);
     }
 
     fn on_expired(&self, io: &mut Io<'_, Action>, expired: &[Expiry]) {
         for e in expired {
-            match (e.dialog, e.invite) {
-                // One leg timed out: the other goes too.
-                (Some(dialog), _) => self.leg_ended(io, dialog),
-                (None, Some(invite)) => self.invite_expired(io, e, invite),
-                (None, None) => {}
+            if let (None, Some(invite)) = (e.dialog, e.invite) {
+                self.invite_expired(io, e, invite);
             }
         }
+        // Legs that timed out: the other goes too.
+        self.hang_up_ended(io, None);
     }
 
     fn usage(&self) -> Vec<(&'static str, &'static str, u64)> {
-        let (entries, bytes, [outbound, inbound, links, relayed]) = self.legs.usage();
+        let LegUsage {
+            entries,
+            bytes,
+            outbound,
+            inbound,
+            links,
+            relayed,
+        } = self.legs.usage();
         vec![
             (
                 "sipdialog_b2bua_leg_entries",
@@ -589,7 +646,7 @@ impl Mode for B2bua {
             ),
             (
                 "sipdialog_b2bua_relayed",
-                "Relayed requests waiting for their answer.",
+                "Legs with relayed requests waiting for their answer.",
                 relayed as u64,
             ),
         ]
@@ -608,6 +665,7 @@ impl Mode for B2bua {
             self.legs.unlink(dialog);
             self.bye(io, dialog);
         }
+        self.hang_up_ended(io, None);
     }
 }
 
@@ -616,4 +674,25 @@ fn content_type<'a>(view: &MessageView<'a>) -> Option<&'a [u8]> {
     view.headers()
         .find(|h| h.kind == HeaderName::ContentType)
         .map(|h| h.value.trim_ascii())
+}
+
+/// The user part of a SIP URI (`sip:user@host` → `user`), `b2bua` when there is none.
+fn user_part(uri: &[u8]) -> &[u8] {
+    let rest = uri
+        .strip_prefix(b"sips:")
+        .or_else(|| uri.strip_prefix(b"sip:"))
+        .unwrap_or(uri);
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b'@' | b';' | b'?' | b':'))
+        .unwrap_or(rest.len());
+    match rest.get(end) {
+        Some(b'@') if end > 0 => &rest[..end],
+        _ => b"b2bua",
+    }
+}
+
+/// The address the B2BUA says it is at.
+fn local_uri(local: SocketAddr) -> String {
+    format!("<sip:b2bua@{local}>")
 }

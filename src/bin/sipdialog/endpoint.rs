@@ -211,6 +211,8 @@ pub trait Mode: Send + Sync {
     /// Dialogs and INVITEs the manager expired (their BYE/CANCEL/408 is already in the
     /// outbox).
     fn on_expired(&self, _io: &mut Io<'_, Self::Action>, _expired: &[Expiry]) {}
+    /// The endpoint's manager is made: hang what the mode keeps per dialog off its end path.
+    fn attach(&self, _manager: &DialogManager) {}
     /// The drain asks for every call to end: write the BYEs.
     fn hang_up_all(&self, io: &mut Io<'_, Self::Action>);
     /// The mode's own structures for `/metrics`: (name, help, value).

@@ -230,6 +230,7 @@ fn run_with<M: Mode + 'static>(
         max_bytes: args.transaction_bytes,
         ..TxnConfig::default()
     };
+    mode.attach(&manager);
     let shared = Arc::new(Shared::new(manager.clone(), txn));
     let mode = Arc::new(mode);
     if let Some(addr) = args.metrics {
