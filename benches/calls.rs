@@ -280,6 +280,8 @@ impl Side {
             },
             false => view,
         };
+        // Decoded once for the transaction layer, the manager and the answer's destination.
+        let view = view.with_decoded_via();
         let received = self
             .txns
             .on_message(&view, from, Transport::Unreliable, now, &mut self.transmits)

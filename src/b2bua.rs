@@ -14,7 +14,7 @@
 //!
 //! let manager = DialogManager::new(ManagerConfig::default()).unwrap();
 //! let legs: Arc<Legs<()>> = Arc::new(Legs::new(LegBudget { entries: 1_000, bytes: 1 << 20 }));
-//! manager.on_end(legs.clone()).unwrap();
+//! assert!(manager.on_end(legs.clone()).is_ok());
 //! // Pair the two legs of each call with `legs.link(a, b)`; after each batch of messages
 //! // and timeouts, hang up what `legs.take_ended()` lists.
 //! assert!(legs.take_ended().is_empty());

@@ -142,9 +142,10 @@ pub fn stamped<'b>(
         .checked_sub(request.as_bytes().len())
         .ok_or(missing)?;
     let out: &'b [u8] = out;
+    // Whoever stamps a request hands it on to layers that all read its Via: decoded once here.
     request
         .with_top_via_replaced(out, at, raw.len(), new_len)
-        .map(Some)
+        .map(|view| Some(view.with_decoded_via()))
         .ok_or(BuildError::InvalidValue { header: "Via" })
 }
 

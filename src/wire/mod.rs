@@ -168,6 +168,9 @@ pub struct MessageView<'a> {
     body: (usize, usize),
     cold: ColdHeaders<'a>,
     routes: Routes,
+    /// The top Via decoded, once someone asked for it to be kept
+    /// ([`MessageView::with_decoded_via`]): every later [`MessageView::top_via`] reads it.
+    decoded_via: Option<Via<'a>>,
 }
 
 #[cfg(feature = "scan-counter")]
@@ -437,6 +440,7 @@ impl<'a> MessageView<'a> {
             body: (body_start, body_end),
             cold: raw.cold.trimmed(),
             routes: raw.routes,
+            decoded_via: None,
         })
     }
 
@@ -488,6 +492,7 @@ impl<'a> MessageView<'a> {
                 record_route: routes.0,
                 route: routes.1,
             },
+            decoded_via: None,
         }
     }
 
@@ -581,6 +586,7 @@ impl<'a> MessageView<'a> {
                 subscription_state: opt(c.subscription_state)?,
             },
             routes: self.routes,
+            decoded_via: None,
         })
     }
 
@@ -647,6 +653,9 @@ impl<'a> MessageView<'a> {
     /// dialog, so scanning leaves it to the transaction layer that does. `Ok(None)` when the
     /// message has no Via; [`WireError::MalformedHeader`] when the top value does not parse.
     pub fn top_via(&self) -> Result<Option<Via<'a>>, WireError> {
+        if let Some(via) = self.decoded_via {
+            return Ok(Some(via));
+        }
         let malformed = WireError::MalformedHeader(HeaderName::Via);
         let Some(raw) = self.via else {
             return Ok(None);
@@ -667,6 +676,26 @@ impl<'a> MessageView<'a> {
             received: v.received,
             rport,
         }))
+    }
+
+    /// This view with its top Via decoded and kept, so that the layers it is handed to
+    /// (transactions, dialogs, the answer's destination) do not each decode it again. A view
+    /// whose top Via is absent or malformed is returned as it is.
+    ///
+    /// ```
+    /// use sipdialog::wire::MessageView;
+    ///
+    /// let bye = b"BYE sip:a@h SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK1\r\n\
+    /// Call-ID: c1@h\r\nFrom: <sip:b@h>;tag=1\r\nTo: <sip:a@h>;tag=2\r\nCSeq: 2 BYE\r\n\r\n";
+    /// let view = MessageView::parse(bye).unwrap().with_decoded_via();
+    /// assert_eq!(view.via_branch(), Some(&b"z9hG4bK1"[..]));
+    /// ```
+    #[must_use]
+    pub fn with_decoded_via(mut self) -> MessageView<'a> {
+        if self.decoded_via.is_none() {
+            self.decoded_via = self.top_via().ok().flatten();
+        }
+        self
     }
 
     /// The raw value of the first Via header (all its comma-joined elements).

@@ -509,6 +509,8 @@ impl<M: Mode> Worker<M> {
             },
             false => view,
         };
+        // Decoded once for the transaction layer, the manager and the answer's destination.
+        let view = view.with_decoded_via();
         if self.transact(&view, src, now) {
             let verdict = self
                 .shared
