@@ -52,6 +52,17 @@ pub(crate) enum Origin<'a, 'v> {
     Observed { response: &'a MessageView<'v> },
 }
 
+impl Origin<'_, '_> {
+    /// Our role in the dialog this origin makes.
+    pub(crate) fn role(&self) -> Role {
+        match self {
+            Origin::Uac { .. } => Role::Uac,
+            Origin::Uas { .. } => Role::Uas,
+            Origin::Observed { .. } => Role::Observed,
+        }
+    }
+}
+
 /// The key of a dialog a proxy observes: direction-agnostic, the two tags in a fixed order.
 pub(crate) fn observed_key<'a>(call_id: &'a [u8], a: &'a [u8], b: &'a [u8]) -> DialogKey<'a> {
     let (local_tag, remote_tag) = if a <= b { (a, b) } else { (b, a) };
@@ -93,90 +104,88 @@ impl Dialogs {
         state: DialogState,
         now_ms: u64,
     ) -> Result<DialogHandle, TableError> {
-        let secure = is_sips(invite.request_uri);
-        let (key, parts, routes, remote_cseq) = match origin {
-            Origin::Uac { response, peer } => {
-                let key = DialogKey::received(response);
-                let parts = InfoParts {
-                    role: Role::Uac,
-                    secure,
-                    invite_cseq: invite.cseq,
-                    invite: Some(invite.key),
-                    call_id: key.call_id,
-                    local_tag: key.local_tag,
-                    remote_tag: key.remote_tag,
-                    local_uri: invite.from,
-                    remote_uri: invite.to,
+        // Per origin: the key, our and the peer's URI, the remote target, where the peer is,
+        // the charge, the route set and the peer's CSeq so far.
+        let (key, local_uri, remote_uri, remote_target, local_target, peer, charge, routes) =
+            match origin {
+                Origin::Uac { response, peer } => (
+                    DialogKey::received(response),
+                    invite.from,
+                    invite.to,
                     // Without a Contact, requests go where the INVITE went.
-                    remote_target: response
+                    response
                         .contact()
                         .and_then(contact_uri)
                         .unwrap_or(invite.request_uri),
-                    local_target: invite.contact,
+                    invite.contact,
                     peer,
-                    charge: None,
-                };
-                (key, parts, route_set(response, true), None)
-            }
-            Origin::Uas {
-                request,
-                to_tag,
-                local_target,
-                peer,
-                charge,
-            } => {
-                let key = DialogKey {
-                    call_id: request.call_id(),
-                    local_tag: to_tag,
-                    remote_tag: request.from_tag().unwrap_or_default(),
-                };
-                let parts = InfoParts {
-                    role: Role::Uas,
-                    secure,
-                    invite_cseq: invite.cseq,
-                    invite: Some(invite.key),
-                    call_id: key.call_id,
-                    local_tag: key.local_tag,
-                    remote_tag: key.remote_tag,
-                    local_uri: invite.to,
-                    remote_uri: invite.from,
-                    remote_target: invite.contact,
+                    None,
+                    route_set(response, true),
+                ),
+                Origin::Uas {
+                    request,
+                    to_tag,
                     local_target,
                     peer,
                     charge,
-                };
-                (key, parts, route_set(request, false), Some(invite.cseq))
-            }
-            Origin::Observed { response } => {
-                // Responses carry the INVITE's Call-ID and From (caller) tag.
-                let caller_tag = response.from_tag().unwrap_or_default();
-                let callee_tag = response.to_tag().unwrap_or_default();
-                let parts = InfoParts {
-                    role: Role::Observed,
-                    secure,
-                    invite_cseq: invite.cseq,
-                    invite: Some(invite.key),
-                    call_id: response.call_id(),
-                    local_tag: caller_tag,
-                    remote_tag: callee_tag,
-                    local_uri: invite.from,
-                    remote_uri: invite.to,
-                    remote_target: response.contact().and_then(contact_uri).unwrap_or_default(),
-                    local_target: invite.contact,
-                    peer: None,
-                    charge: None,
-                };
-                let key = observed_key(response.call_id(), caller_tag, callee_tag);
-                (key, parts, Box::default(), None)
-            }
+                } => (
+                    DialogKey {
+                        call_id: request.call_id(),
+                        local_tag: to_tag,
+                        remote_tag: request.from_tag().unwrap_or_default(),
+                    },
+                    invite.to,
+                    invite.from,
+                    invite.contact,
+                    local_target,
+                    peer,
+                    charge,
+                    route_set(request, false),
+                ),
+                Origin::Observed { response } => {
+                    // Responses carry the INVITE's Call-ID and From (caller) tag.
+                    let caller_tag = response.from_tag().unwrap_or_default();
+                    let callee_tag = response.to_tag().unwrap_or_default();
+                    (
+                        observed_key(response.call_id(), caller_tag, callee_tag),
+                        invite.from,
+                        invite.to,
+                        response.contact().and_then(contact_uri).unwrap_or_default(),
+                        invite.contact,
+                        None,
+                        None,
+                        Box::default(),
+                    )
+                }
+            };
+        let role = origin.role();
+        // The observed key orders the tags; the dialog's data keeps caller, then callee.
+        let (local_tag, remote_tag) = match origin {
+            Origin::Observed { response } => (
+                response.from_tag().unwrap_or_default(),
+                response.to_tag().unwrap_or_default(),
+            ),
+            _ => (key.local_tag, key.remote_tag),
         };
+        let parts = InfoParts {
+            role,
+            secure: is_sips(invite.request_uri),
+            invite_cseq: invite.cseq,
+            invite: Some(invite.key),
+            call_id: key.call_id,
+            local_tag,
+            remote_tag,
+            local_uri,
+            remote_uri,
+            remote_target,
+            local_target,
+            peer,
+            charge,
+        };
+        let remote_cseq = (role == Role::Uas).then_some(invite.cseq);
         let init = NewDialog {
             state,
-            local_cseq: if parts.role == Role::Uas {
-                0
-            } else {
-                invite.cseq
-            },
+            local_cseq: if role == Role::Uas { 0 } else { invite.cseq },
             remote_cseq,
             now_ms,
         };

@@ -101,14 +101,7 @@ impl DialogManager {
         let method = Method::from_bytes(view.cseq().method);
         let cseq = view.cseq().number;
         let _ = self.dialogs.table.touch(dialog, now_ms);
-        if matches!(status, 481 | 408) || (method == Method::Bye && status >= 200) {
-            // §12.2.1.2: 481 or 408 to a request inside a dialog ends it; so does any final
-            // response to our BYE.
-            let reason = if method == Method::Bye {
-                TerminationReason::Bye
-            } else {
-                TerminationReason::Error
-            };
+        if let Some(reason) = Self::ended_by_response(method, status) {
             self.end(dialog, reason, now_ms);
             return Ok(Verdict::Ended { dialog, status });
         }

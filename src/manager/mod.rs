@@ -443,6 +443,16 @@ impl DialogManager {
         Ok(manager)
     }
 
+    /// §12.2.1.2: a 481 or 408 to a request inside a dialog ends it, and so does any final
+    /// response to our BYE; the reason it is counted under.
+    fn ended_by_response(method: Method, status: u16) -> Option<TerminationReason> {
+        match (method, status) {
+            (Method::Bye, 200..) => Some(TerminationReason::Bye),
+            (_, 481 | 408) => Some(TerminationReason::Error),
+            _ => None,
+        }
+    }
+
     /// Has `hook` told of every dialog that ends from now on. One hook per manager: a second
     /// is handed back.
     pub fn on_end(&self, hook: Arc<dyn EndHook>) -> Result<(), Arc<dyn EndHook>> {
@@ -525,11 +535,7 @@ impl DialogManager {
         now_ms: u64,
     ) -> Result<DialogHandle, ManagerError> {
         let handle = self.dialogs.create(invite, origin, state, now_ms)?;
-        let role = match origin {
-            Origin::Uac { .. } => Role::Uac,
-            Origin::Uas { .. } => Role::Uas,
-            Origin::Observed { .. } => Role::Observed,
-        };
+        let role = origin.role();
         self.count(|m| m.dialog_created(role));
         tracing::debug!(dialog = ?handle, ?role, ?state, "dialog created");
         Ok(handle)

@@ -5,7 +5,6 @@
 use super::pending::PendingInvite;
 use super::{DialogManager, ManagerError};
 use crate::dialog::{observed_key, Origin, Role};
-use crate::metrics::TerminationReason;
 use crate::state::{DialogState, Event, Phase};
 use crate::table::DialogHandle;
 use crate::wire::{MessageView, Method};
@@ -89,12 +88,7 @@ impl DialogManager {
                 return Ok(Observation::Other);
             };
             let _ = self.dialogs.table.touch(dialog, now_ms);
-            if matches!(status, 481 | 408) || (method == Method::Bye && status >= 200) {
-                let reason = if method == Method::Bye {
-                    TerminationReason::Bye
-                } else {
-                    TerminationReason::Error
-                };
+            if let Some(reason) = Self::ended_by_response(method, status) {
                 self.end(dialog, reason, now_ms);
                 return Ok(Observation::Ended { dialog });
             }
