@@ -30,21 +30,18 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Barrier, RwLock};
+use std::sync::{Arc, Barrier, RwLock};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
 use rsip::prelude::*;
-use sipdialog::build::{self, ResponseParts};
+use sipdialog::build::ResponseParts;
 use sipdialog::manager::{
-    Answering, DialogManager, Expiry, InviteId, Kind, NewCall, Outbox, RequestBody, Verdict,
-    MAX_EXPIRIES_PER_CALL,
+    DialogManager, Expiry, InviteId, NewCall, Outbox, RequestBody, Verdict, MAX_EXPIRIES_PER_CALL,
 };
 use sipdialog::security::Policy;
-use sipdialog::txn::{
-    Expired, Received, Request, TimedOut, Transactions, Transmits, Transport, TxnConfig,
-};
-use sipdialog::wire::{MessageView, Method};
+use sipdialog::stack::{Stack, StackConfig};
+use sipdialog::wire::Method;
 use support::{calls, Record};
 
 const GROUP: &str = "calls";
@@ -200,103 +197,43 @@ fn call(
     }
 }
 
-/// One side of a call as a worker of an endpoint runs it: its transaction layer, outbox and
-/// datagram buffer, its address; every received message scanned once (`MessageView`), matched
-/// by the transaction layer, judged by the manager; every message sent through the
-/// transaction layer without being read (the run loop of the README, minus the socket).
+/// One side of a call as a worker of an endpoint runs it: the library's `Stack` (its
+/// transaction layer, outbox and datagrams) around that side's manager, at its address;
+/// every received message scanned once, matched by the transaction layer, judged by the
+/// manager; every message sent through the transaction layer without being read (the run
+/// loop of the README, minus the socket).
 struct Side {
     addr: SocketAddr,
-    txns: Transactions,
-    out: Outbox,
-    transmits: Transmits,
-    expired: Vec<Expired>,
-    stamped: Vec<u8>,
+    stack: Stack,
 }
 
 impl Side {
-    fn new(addr: &str, owner: u16) -> Side {
-        let config = TxnConfig {
-            owner,
-            ..TxnConfig::default()
-        };
+    fn new(addr: &str, manager: &Arc<DialogManager>) -> Side {
         Side {
             addr: addr.parse().unwrap(),
-            txns: Transactions::new(config).expect("OS randomness"),
-            out: Outbox::for_owner(owner),
-            transmits: Transmits::new(),
-            expired: Vec::new(),
-            stamped: Vec::new(),
+            stack: Stack::new(Arc::clone(manager), StackConfig::default()).expect("OS randomness"),
         }
     }
 
-    /// Sends what the outbox holds through the transaction layer (ACK straight out), into
-    /// `wire`, addressed to `peer`.
+    /// Sends what the outbox holds through the transaction layer, into `wire`, checking it
+    /// goes to `peer`.
     fn flush(&mut self, peer: SocketAddr, now: u64, wire: &mut Vec<u8>) {
-        for msg in self.out.iter() {
-            match msg.kind {
-                Kind::Request(Method::Ack) => wire.extend_from_slice(msg.bytes),
-                Kind::Request(method) => {
-                    let request = Request {
-                        bytes: msg.bytes,
-                        method,
-                        method_token: method.as_str().unwrap_or_default().as_bytes(),
-                        branch: msg.branch.expect("our requests have a branch"),
-                        to: peer,
-                        transport: Transport::Unreliable,
-                    };
-                    self.txns
-                        .request(request, now, &mut self.transmits)
-                        .unwrap();
-                }
-                Kind::Response(status) => {
-                    let txn = msg.txn.expect("answers name their transaction");
-                    self.txns
-                        .respond(txn, status, msg.bytes, now, &mut self.transmits)
-                        .unwrap();
-                }
-            }
-        }
-        self.out.clear();
-        for t in self.transmits.iter() {
-            wire.extend_from_slice(t.bytes);
-        }
-        self.transmits.clear();
+        self.stack.flush(now);
+        self.stack.drain(|bytes, to| {
+            assert_eq!(to, peer);
+            wire.extend_from_slice(bytes);
+        });
     }
 
-    /// One datagram from `from`: scanned, stamped if its Via does not lead back, matched,
-    /// judged; the verdict (`None`: the transaction layer absorbed it).
+    /// One datagram from `from`, through the stack; the verdict (`None`: the transaction
+    /// layer absorbed it).
     fn receive(
         &mut self,
-        manager: &DialogManager,
         bytes: &[u8],
         from: SocketAddr,
         now: u64,
     ) -> Option<(Verdict, Option<InviteId>)> {
-        let view = MessageView::parse_with(bytes, &manager.scan_limits()).unwrap();
-        let view = match view.is_request() {
-            true => match build::stamped(&view, from, &mut self.stamped).unwrap() {
-                Some(stamped) => stamped,
-                None => view,
-            },
-            false => view,
-        };
-        // Decoded once for the transaction layer, the manager and the answer's destination.
-        let view = view.with_decoded_via();
-        let received = self
-            .txns
-            .on_message(&view, from, Transport::Unreliable, now, &mut self.transmits)
-            .unwrap();
-        let txn = match received {
-            Received::New(txn) => Some(txn),
-            Received::Absorbed | Received::Dropped => return None,
-            _ => None,
-        };
-        self.out
-            .answering(view.is_request().then_some(Answering { txn, to: from }));
-        let verdict = manager
-            .on_message(&view, Some(from), now, &mut self.out)
-            .unwrap();
-        self.out.answering(None);
+        let verdict = self.stack.receive(bytes, from, now)?.verdict.unwrap();
         let invite = match verdict {
             Verdict::NewInvite { invite, .. } => Some(invite),
             _ => None,
@@ -304,16 +241,17 @@ impl Side {
         Some((verdict, invite))
     }
 
-    fn timers(&mut self, manager: &DialogManager, now: u64, expired: &mut Vec<Expiry>) {
-        self.txns
-            .on_timeout(now, &mut self.transmits, &mut self.expired);
-        manager.on_timeout(now, &mut self.out, expired);
-        assert!(self
-            .expired
-            .iter()
-            .all(|e| e.reason != TimedOut::NoAckOf2xx));
-        self.expired.clear();
-        self.transmits.clear();
+    fn out(&mut self) -> &mut Outbox {
+        self.stack.desk().out
+    }
+
+    /// Fires the stack's timers: a finished call leaves nothing to resend or end.
+    fn timers(&mut self, now: u64, expired: &mut Vec<Expiry>) {
+        self.stack.on_timeout(now, expired);
+        assert!(self.out().is_empty(), "a timer wrote a request");
+        self.stack.flush(now);
+        self.stack
+            .drain(|bytes, _| panic!("resent: {}", String::from_utf8_lossy(bytes)));
     }
 }
 
@@ -327,10 +265,10 @@ struct StackWorker {
 }
 
 impl StackWorker {
-    fn new(owner: u16) -> StackWorker {
+    fn new(alice: &Arc<DialogManager>, bob: &Arc<DialogManager>) -> StackWorker {
         StackWorker {
-            alice: Side::new("198.51.100.7:5060", owner),
-            bob: Side::new("192.0.2.20:5060", owner),
+            alice: Side::new("198.51.100.7:5060", alice),
+            bob: Side::new("192.0.2.20:5060", bob),
             wire: Vec::with_capacity(4096),
             expired: Vec::new(),
             since_timers: 0,
@@ -358,28 +296,27 @@ fn stack_call(alice: &DialogManager, bob: &DialogManager, clock: &AtomicU64, w: 
         content_type: Some(b"application/sdp"),
         body: OFFER,
     };
-    alice.calls().invite(&call, now, &mut w.alice.out).unwrap();
+    alice.calls().invite(&call, now, w.alice.out()).unwrap();
     w.alice.flush(b_addr, now, &mut w.wire);
-    let Some((Verdict::NewInvite { .. }, Some(invite))) = w.bob.receive(bob, &w.wire, a_addr, now)
+    let Some((Verdict::NewInvite { .. }, Some(invite))) = w.bob.receive(&w.wire, a_addr, now)
     else {
         panic!("INVITE not new")
     };
     w.wire.clear();
     let rp = ResponseParts::default();
     for (status, expect_dialog) in [(100, false), (180, true), (200, true)] {
-        bob.respond_invite(invite, status, &rp, now, &mut w.bob.out)
+        bob.respond_invite(invite, status, &rp, now, w.bob.out())
             .unwrap();
         w.bob.flush(a_addr, now, &mut w.wire);
-        match w.alice.receive(alice, &w.wire, b_addr, now) {
+        match w.alice.receive(&w.wire, b_addr, now) {
             Some((Verdict::Provisional { dialog, .. }, _)) if status < 200 => {
                 assert_eq!(dialog.is_some(), expect_dialog)
             }
             Some((Verdict::Confirmed { dialog, cseq, .. }, _)) if status == 200 => {
                 w.wire.clear();
-                alice.ack(dialog, cseq, &mut w.alice.out).unwrap();
+                alice.ack(dialog, cseq, w.alice.out()).unwrap();
                 w.alice.flush(b_addr, now, &mut w.wire);
-                let Some((Verdict::Ack { .. }, _)) = w.bob.receive(bob, &w.wire, a_addr, now)
-                else {
+                let Some((Verdict::Ack { .. }, _)) = w.bob.receive(&w.wire, a_addr, now) else {
                     panic!("ACK not matched")
                 };
                 w.wire.clear();
@@ -389,7 +326,7 @@ fn stack_call(alice: &DialogManager, bob: &DialogManager, clock: &AtomicU64, w: 
                         Method::Bye,
                         &RequestBody::default(),
                         now,
-                        &mut w.alice.out,
+                        w.alice.out(),
                     )
                     .unwrap();
                 w.alice.flush(b_addr, now, &mut w.wire);
@@ -400,13 +337,12 @@ fn stack_call(alice: &DialogManager, bob: &DialogManager, clock: &AtomicU64, w: 
             w.wire.clear();
         }
     }
-    let Some((Verdict::Bye { .. }, _)) = w.bob.receive(bob, &w.wire, a_addr, now) else {
+    let Some((Verdict::Bye { .. }, _)) = w.bob.receive(&w.wire, a_addr, now) else {
         panic!("BYE not matched")
     };
     w.wire.clear();
     w.bob.flush(a_addr, now, &mut w.wire);
-    let Some((Verdict::Ended { status: 200, .. }, _)) =
-        w.alice.receive(alice, &w.wire, b_addr, now)
+    let Some((Verdict::Ended { status: 200, .. }, _)) = w.alice.receive(&w.wire, b_addr, now)
     else {
         panic!("200 to BYE did not end the dialog")
     };
@@ -414,14 +350,14 @@ fn stack_call(alice: &DialogManager, bob: &DialogManager, clock: &AtomicU64, w: 
     w.since_timers += 1;
     if w.since_timers == TIMER_EVERY {
         w.since_timers = 0;
-        w.alice.timers(alice, now, &mut w.expired);
-        w.bob.timers(bob, now, &mut w.expired);
+        w.alice.timers(now, &mut w.expired);
+        w.bob.timers(now, &mut w.expired);
         assert!(
             w.expired.is_empty(),
             "a finished call expired: {:?}",
             w.expired
         );
-        assert!(w.alice.out.is_empty() && w.bob.out.is_empty());
+        assert!(w.alice.out().is_empty() && w.bob.out().is_empty());
     }
 }
 
@@ -521,8 +457,8 @@ fn two_threads<W: Sync>(iters: u64, shared: &W, work: fn(&W, usize, u64)) -> Dur
 
 /// What the managers' threads share.
 struct Managed {
-    alice: DialogManager,
-    bob: DialogManager,
+    alice: Arc<DialogManager>,
+    bob: Arc<DialogManager>,
     clock: AtomicU64,
     workers: [std::sync::Mutex<Worker>; 2],
     stack: [std::sync::Mutex<StackWorker>; 2],
@@ -552,15 +488,16 @@ fn bench(c: &mut Criterion) {
         ..(*bob.security().policy()).clone()
     };
     bob.security().set_policy(trunk);
+    let (alice, bob) = (Arc::new(alice), Arc::new(bob));
     let managed = Managed {
-        alice,
-        bob,
+        alice: Arc::clone(&alice),
+        bob: Arc::clone(&bob),
         clock: AtomicU64::new(0),
         workers: [
             std::sync::Mutex::new(Worker::new(invites(POOL, 1))),
             std::sync::Mutex::new(Worker::new(invites(POOL, 2))),
         ],
-        stack: [0, 1].map(|owner| std::sync::Mutex::new(StackWorker::new(owner))),
+        stack: [0, 1].map(|_| std::sync::Mutex::new(StackWorker::new(&alice, &bob))),
     };
     let conventional = Conventional {
         alice: RwLock::new(HashMap::new()),

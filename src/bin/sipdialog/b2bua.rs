@@ -22,9 +22,10 @@ use sipdialog::state::Phase;
 use sipdialog::table::DialogHandle;
 use sipdialog::wire::{HeaderName, MessageView, Method};
 
-use crate::endpoint::{sdp_offer, Io, Mode, Sent};
+use crate::endpoint::{sdp_offer, Io, Mode};
 use crate::serve::not_served;
 pub use sipdialog::b2bua::LegBudget;
+use sipdialog::stack::Sent;
 
 /// What the B2BUA answers, for `Allow`.
 const ALLOW: &[u8] = b"INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY";
@@ -85,7 +86,7 @@ impl B2bua {
         if let Err(e) = io
             .shared
             .manager
-            .request(dialog, Method::Bye, &body, io.now, io.out)
+            .request(dialog, Method::Bye, &body, io.now, io.desk.out)
         {
             tracing::debug!(error = ?e, "BYE not sent");
         }
@@ -149,7 +150,7 @@ impl B2bua {
             body: view.body(),
             ..NewCall::default()
         };
-        match io.shared.manager.calls().invite(&call, io.now, io.out) {
+        match io.shared.manager.calls().invite(&call, io.now, io.desk.out) {
             Ok(started) => {
                 let outbound = Outbound {
                     call_id: started.call_id.as_bytes().into(),
@@ -178,7 +179,7 @@ impl B2bua {
         let Some(call) = self.legs.outbound(ours) else {
             if let Verdict::Confirmed { dialog, cseq, .. } = verdict {
                 // Answered after we gave up on it: take the call and end it at once.
-                let _ = io.shared.manager.ack(dialog, cseq, io.out);
+                let _ = io.shared.manager.ack(dialog, cseq, io.desk.out);
                 self.bye(io, dialog);
             }
             return;
@@ -201,7 +202,7 @@ impl B2bua {
                     extra,
                 },
             ) => {
-                let _ = io.shared.manager.ack(dialog, cseq, io.out);
+                let _ = io.shared.manager.ack(dialog, cseq, io.desk.out);
                 if extra {
                     self.bye(io, dialog); // a second fork answered: one call is enough
                     return;
@@ -210,7 +211,7 @@ impl B2bua {
                 match (call.caller, &call.data) {
                     (Some(invite), Origin::Caller { replaces }) => {
                         let manager = &io.shared.manager;
-                        match manager.respond_invite(invite, 200, &parts, io.now, io.out) {
+                        match manager.respond_invite(invite, 200, &parts, io.now, io.desk.out) {
                             Ok(Some(inbound)) if self.legs.link(manager, inbound, dialog) => {
                                 io.shared.stats.calls.fetch_add(1, Ordering::Relaxed);
                                 if let Some(replaced) = replaces {
@@ -287,7 +288,7 @@ impl B2bua {
         trying: Option<Arc<Sent>>,
     ) {
         if let Some(sent) = &trying {
-            let in_flight = io.in_flight(sent);
+            let in_flight = io.desk.in_flight(sent);
             if in_flight != Some(false) {
                 let worker = sent.worker;
                 let action = Action::FinalNotify {
@@ -303,11 +304,11 @@ impl B2bua {
                 return;
             }
         }
-        if let Err(e) = io
-            .shared
-            .manager
-            .transfers()
-            .notify(transferor, id, status, io.now, io.out)
+        if let Err(e) =
+            io.shared
+                .manager
+                .transfers()
+                .notify(transferor, id, status, io.now, io.desk.out)
         {
             tracing::debug!(error = ?e, "final NOTIFY not sent");
         }
@@ -357,9 +358,13 @@ impl B2bua {
             body: view.body(),
             extra_headers: &[],
         };
-        match io.shared.manager.request(to, method, &body, io.now, io.out) {
+        match io
+            .shared
+            .manager
+            .request(to, method, &body, io.now, io.desk.out)
+        {
             Ok(cseq) => {
-                let answering = io.out.answered();
+                let answering = io.desk.out.answered();
                 let manager = &io.shared.manager;
                 if let Some((request, answering)) =
                     self.legs.add_relayed(manager, to, cseq, kept, answering)
@@ -395,7 +400,7 @@ impl B2bua {
             return;
         }
         if method == Method::Invite && status < 300 {
-            let _ = io.shared.manager.ack(leg, cseq, io.out);
+            let _ = io.shared.manager.ack(leg, cseq, io.desk.out);
         }
         let Some((request, answering)) = self.legs.take_relayed(leg, cseq) else {
             return;
@@ -429,11 +434,11 @@ impl B2bua {
         if subscribed
             && manager
                 .transfers()
-                .notify(transferor, id, 100, io.now, io.out)
+                .notify(transferor, id, 100, io.now, io.desk.out)
                 .is_ok()
         {
             // `notify` wrote the NOTIFY last.
-            trying = io.last_request().map(Arc::new);
+            trying = io.desk.last_request().map(Arc::new);
         }
         let target = refer.target.uri;
         let to = [b"<", target, b">"].concat();
@@ -451,7 +456,7 @@ impl B2bua {
         let started = match self.legs.reserve_outbound(false) {
             true => manager
                 .calls()
-                .invite(&call, io.now, io.out)
+                .invite(&call, io.now, io.desk.out)
                 .inspect_err(|_| {
                     self.legs.unreserve_outbound(false);
                 }),
@@ -479,7 +484,7 @@ impl B2bua {
                 if subscribed {
                     let _ = manager
                         .transfers()
-                        .notify(transferor, id, 503, io.now, io.out);
+                        .notify(transferor, id, 503, io.now, io.desk.out);
                 }
             }
         }
@@ -493,7 +498,7 @@ impl B2bua {
                 let _ = io.shared.manager.calls().cancel(
                     &call.call_id,
                     call.from_tag.as_bytes(),
-                    io.out,
+                    io.desk.out,
                 );
             }
             self.outbound_failed(io, &call, 408);
@@ -502,7 +507,7 @@ impl B2bua {
                 let _ = io.shared.manager.calls().cancel(
                     &call.call_id,
                     call.from_tag.as_bytes(),
-                    io.out,
+                    io.desk.out,
                 );
             }
         }
@@ -530,7 +535,11 @@ impl Mode for B2bua {
                     .and_then(|o| self.legs.outbound(o))
                 {
                     let tag = call.from_tag.as_bytes();
-                    let _ = io.shared.manager.calls().cancel(&call.call_id, tag, io.out);
+                    let _ = io
+                        .shared
+                        .manager
+                        .calls()
+                        .cancel(&call.call_id, tag, io.desk.out);
                 }
             }
             Verdict::Ended { dialog, status } => {

@@ -15,20 +15,15 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
-use sipdialog::build::{self, ResponseParts};
+use sipdialog::build::ResponseParts;
 use sipdialog::manager::{
-    Answering, Delivery, DialogManager, Expiry, InviteId, KeptRequest, Kind, ManagerError,
-    OutMessage, Outbox, Verdict,
+    Answering, DialogManager, Expiry, InviteId, KeptRequest, ManagerError, Verdict,
 };
-use sipdialog::security::SecurityError;
-use sipdialog::txn::{
-    Expired, Received, Request, Transactions, Transmits, Transport, TxnConfig, TxnError, TxnId,
-    TxnState,
-};
-use sipdialog::wire::{MessageView, Method};
+use sipdialog::stack::{Desk, Handover, Stack, StackConfig, StackCounters};
+use sipdialog::txn::{TxnConfig, TxnError};
+use sipdialog::wire::MessageView;
 
 use crate::batch::{self, Receiver, Sender};
-use crate::{net, steer};
 
 /// A minimal SDP body (one PCMU audio stream at `ip`): the answer serve gives, the offer the
 /// B2BUA makes to a transfer target. Media is not handled; the dialogs are.
@@ -45,17 +40,9 @@ pub fn sdp_offer(ip: &str) -> Vec<u8> {
 pub struct Stats {
     /// INVITEs answered 2xx (calls set up).
     pub calls: AtomicU64,
-    /// Requests refused (4xx–6xx sent by the manager or the mode).
-    pub rejected: AtomicU64,
-    /// Datagrams that did not scan.
-    pub malformed: AtomicU64,
-    /// Requests sent once only: to an address the dialog's peer never sent from, or with no
-    /// room left in the transaction layer.
-    pub sent_once: AtomicU64,
-    /// Messages handed to another worker (its peer's transaction lives there).
-    pub handed_over: AtomicU64,
-    /// Datagrams received, keepalives left out.
-    pub received: AtomicU64,
+    /// What every worker's stack counts (received, malformed, refused, sent once, handed
+    /// over).
+    pub stack: Arc<StackCounters>,
     /// Transactions and the bytes they hold, all workers (each adds what changed in its own).
     pub transactions: AtomicI64,
     pub transaction_bytes: AtomicI64,
@@ -63,61 +50,30 @@ pub struct Stats {
 
 /// Work for another worker: a message to send on one of its peers' transactions, or a mode's
 /// action that needs that worker's transactions.
-pub enum Handover<A> {
-    /// A request to one of that worker's peers: its client transaction lives there.
-    Request {
-        bytes: Vec<u8>,
-        method: Method,
-        /// The top Via branch, as offsets into `bytes`.
-        branch: Option<(usize, usize)>,
-        to: SocketAddr,
-        /// Resent until answered, or sent once.
-        reliable: bool,
-    },
-    /// A response to a request whose server transaction lives there.
-    Answer {
-        txn: TxnId,
-        status: u16,
-        bytes: Vec<u8>,
-        /// Sent once and the transaction forgotten (a refusal).
-        once: bool,
-        /// Where a refusal goes if the transaction has ended meanwhile.
-        to: Option<SocketAddr>,
-    },
+pub enum Mail<A> {
+    /// A message for that worker's stack.
+    Stack(Handover),
     /// A mode's action, to run there now.
     Action(A),
 }
 
-/// A request we sent, as [`Io::in_flight`] finds its client transaction.
-pub struct Sent {
-    /// The worker whose transactions hold it (its peer's).
-    pub worker: usize,
-    branch: Box<[u8]>,
-    method: Method,
-}
-
-/// A worker's mail: every worker's inbox (to hand work over) and its own receiving end.
-pub type Mail<A> = (Arc<Inboxes<A>>, mpsc::Receiver<Handover<A>>);
+/// A worker's post: every worker's inbox (to hand work over) and its own receiving end.
+pub type Post<A> = (Arc<Inboxes<A>>, mpsc::Receiver<Mail<A>>);
 
 /// Every worker's inbox, by worker number.
-pub struct Inboxes<A>(Vec<mpsc::Sender<Handover<A>>>);
+pub struct Inboxes<A>(Vec<mpsc::Sender<Mail<A>>>);
 
 impl<A> Inboxes<A> {
     /// Inboxes for `workers` workers, and the receiving end of each.
-    pub fn new(workers: usize) -> (Inboxes<A>, Vec<mpsc::Receiver<Handover<A>>>) {
+    pub fn new(workers: usize) -> (Inboxes<A>, Vec<mpsc::Receiver<Mail<A>>>) {
         let (senders, receivers) = (0..workers.max(1)).map(|_| mpsc::channel()).unzip();
         (Inboxes(senders), receivers)
     }
 
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn send(&self, stats: &Stats, worker: usize, item: Handover<A>) {
+    fn send(&self, worker: usize, item: Mail<A>) {
         if let Some(inbox) = self.0.get(worker) {
-            if inbox.send(item).is_ok() {
-                stats.handed_over.fetch_add(1, Ordering::Relaxed);
-            }
+            // A worker that has returned takes no more work; nothing to do about it.
+            let _ = inbox.send(item);
         }
     }
 }
@@ -221,53 +177,50 @@ pub trait Mode: Send + Sync {
     }
 }
 
-/// What a mode gets to act with: the shared state, the outbox, the clock, its timers, and a
-/// look at the worker's transactions.
+/// What a mode gets to act with: the shared state, the stack's desk (outbox, a look at the
+/// worker's transactions), the clock and its timers.
 pub struct Io<'w, A> {
     /// Shared state.
     pub shared: &'w Shared,
-    /// Messages to send once the mode returns.
-    pub out: &'w mut Outbox,
+    /// The outbox and this worker's client transactions.
+    pub desk: Desk<'w>,
     /// Now, on the manager's clock.
     pub now: u64,
-    /// This worker's number.
-    pub worker: usize,
     tasks: &'w mut BinaryHeap<Reverse<Scheduled<A>>>,
     seq: &'w mut u64,
-    txns: &'w Transactions,
     inboxes: &'w Inboxes<A>,
 }
 
 impl<A> Io<'_, A> {
     /// Runs `action` at `at` on this worker.
     pub fn schedule(&mut self, at: u64, action: A) {
-        schedule(self.tasks, self.seq, at, action);
+        *self.seq += 1;
+        self.tasks.push(Reverse(Scheduled {
+            at,
+            seq: *self.seq,
+            action,
+        }));
     }
 
     /// Runs `action` now on `worker` (this one: at once, after the current message).
     pub fn hand_over(&mut self, worker: usize, action: A) {
-        match worker == self.worker {
+        match worker == self.desk.worker() {
             true => self.schedule(self.now, action),
-            false => self
-                .inboxes
-                .send(&self.shared.stats, worker, Handover::Action(action)),
+            false => {
+                let counters = &self.shared.stats.stack;
+                counters.handed_over.fetch_add(1, Ordering::Relaxed);
+                self.inboxes.send(worker, Mail::Action(action));
+            }
         }
     }
 
-    /// Answers the request in hand (`view`, the one the verdict is about) with `status`
-    /// through the manager (which adds the To tag and records what the answer does to the
-    /// dialogs). Errors are logged.
+    /// Answers the request in hand (`view`, the one the verdict is about) with `status`.
     pub fn respond(&mut self, view: &MessageView<'_>, status: u16, parts: &ResponseParts<'_>) {
-        let result = self
-            .shared
-            .manager
-            .respond_to(view, status, parts, self.now, self.out);
-        self.count(status, result.as_ref().err());
+        let _ = self.desk.respond(view, status, parts, self.now);
     }
 
-    /// Answers a request received earlier, kept with its transaction (`answering`, what
-    /// [`Outbox::answered`] said when it was in hand): the B2BUA's relayed requests, answered
-    /// when the other leg answers. No scan: the kept copy knows its fields.
+    /// Answers a request kept with its transaction (`answering`): the B2BUA's relayed
+    /// requests, answered when the other leg answers.
     pub fn respond_kept(
         &mut self,
         request: &KeptRequest,
@@ -275,14 +228,9 @@ impl<A> Io<'_, A> {
         status: u16,
         parts: &ResponseParts<'_>,
     ) {
-        let in_hand = self.out.answered();
-        self.out.answering(answering);
-        let result = self
-            .shared
-            .manager
-            .respond_kept(request, status, parts, self.now, self.out);
-        self.out.answering(in_hand);
-        self.count(status, result.as_ref().err());
+        let _ = self
+            .desk
+            .respond_kept(request, answering, status, parts, self.now);
     }
 
     /// Answers a new INVITE by its token; `false` when nothing was sent because it has its
@@ -293,12 +241,9 @@ impl<A> Io<'_, A> {
         status: u16,
         parts: &ResponseParts<'_>,
     ) -> bool {
-        let result = self
-            .shared
-            .manager
-            .respond_invite(invite, status, parts, self.now, self.out);
-        self.count(status, result.as_ref().err());
-        result.is_ok()
+        self.desk
+            .respond_invite(invite, status, parts, self.now)
+            .is_ok()
     }
 
     /// A 503 with `Retry-After` for a new INVITE this mode cannot serve.
@@ -311,126 +256,53 @@ impl<A> Io<'_, A> {
         };
         self.respond_invite(invite, 503, &parts);
     }
-
-    /// The last request written into the outbox, to ask [`Io::in_flight`] about later.
-    pub fn last_request(&self) -> Option<Sent> {
-        let msg = self.out.iter().last()?;
-        let Kind::Request(method) = msg.kind else {
-            return None;
-        };
-        let to = request_destination(&msg)?;
-        Some(Sent {
-            worker: steer::owner(to, self.inboxes.len()),
-            branch: msg.branch?.into(),
-            method,
-        })
-    }
-
-    /// Whether a request of ours still waits for its final response (false once answered,
-    /// given up, or when it went out once); `None` when its transaction is another worker's
-    /// ([`Sent::worker`]: hand the question over).
-    pub fn in_flight(&self, sent: &Sent) -> Option<bool> {
-        if sent.worker != self.worker {
-            return None;
-        }
-        let method = sent.method;
-        let token = method.as_str().unwrap_or_default().as_bytes();
-        let state = self
-            .txns
-            .find_client(&sent.branch, method, token)
-            .and_then(|txn| self.txns.state(txn));
-        Some(matches!(
-            state,
-            Some(TxnState::Calling | TxnState::Trying | TxnState::Proceeding)
-        ))
-    }
-
-    fn count(&self, status: u16, error: Option<&ManagerError>) {
-        match error {
-            None if status >= 300 => {
-                self.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
-            }
-            None => {}
-            Some(ManagerError::Security(_)) => {
-                // The manager answered with a refusal instead.
-                self.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(e) => tracing::debug!(status, error = ?e, "response not sent"),
-        }
-    }
 }
 
-/// Where a request in the outbox goes: where the manager said, else its next hop.
-fn request_destination(msg: &OutMessage<'_>) -> Option<SocketAddr> {
-    msg.destination
-        .or_else(|| msg.next_hop.and_then(net::uri_addr))
-}
-
-fn schedule<A>(tasks: &mut BinaryHeap<Reverse<Scheduled<A>>>, seq: &mut u64, at: u64, action: A) {
-    *seq += 1;
-    tasks.push(Reverse(Scheduled {
-        at,
-        seq: *seq,
-        action,
-    }));
-}
-
-/// One worker: its socket, outbox, transactions and timers.
+/// One worker: its socket, its stack and its timers.
 pub struct Worker<M: Mode> {
-    id: usize,
     shared: Arc<Shared>,
     mode: Arc<M>,
     socket: UdpSocket,
     inboxes: Arc<Inboxes<M::Action>>,
-    inbox: mpsc::Receiver<Handover<M::Action>>,
+    inbox: mpsc::Receiver<Mail<M::Action>>,
     /// What this worker sends, batched: flushed once a received batch is handled and once
     /// the timers have fired, so nothing waits while the worker blocks in a receive.
     sender: Sender,
-    out: Outbox,
-    txns: Transactions,
-    transmits: Transmits,
-    txn_expired: Vec<Expired>,
+    stack: Stack,
     tasks: BinaryHeap<Reverse<Scheduled<M::Action>>>,
     seq: u64,
     expired: Vec<Expiry>,
-    next_manager_check: u64,
-    /// A received request with its Via stamped (reused).
-    stamped: Vec<u8>,
     /// The transaction usage last added to [`Stats`].
     published: (usize, usize),
 }
 
 impl<M: Mode> Worker<M> {
-    /// Worker `id` on `socket`, taking what other workers hand it from `inbox` (its own in
-    /// `inboxes`).
+    /// Worker `id` of `workers` on `socket`, taking what other workers hand it from `inbox`
+    /// (its own in `inboxes`).
     pub fn new(
-        id: usize,
+        (id, workers): (usize, usize),
         shared: Arc<Shared>,
         mode: Arc<M>,
         socket: UdpSocket,
-        (inboxes, inbox): Mail<M::Action>,
+        (inboxes, inbox): Post<M::Action>,
     ) -> Result<Worker<M>, TxnError> {
-        let config = TxnConfig {
-            owner: id as u16,
-            ..shared.txn
+        let config = StackConfig {
+            txn: shared.txn,
+            worker: id,
+            workers,
+            counters: Some(Arc::clone(&shared.stats.stack)),
         };
         Ok(Worker {
-            id,
-            txns: Transactions::new(config)?,
+            stack: Stack::new(Arc::clone(&shared.manager), config)?,
             shared,
             mode,
             socket,
             inboxes,
             inbox,
             sender: Sender::new(),
-            out: Outbox::for_owner(id as u16),
-            transmits: Transmits::new(),
-            txn_expired: Vec::new(),
             tasks: BinaryHeap::new(),
             seq: 0,
             expired: Vec::new(),
-            next_manager_check: 0,
-            stamped: Vec::new(),
             published: (0, 0),
         })
     }
@@ -445,7 +317,7 @@ impl<M: Mode> Worker<M> {
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = self.shared.now_ms();
             self.fire_timers(now);
-            self.take_handovers(now);
+            self.take_mail(now);
             self.sender.flush(&self.socket);
             match batch.recv(&self.socket) {
                 Ok(count) => {
@@ -463,338 +335,90 @@ impl<M: Mode> Worker<M> {
         }
     }
 
-    fn io(&mut self, now: u64) -> (Io<'_, M::Action>, &M) {
-        (
-            Io {
+    fn handle(&mut self, bytes: &[u8], src: SocketAddr, now: u64) {
+        if let Some(turn) = self.stack.receive(bytes, src, now) {
+            let mut io = Io {
                 shared: &self.shared,
-                out: &mut self.out,
+                desk: turn.desk,
                 now,
-                worker: self.id,
                 tasks: &mut self.tasks,
                 seq: &mut self.seq,
-                txns: &self.txns,
                 inboxes: &self.inboxes,
-            },
-            &self.mode,
-        )
-    }
-
-    fn handle(&mut self, bytes: &[u8], src: SocketAddr, now: u64) {
-        // Keepalives (CRLF) and junk below the size of any SIP message.
-        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-            return;
-        }
-        self.shared.stats.received.fetch_add(1, Ordering::Relaxed);
-        let limits = self.shared.manager.scan_limits();
-        let view = match MessageView::parse_with(bytes, &limits) {
-            Ok(view) => view,
-            Err(e) => {
-                self.shared.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%src, error = %e, "malformed datagram");
-                let manager = &self.shared.manager;
-                if manager.answer_malformed(bytes, e, Some(src), now, &mut self.out) {
-                    self.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                }
-                self.flush(now);
-                return;
-            }
-        };
-        // Answers, now or later, go back where the request came from (§18.2.1, RFC 3581).
-        let mut stamped = std::mem::take(&mut self.stamped);
-        stamped.clear();
-        let view = match view.is_request() {
-            true => match build::stamped(&view, src, &mut stamped) {
-                Ok(Some(stamped)) => stamped,
-                _ => view,
-            },
-            false => view,
-        };
-        // Decoded once for the transaction layer, the manager and the answer's destination.
-        let view = view.with_decoded_via();
-        if self.transact(&view, src, now) {
-            let verdict = self
-                .shared
-                .manager
-                .on_message(&view, Some(src), now, &mut self.out);
-            let (mut io, mode) = self.io(now);
-            match verdict {
-                Ok(verdict) => {
-                    if matches!(verdict, Verdict::Rejected { .. }) {
-                        io.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    }
-                    mode.on_verdict(&mut io, &view, verdict);
-                }
-                Err(e) => {
-                    tracing::debug!(%src, error = ?e, "message refused");
-                    mode.on_refused(&mut io, &view, &e);
-                }
-            }
-        }
-        self.out.answering(None);
-        self.stamped = stamped;
-        self.flush(now);
-    }
-
-    /// Hands a received message to the transaction layer: `true` when the dialog layer is to
-    /// see it, with the request's transaction named in the outbox for its answers; `false`
-    /// when the layer took care of it (a retransmission, a stray response) or refused it.
-    fn transact(&mut self, view: &MessageView<'_>, src: SocketAddr, now: u64) -> bool {
-        let received = if view.is_request() {
-            let to = view
-                .top_via()
-                .ok()
-                .flatten()
-                .and_then(|via| via.response_destination())
-                .unwrap_or(src);
-            let received =
-                self.txns
-                    .on_request(view, to, Transport::Unreliable, now, &mut self.transmits);
-            let txn = match received {
-                Ok(Received::New(txn)) | Ok(Received::Cancel { cancel: txn, .. }) => Some(txn),
-                Ok(_) => None,
-                Err(TxnError::Full) => {
-                    self.out.answering(Some(Answering { txn: None, to }));
-                    let error = SecurityError::TooManyTransactions;
-                    if self
-                        .shared
-                        .manager
-                        .refuse_request(view, error, &mut self.out)
-                        .is_ok()
-                    {
-                        self.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    }
-                    return false;
-                }
-                Err(e) => {
-                    tracing::debug!(%src, error = %e, "request refused by the transaction layer");
-                    return false;
-                }
             };
-            self.out.answering(Some(Answering { txn, to }));
-            received
-        } else {
-            Ok(self.txns.on_response(view, now, &mut self.transmits))
+            match turn.verdict {
+                Ok(verdict) => self.mode.on_verdict(&mut io, &turn.view, verdict),
+                Err(e) => self.mode.on_refused(&mut io, &turn.view, &e),
+            }
+        }
+        self.send(now);
+    }
+
+    /// Runs `act` with the stack's desk, then sends what it wrote.
+    fn act(&mut self, now: u64, act: impl FnOnce(&M, &mut Io<'_, M::Action>)) {
+        let mut io = Io {
+            shared: &self.shared,
+            desk: self.stack.desk(),
+            now,
+            tasks: &mut self.tasks,
+            seq: &mut self.seq,
+            inboxes: &self.inboxes,
         };
-        self.transmit();
-        !matches!(received, Ok(Received::Absorbed | Received::Dropped))
+        act(&self.mode, &mut io);
+        self.send(now);
     }
 
-    /// Sends the outbox: requests through a client transaction on the worker of their next
-    /// hop (ACK and requests sent once go straight out), responses through the server
-    /// transaction they answer on its worker, stateless answers straight out. Nothing in it is
-    /// scanned: the outbox says what each message is and where it goes.
-    fn flush(&mut self, now: u64) {
-        let out = std::mem::take(&mut self.out);
-        for msg in out.iter() {
-            match msg.kind {
-                Kind::Request(method) => {
-                    let Some(to) = request_destination(&msg) else {
-                        tracing::warn!(hop = ?msg.next_hop.map(String::from_utf8_lossy), "no address for next hop");
-                        continue;
-                    };
-                    let reliable = match msg.delivery {
-                        Delivery::Reliable => true,
-                        Delivery::ReliableTo(peer) => peer == to,
-                        Delivery::Once => false,
-                    };
-                    let branch = msg.branch.map(|b| {
-                        let start = b.as_ptr() as usize - msg.bytes.as_ptr() as usize;
-                        (start, start + b.len())
-                    });
-                    // A request sent once needs no transaction: it leaves from here.
-                    let owner = steer::owner(to, self.inboxes.len());
-                    if owner != self.id && reliable && method != Method::Ack {
-                        let item = Handover::Request {
-                            bytes: msg.bytes.to_vec(),
-                            method,
-                            branch,
-                            to,
-                            reliable,
-                        };
-                        self.inboxes.send(&self.shared.stats, owner, item);
-                        continue;
-                    }
-                    self.send_request(msg.bytes, method, branch, to, reliable, now);
-                }
-                Kind::Response(status) => {
-                    let once = msg.delivery == Delivery::Once;
-                    match msg.txn {
-                        Some(txn) if usize::from(txn.owner()) != self.id => {
-                            let item = Handover::Answer {
-                                txn,
-                                status,
-                                bytes: msg.bytes.to_vec(),
-                                once,
-                                to: msg.destination,
-                            };
-                            let owner = usize::from(txn.owner());
-                            self.inboxes.send(&self.shared.stats, owner, item);
-                        }
-                        Some(txn) => {
-                            self.answer(txn, status, msg.bytes, once, msg.destination, now)
-                        }
-                        None => {
-                            if let Some(to) = msg.destination {
-                                self.sender.push(&self.socket, msg.bytes, to);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        self.out = out;
-        self.out.clear();
-    }
-
-    /// Sends one of our requests: resent until answered through a client transaction, or
-    /// once (ACK, delivery `Once`, an address the dialog's peer never sent from, no room).
-    fn send_request(
-        &mut self,
-        bytes: &[u8],
-        method: Method,
-        branch: Option<(usize, usize)>,
-        to: SocketAddr,
-        reliable: bool,
-        now: u64,
-    ) {
-        let branch = branch.and_then(|(s, e)| bytes.get(s..e));
-        if method != Method::Ack {
-            let started = match (reliable, branch) {
-                (true, Some(branch)) => {
-                    let token = bytes.split(|b| *b == b' ').next().unwrap_or_default();
-                    let request = Request {
-                        bytes,
-                        method,
-                        method_token: token,
-                        branch,
-                        to,
-                        transport: Transport::Unreliable,
-                    };
-                    self.txns.request(request, now, &mut self.transmits)
-                }
-                _ => Err(TxnError::NoBranch),
-            };
-            if started.is_ok() {
-                self.transmit();
-                return;
-            }
-            self.shared.stats.sent_once.fetch_add(1, Ordering::Relaxed);
-        }
-        self.sender.push(&self.socket, bytes, to);
-    }
-
-    /// Sends a response on its server transaction (kept for the request's retransmissions,
-    /// resent as the transaction says), or once and the transaction forgotten.
-    fn answer(
-        &mut self,
-        txn: TxnId,
-        status: u16,
-        bytes: &[u8],
-        once: bool,
-        to: Option<SocketAddr>,
-        now: u64,
-    ) {
-        let sent = match once {
-            true => self
-                .txns
-                .respond_statelessly(txn, bytes, &mut self.transmits),
-            false => self
-                .txns
-                .respond(txn, status, bytes, now, &mut self.transmits),
-        };
-        match sent {
-            Ok(()) => self.transmit(),
-            Err(e) => {
-                tracing::debug!(status, error = %e, "response outside its transaction");
-                // Its transaction ended (or has no room): a refusal still goes, once.
-                if let (true, Some(to)) = (status >= 300, to) {
-                    self.sender.push(&self.socket, bytes, to);
-                }
-            }
+    /// Flushes the stack: its datagrams into the batch, its handovers to their workers.
+    fn send(&mut self, now: u64) {
+        self.stack.flush(now);
+        let (socket, sender) = (&self.socket, &mut self.sender);
+        self.stack.drain(|bytes, to| sender.push(socket, bytes, to));
+        for (worker, handover) in self.stack.take_handovers() {
+            self.inboxes.send(worker, Mail::Stack(handover));
         }
     }
 
-    /// Moves what the transaction layer wrote into the batch to send.
-    fn transmit(&mut self) {
-        for t in self.transmits.iter() {
-            self.sender.push(&self.socket, t.bytes, t.to);
-        }
-        self.transmits.clear();
-    }
-
-    /// What other workers handed over: sent on this worker's transactions.
-    fn take_handovers(&mut self, now: u64) {
+    /// What other workers handed over: sent on this worker's transactions, or run here.
+    fn take_mail(&mut self, now: u64) {
         while let Ok(item) = self.inbox.try_recv() {
             match item {
-                Handover::Request {
-                    bytes,
-                    method,
-                    branch,
-                    to,
-                    reliable,
-                } => self.send_request(&bytes, method, branch, to, reliable, now),
-                Handover::Answer {
-                    txn,
-                    status,
-                    bytes,
-                    once,
-                    to,
-                } => self.answer(txn, status, &bytes, once, to, now),
-                Handover::Action(action) => {
-                    let (mut io, mode) = self.io(now);
-                    mode.on_action(&mut io, action);
-                    self.flush(now);
+                Mail::Stack(handover) => {
+                    self.stack.accept(handover, now);
+                    self.send(now);
                 }
+                Mail::Action(action) => self.act(now, |mode, io| mode.on_action(io, action)),
             }
         }
     }
 
     fn fire_timers(&mut self, now: u64) {
-        if self.id == 0 && self.shared.hang_up_all.swap(false, Ordering::Relaxed) {
-            let (mut io, mode) = self.io(now);
-            mode.hang_up_all(&mut io);
-            self.flush(now);
+        if self.stack.desk().worker() == 0 && self.shared.hang_up_all.swap(false, Ordering::Relaxed)
+        {
+            self.act(now, |mode, io| mode.hang_up_all(io));
         }
-        if self.txns.next_deadline().is_some_and(|at| at <= now) {
-            self.txn_expired.clear();
-            self.txns
-                .on_timeout(now, &mut self.transmits, &mut self.txn_expired);
-            self.transmit();
-            for e in &self.txn_expired {
-                // The dialog layer has its own clock for what matters to a call (an INVITE
-                // without answer, a 2xx without ACK): these only end transactions.
-                tracing::debug!(reason = ?e.reason, role = ?e.role, "transaction timed out");
+        if self.stack.next_deadline().is_some_and(|at| at <= now) {
+            let mut expired = std::mem::take(&mut self.expired);
+            expired.clear();
+            self.stack.on_timeout(now, &mut expired);
+            if !expired.is_empty() {
+                self.act(now, |mode, io| mode.on_expired(io, &expired));
             }
+            self.send(now);
+            self.expired = expired;
         }
         while self.tasks.peek().is_some_and(|t| t.0.at <= now) {
             let Some(Reverse(due)) = self.tasks.pop() else {
                 break;
             };
-            let (mut io, mode) = self.io(now);
-            mode.on_action(&mut io, due.action);
-            self.flush(now);
+            self.act(now, |mode, io| mode.on_action(io, due.action));
         }
-        if now >= self.next_manager_check {
-            self.next_manager_check = now + 10;
-            self.publish_usage();
-            let manager = Arc::clone(&self.shared.manager);
-            if manager.next_deadline().is_some_and(|at| at <= now) {
-                self.expired.clear();
-                manager.on_timeout(now, &mut self.out, &mut self.expired);
-                let expired = std::mem::take(&mut self.expired);
-                let (mut io, mode) = self.io(now);
-                mode.on_expired(&mut io, &expired);
-                self.expired = expired;
-                self.flush(now);
-            }
-        }
+        self.publish_usage();
         if self.tasks.is_empty() && self.tasks.capacity() > 1024 {
             self.tasks.shrink_to_fit();
         }
     }
 
     fn publish_usage(&mut self) {
-        let usage = (self.txns.len(), self.txns.bytes());
+        let usage = self.stack.usage();
         let stats = &self.shared.stats;
         let delta = |now: usize, then: usize| now as i64 - then as i64;
         stats

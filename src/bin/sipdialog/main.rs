@@ -264,8 +264,14 @@ fn run_with<M: Mode + 'static>(
     let mut threads = Vec::with_capacity(workers);
     for (id, (socket, inbox)) in sockets.into_iter().zip(receivers).enumerate() {
         let mail = (Arc::clone(&inboxes), inbox);
-        let worker = Worker::new(id, Arc::clone(&shared), Arc::clone(&mode), socket, mail)
-            .map_err(|e| format!("transactions: {e}"))?;
+        let worker = Worker::new(
+            (id, workers),
+            Arc::clone(&shared),
+            Arc::clone(&mode),
+            socket,
+            mail,
+        )
+        .map_err(|e| format!("transactions: {e}"))?;
         threads.push(
             thread::Builder::new()
                 .name(format!("worker-{id}"))

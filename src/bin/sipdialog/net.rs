@@ -1,9 +1,7 @@
-//! UDP sockets and addresses: one socket per worker on the same port (SO_REUSEPORT), and
-//! where requests go (the next hop's URI; responses follow their top Via, see
-//! `sipdialog::wire::Via::response_destination`).
+//! UDP sockets: one per worker on the same port (SO_REUSEPORT).
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -25,51 +23,4 @@ pub fn bind_worker_socket(addr: SocketAddr, read_timeout: Duration) -> io::Resul
     let socket: UdpSocket = socket.into();
     socket.set_read_timeout(Some(read_timeout))?;
     Ok(socket)
-}
-
-/// The address a SIP URI (`sip:user@host:port;params`, in `<>` or not) points at. Only IP
-/// literals and `localhost` are resolved: the endpoint does no DNS (RFC 3263 is out of scope).
-pub fn uri_addr(uri: &[u8]) -> Option<SocketAddr> {
-    host_port(sipdialog::dialog::uri_hostport(uri), 5060)
-}
-
-/// `host[:port]` (IPv6 in brackets) as a socket address.
-fn host_port(text: &[u8], default_port: u16) -> Option<SocketAddr> {
-    let text = std::str::from_utf8(text).ok()?.trim();
-    let (host, port) = if let Some(v6) = text.strip_prefix('[') {
-        let close = v6.find(']')?;
-        let port = v6[close + 1..].strip_prefix(':');
-        (&v6[..close], port)
-    } else {
-        match text.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (text, None),
-        }
-    };
-    let port = match port {
-        Some(p) => p.parse().ok()?,
-        None => default_port,
-    };
-    let ip = if host.eq_ignore_ascii_case("localhost") {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        host.parse().ok()?
-    };
-    Some(SocketAddr::new(ip, port))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uris_to_addresses() {
-        let a = |s: &str| uri_addr(s.as_bytes());
-        assert_eq!(a("sip:bob@127.0.0.1:5070"), "127.0.0.1:5070".parse().ok());
-        assert_eq!(a("<sip:127.0.0.1;lr>"), "127.0.0.1:5060".parse().ok());
-        assert_eq!(a("sip:[::1]:5080;transport=udp"), "[::1]:5080".parse().ok());
-        assert_eq!(a("sips:alice@localhost"), "127.0.0.1:5060".parse().ok());
-        assert_eq!(a("tel:+15551234"), None);
-        assert_eq!(a("sip:bob@example.com"), None);
-    }
 }

@@ -11,7 +11,8 @@ use sipdialog::state::Phase;
 use sipdialog::table::DialogHandle;
 use sipdialog::wire::{MessageView, Method};
 
-use crate::endpoint::{sdp_offer, Io, Mode, Sent};
+use crate::endpoint::{sdp_offer, Io, Mode};
+use sipdialog::stack::Sent;
 
 /// How the UAS behaves, in milliseconds.
 #[derive(Clone, Debug)]
@@ -179,9 +180,13 @@ impl Serve {
 
     fn bye(&self, io: &mut Io<'_, Action>, dialog: DialogHandle) {
         let manager = &io.shared.manager;
-        if let Err(e) =
-            manager.request(dialog, Method::Bye, &RequestBody::default(), io.now, io.out)
-        {
+        if let Err(e) = manager.request(
+            dialog,
+            Method::Bye,
+            &RequestBody::default(),
+            io.now,
+            io.desk.out,
+        ) {
             tracing::debug!(error = ?e, "BYE not sent");
         }
     }
@@ -203,13 +208,13 @@ impl Serve {
             .shared
             .manager
             .transfers()
-            .notify(dialog, id, 100, io.now, io.out)
+            .notify(dialog, id, 100, io.now, io.desk.out)
         {
             tracing::debug!(error = ?e, "NOTIFY not sent");
             return;
         }
         // `notify` wrote the NOTIFY last.
-        let trying = io.last_request();
+        let trying = io.desk.last_request();
         let at = io.now + self.config.transfer_ms;
         io.schedule(at, Action::TransferDone { dialog, id, trying });
     }
@@ -271,7 +276,7 @@ impl Mode for Serve {
                 // Until NOTIFY 100 is answered, or given up at 64×T1; asked of the worker
                 // holding its transaction.
                 if let Some(sent) = &trying {
-                    match io.in_flight(sent) {
+                    match io.desk.in_flight(sent) {
                         Some(false) => {}
                         Some(true) => {
                             let at = io.now + NOTIFY_WAIT_MS;
@@ -285,11 +290,11 @@ impl Mode for Serve {
                         }
                     }
                 }
-                if let Err(e) = io
-                    .shared
-                    .manager
-                    .transfers()
-                    .notify(dialog, id, 200, io.now, io.out)
+                if let Err(e) =
+                    io.shared
+                        .manager
+                        .transfers()
+                        .notify(dialog, id, 200, io.now, io.desk.out)
                 {
                     tracing::debug!(error = ?e, "final NOTIFY not sent");
                 }

@@ -1,27 +1,10 @@
-//! Which worker owns a peer. Every worker binds its own socket on the listen port
+//! Steering each peer to its worker. Every worker binds its own socket on the listen port
 //! (SO_REUSEPORT); a classic BPF program on the group (SO_ATTACH_REUSEPORT_CBPF) picks the
-//! socket by the datagram's source address with the same function as [`owner`], so the
-//! endpoint knows which worker receives what a peer sends. Each worker keeps the transactions
-//! of its own peers: a request to a peer goes out from the peer's worker (its responses
-//! come back there), and a request from a peer is answered by the peer's worker.
+//! socket by the datagram's source address with the same function as
+//! [`sipdialog::stack::owner`], so each worker's stack receives what its own peers send.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-
-/// The worker that receives what `peer` sends, of `workers`.
-pub fn owner(peer: SocketAddr, workers: usize) -> usize {
-    if workers <= 1 {
-        return 0;
-    }
-    let low = match peer.ip() {
-        IpAddr::V4(ip) => u32::from(ip),
-        IpAddr::V6(ip) => {
-            let octets = ip.octets();
-            u32::from_be_bytes([octets[12], octets[13], octets[14], octets[15]])
-        }
-    };
-    ((low ^ u32::from(peer.port())) % workers as u32) as usize
-}
+use std::net::UdpSocket;
 
 /// Attaches the steering program to the reuse-port group of `socket` (bound to an address of
 /// `family_v6`'s family), which must hold the workers' sockets in worker order: the kernel
@@ -97,6 +80,7 @@ pub fn attach(_socket: &UdpSocket, _workers: usize, _family_v6: bool) -> io::Res
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+    use sipdialog::stack::owner;
     use std::time::Duration;
 
     /// The kernel delivers each peer's datagrams to the socket [`owner`] names, over IPv4

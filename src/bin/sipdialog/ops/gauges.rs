@@ -43,7 +43,7 @@ impl<M: Mode + 'static> Collector for EndpointGauges<M> {
             (
                 "sipdialog_endpoint_datagrams_received_total",
                 "Datagrams received, keepalives left out.",
-                stats.received.load(Ordering::Relaxed),
+                stats.stack.received.load(Ordering::Relaxed),
             ),
             #[cfg(feature = "scan-counter")]
             (
@@ -55,13 +55,13 @@ impl<M: Mode + 'static> Collector for EndpointGauges<M> {
                 "sipdialog_endpoint_handed_over_total",
                 "Messages and actions handed to the worker that holds their peer's \
                  transactions.",
-                stats.handed_over.load(Ordering::Relaxed),
+                stats.stack.handed_over.load(Ordering::Relaxed),
             ),
             (
                 "sipdialog_endpoint_sent_once_total",
                 "Requests sent once only (a next hop the peer never sent from, or no room \
                  left for their transaction).",
-                stats.sent_once.load(Ordering::Relaxed),
+                stats.stack.sent_once.load(Ordering::Relaxed),
             ),
         ];
         gauges.extend(self.mode.usage());

@@ -133,8 +133,8 @@ fn print_status(shared: &Shared, (since, calls_before): (Instant, u64)) -> (Inst
     eprintln!(
         "dialogs: {early} early, {confirmed} confirmed | {rate:.0} calls/s | rejected {} | \
          malformed {} | transactions {transactions} ({} KiB) | INVITE records {} ({} KiB) | sources {}",
-        shared.stats.rejected.load(Ordering::Relaxed),
-        shared.stats.malformed.load(Ordering::Relaxed),
+        shared.stats.stack.rejected.load(Ordering::Relaxed),
+        shared.stats.stack.malformed.load(Ordering::Relaxed),
         transaction_bytes / 1024,
         shared.manager.pending_invites(),
         shared.manager.invite_record_bytes() / 1024,
