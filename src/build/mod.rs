@@ -20,6 +20,7 @@ use crate::wire::{HeaderName, Method};
 
 pub use request::{ack_for_2xx, ack_for_failure, cancel, initial_invite, request};
 pub use response::{reason_phrase, response};
+pub(crate) use via::as_received;
 pub use via::{error_response, stamp_received, stamped};
 
 /// The dialog state a request inside the dialog is built from (RFC 3261 §12.2.1.1).

@@ -535,3 +535,51 @@ fn out_of_dialog_message_has_untagged_to() {
     let msg = rsip_parse(&out);
     assert_eq!(msg.to_header().unwrap().tag().unwrap(), None);
 }
+
+/// A received request's view, stamped or not, carries the Via a fresh scan and decode of
+/// the bytes it views would give: the stamped fields come from where they were written.
+#[test]
+fn received_views_carry_the_via_a_fresh_decode_gives() {
+    let vias: [&[u8]; 6] = [
+        b"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa",
+        b"SIP/2.0/UDP 10.0.0.7;rport;branch=z9hG4bKb;ttl=4",
+        b"SIP/2.0/UDP 10.0.0.7:5070;Received=1.2.3.4;BRANCH=z9hG4bKc;rport=99",
+        b"SIP/2.0/UDP [2001:db8::1]:5060 ; branch = z9hG4bKd , SIP/2.0/UDP p:5060;branch=z9hG4bKp",
+        b"SIP / 2.0 / UDP host.example.com;branch=z9hG4bKe;rport",
+        b"SIP/2.0/UDP 192.0.2.1:5060",
+    ];
+    let sources: [std::net::SocketAddr; 3] = [
+        "192.0.2.1:5060".parse().unwrap(),
+        "203.0.113.9:40000".parse().unwrap(),
+        "[2001:db8::9]:5062".parse().unwrap(),
+    ];
+    let mut compared = 0;
+    for via in vias {
+        let mut bytes = b"OPTIONS sip:b@192.0.2.4 SIP/2.0\r\nv: ".to_vec();
+        bytes.extend_from_slice(via);
+        bytes.extend_from_slice(
+            b"\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: r1\r\nCSeq: 1 OPTIONS\r\n\
+Content-Length: 0\r\n\r\n",
+        );
+        for source in sources {
+            let view = MessageView::parse(&bytes).unwrap();
+            let mut out = Vec::new();
+            let received = as_received(view, source, &mut out);
+            let shown = format!("{received:?}");
+            let viewed = received.as_bytes().to_vec();
+            let fresh = MessageView::parse(&viewed).unwrap().with_decoded_via();
+            assert_eq!(
+                shown,
+                format!("{fresh:?}"),
+                "{}",
+                String::from_utf8_lossy(via)
+            );
+            let top = fresh.top_via().unwrap().unwrap();
+            if viewed != bytes {
+                assert_eq!(top.received, Some(source.ip().to_string().as_bytes()));
+            }
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 18);
+}

@@ -3,10 +3,11 @@
 //! refused.
 
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 
 use super::{put_name, put_u64, put_unfolded, BuildError};
 use crate::wire::value::{Cursor, ViaValue};
-use crate::wire::{MessageView, Salvaged};
+use crate::wire::{MessageView, Salvaged, Via};
 
 /// What the top Via of a request from `source` must say so that its answers go back to
 /// `source`: `received` when the sent-by host is not the source address (or a `received` was
@@ -31,36 +32,108 @@ fn stamp_for(via: &ViaValue<'_>, source: SocketAddr) -> Option<(IpAddr, Option<u
     Some((source.ip(), rport.then_some(source.port())))
 }
 
+/// Where [`put_stamped`] wrote the stamped element's fields, as ranges of its output.
+struct StampedAt {
+    sent_by: Range<usize>,
+    branch: Option<Range<usize>>,
+    received: Range<usize>,
+}
+
 /// Appends the Via header value `raw` with its first element stamped: its own `received`
 /// and `rport` left out, ours added after its other parameters.
-fn put_stamped(out: &mut Vec<u8>, raw: &[u8], via: &ViaValue<'_>, stamp: (IpAddr, Option<u16>)) {
+fn put_stamped(
+    out: &mut Vec<u8>,
+    raw: &[u8],
+    via: &ViaValue<'_>,
+    stamp: (IpAddr, Option<u16>),
+) -> StampedAt {
     let base = raw.as_ptr() as usize;
-    let sent_by_end = via.sent_by.as_ptr() as usize - base + via.sent_by.len();
+    let sent_by_start = via.sent_by.as_ptr() as usize - base;
+    let sent_by_end = sent_by_start + via.sent_by.len();
+    let sent_by = out.len() + sent_by_start..out.len() + sent_by_end;
     out.extend_from_slice(&raw[..sent_by_end]);
     let params = &raw[sent_by_end..via.end];
+    let mut branch = None;
     let mut c = Cursor::new(params);
     loop {
         let before = c.position();
         match c.next_param() {
-            Ok(Some((name, _))) => {
-                if !name.eq_ignore_ascii_case(b"received") && !name.eq_ignore_ascii_case(b"rport") {
-                    out.extend_from_slice(&params[before..c.position()]);
+            Ok(Some((name, value))) => {
+                if name.eq_ignore_ascii_case(b"received") || name.eq_ignore_ascii_case(b"rport") {
+                    continue;
                 }
+                if let (true, Some(value)) = (name.eq_ignore_ascii_case(b"branch"), value) {
+                    let at =
+                        out.len() + (value.as_ptr() as usize - params.as_ptr() as usize) - before;
+                    branch = Some(at..at + value.len());
+                }
+                out.extend_from_slice(&params[before..c.position()]);
             }
             // The element parsed once already, so this ends at its end.
             _ => break,
         }
     }
     out.extend_from_slice(b";received=");
+    let received_start = out.len();
     {
         use std::io::Write;
         let _ = write!(out, "{}", stamp.0);
     }
+    let received = received_start..out.len();
     if let Some(port) = stamp.1 {
         out.extend_from_slice(b";rport=");
         put_u64(out, u64::from(port));
     }
     out.extend_from_slice(&raw[via.end..]);
+    StampedAt {
+        sent_by,
+        branch,
+        received,
+    }
+}
+
+/// What stamping a request did.
+enum Stamp<'r> {
+    /// Nothing: its Via leads back to the source already (here decoded).
+    Kept(Via<'r>),
+    /// The stamped copy is in the output; its Via value replaced the one at `at`
+    /// (`raw_len` bytes) in the request.
+    Written {
+        at: usize,
+        raw_len: usize,
+        fields: StampedAt,
+        rport: Option<Option<u16>>,
+    },
+}
+
+/// Decodes the top Via of `request` (once) and, when it does not lead back to `source`,
+/// appends the stamped copy of the request to `out`.
+fn stamp<'r>(
+    request: &MessageView<'r>,
+    source: SocketAddr,
+    out: &mut Vec<u8>,
+) -> Result<Stamp<'r>, BuildError> {
+    let missing = BuildError::MissingHeader { header: "Via" };
+    let invalid = BuildError::InvalidValue { header: "Via" };
+    let raw = request.top_via_raw().ok_or(missing)?;
+    let via = crate::wire::value::via(raw).map_err(|()| invalid)?;
+    let Some(stamp) = stamp_for(&via, source) else {
+        return Via::from_value(&via).map(Stamp::Kept).map_err(|_| invalid);
+    };
+    let bytes = request.as_bytes();
+    let at = (raw.as_ptr() as usize)
+        .checked_sub(bytes.as_ptr() as usize)
+        .filter(|&s| s + raw.len() <= bytes.len())
+        .ok_or(missing)?;
+    out.extend_from_slice(&bytes[..at]);
+    let fields = put_stamped(out, raw, &via, stamp);
+    out.extend_from_slice(&bytes[at + raw.len()..]);
+    Ok(Stamp::Written {
+        at,
+        raw_len: raw.len(),
+        fields,
+        rport: stamp.1.map(Some),
+    })
 }
 
 /// Writes `request` into `out` with its top Via stamped for `source`, the address it came
@@ -88,22 +161,10 @@ pub fn stamp_received(
     source: SocketAddr,
     out: &mut Vec<u8>,
 ) -> Result<bool, BuildError> {
-    let missing = BuildError::MissingHeader { header: "Via" };
-    let raw = request.top_via_raw().ok_or(missing)?;
-    let via =
-        crate::wire::value::via(raw).map_err(|()| BuildError::InvalidValue { header: "Via" })?;
-    let Some(stamp) = stamp_for(&via, source) else {
-        return Ok(false);
-    };
-    let bytes = request.as_bytes();
-    let start = (raw.as_ptr() as usize)
-        .checked_sub(bytes.as_ptr() as usize)
-        .filter(|&s| s + raw.len() <= bytes.len())
-        .ok_or(missing)?;
-    out.extend_from_slice(&bytes[..start]);
-    put_stamped(out, raw, &via, stamp);
-    out.extend_from_slice(&bytes[start + raw.len()..]);
-    Ok(true)
+    Ok(matches!(
+        stamp(request, source, out)?,
+        Stamp::Written { .. }
+    ))
 }
 
 /// [`stamp_received`], and the view of the stamped copy in `out` when there is one (`None`:
@@ -129,24 +190,62 @@ pub fn stamped<'b>(
     source: SocketAddr,
     out: &'b mut Vec<u8>,
 ) -> Result<Option<MessageView<'b>>, BuildError> {
-    let missing = BuildError::MissingHeader { header: "Via" };
-    let raw = request.top_via_raw().ok_or(missing)?;
-    let at = (raw.as_ptr() as usize)
-        .checked_sub(request.as_bytes().as_ptr() as usize)
-        .ok_or(missing)?;
     out.clear();
-    if !stamp_received(request, source, out)? {
-        return Ok(None);
+    match stamp(request, source, out)? {
+        Stamp::Kept(_) => Ok(None),
+        Stamp::Written {
+            at,
+            raw_len,
+            fields,
+            rport,
+        } => moved(request, out, (at, raw_len), fields, rport).map(Some),
     }
-    let new_len = (out.len() + raw.len())
+}
+
+/// A received request as every layer after the transport reads it: its top Via stamped for
+/// `source` when it does not lead back there (the copy written into `out`), and decoded,
+/// once either way. A request whose Via cannot be stamped is returned as it is.
+pub(crate) fn as_received<'a>(
+    request: MessageView<'a>,
+    source: SocketAddr,
+    out: &'a mut Vec<u8>,
+) -> MessageView<'a> {
+    out.clear();
+    match stamp(&request, source, out) {
+        Ok(Stamp::Kept(via)) => request.with_via(via),
+        Ok(Stamp::Written {
+            at,
+            raw_len,
+            fields,
+            rport,
+        }) => moved(&request, out, (at, raw_len), fields, rport).unwrap_or(request),
+        Err(_) => request,
+    }
+}
+
+/// The view of `request` moved onto its stamped copy `out`, with the stamped Via decoded
+/// from where it was written: no second scan, no second decode.
+fn moved<'b>(
+    request: &MessageView<'_>,
+    out: &'b [u8],
+    (at, raw_len): (usize, usize),
+    fields: StampedAt,
+    rport: Option<Option<u16>>,
+) -> Result<MessageView<'b>, BuildError> {
+    let invalid = BuildError::InvalidValue { header: "Via" };
+    let new_len = (out.len() + raw_len)
         .checked_sub(request.as_bytes().len())
-        .ok_or(missing)?;
-    let out: &'b [u8] = out;
-    // Whoever stamps a request hands it on to layers that all read its Via: decoded once here.
+        .ok_or(invalid)?;
+    let via = Via {
+        sent_by: out.get(fields.sent_by).ok_or(invalid)?,
+        branch: fields.branch.and_then(|r| out.get(r)),
+        received: out.get(fields.received),
+        rport,
+    };
     request
-        .with_top_via_replaced(out, at, raw.len(), new_len)
-        .map(|view| Some(view.with_decoded_via()))
-        .ok_or(BuildError::InvalidValue { header: "Via" })
+        .with_top_via_replaced(out, at, raw_len, new_len)
+        .map(|view| view.with_via(via))
+        .ok_or(invalid)
 }
 
 /// A stateless answer to a request the scanner refused (RFC 3261 §8.2.6: Via values, From,

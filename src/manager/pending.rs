@@ -17,7 +17,9 @@ use crate::id::{DialogKey, Fingerprint, Fingerprinter, Tag};
 use crate::security::{Charge, SecurityError};
 use crate::table::DialogHandle;
 use crate::timer::Target;
-use crate::wire::{CSeq, HeaderName, MessageView, Method, OwnRequest, RouteTally, StartLine};
+use crate::wire::{
+    CSeq, HeaderName, KeptLine, MessageView, Method, OwnRequest, RouteTally, StartLine,
+};
 
 /// An INVITE transaction the manager tracks: what [`super::Verdict::NewInvite`] hands out and
 /// [`super::DialogManager::respond_invite`] answers.
@@ -43,6 +45,9 @@ pub(crate) struct InviteCopy {
     method: (Method, usize),
     /// Where the view's fields lie (`view`).
     fields: Fields,
+    /// Every header line written, for the view's header walks (answers copying Via and
+    /// Record-Route) to take no scan. Inline: a copy keeps few lines.
+    lines: SmallVec<[KeptLine; 8]>,
 }
 
 /// A received request kept to be answered later, without its bytes: the headers an answer
@@ -228,12 +233,18 @@ impl InviteCopy {
             ..Fields::default()
         };
         let (mut from, mut to, mut contact) = (Span::default(), Span::default(), Span::default());
+        let mut lines = SmallVec::new();
         for &(kind, value) in kept {
             bytes.extend_from_slice(kind.as_str().as_bytes());
             bytes.extend_from_slice(b": ");
             let start = bytes.len();
             bytes.extend_from_slice(value);
             let whole = span(&bytes, start);
+            // As a scan gives it: from after the colon.
+            lines.push(KeptLine {
+                kind,
+                value: (whole.0 - 1, whole.1),
+            });
             let first = |slot: &mut Option<Span>| {
                 slot.get_or_insert(whole);
             };
@@ -267,6 +278,11 @@ impl InviteCopy {
             bytes.extend_from_slice(b"\r\n");
         }
         bytes.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+        let length_at = (bytes.len() - b" 0\r\n\r\n".len()) as u32;
+        lines.push(KeptLine {
+            kind: HeaderName::ContentLength,
+            value: (length_at, length_at + 2),
+        });
         debug_assert_eq!(bytes.len(), len);
         InviteCopy {
             bytes: bytes.into_boxed_slice(),
@@ -276,6 +292,7 @@ impl InviteCopy {
             contact,
             method: (method, token.len()),
             fields,
+            lines,
         }
     }
 
@@ -329,12 +346,17 @@ impl InviteCopy {
             record_route: opt(f.record_route),
             route: opt(f.route),
             routes: f.routes,
+            kept: &self.lines,
         }))
     }
 
     /// Bytes it holds, for the byte budget.
     fn cost(&self) -> usize {
-        self.bytes.len() + std::mem::size_of::<InviteCopy>()
+        let spilled = match self.lines.spilled() {
+            true => self.lines.capacity() * std::mem::size_of::<KeptLine>(),
+            false => 0,
+        };
+        self.bytes.len() + std::mem::size_of::<InviteCopy>() + spilled
     }
 }
 

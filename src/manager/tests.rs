@@ -460,3 +460,41 @@ fn the_outbox_says_how_to_send_each_message_without_reading_it() {
         assert_eq!((msg.txn, msg.next_hop.is_some()), (None, true));
     }
 }
+
+/// A kept request's view walks the header lines the copy wrote down, and they are what a
+/// scan of the copy finds, for a request with compact names, a folded list and a header the
+/// copy does not keep.
+#[test]
+fn a_kept_requests_headers_are_what_a_scan_of_the_copy_finds() {
+    let request = b"INVITE sip:bob@192.0.2.4 SIP/2.0\r\n\
+v: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKk1, SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKk0\r\n\
+Record-Route: <sip:p1.example.com;lr>,\r\n <sip:p2.example.com;lr>\r\n\
+Subject: not kept\r\nf: <sip:a@x>;tag=1\r\nt: <sip:b@y>\r\ni: kept1\r\n\
+Via: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKk2\r\nCSeq: 4 INVITE\r\nRoute: <sip:p3;lr>\r\n\
+m: <sip:a@192.0.2.1>\r\nm: <sip:second@192.0.2.1>\r\nContent-Length: 0\r\n\r\n";
+    let kept = KeptRequest::new(&crate::wire::MessageView::parse(request).unwrap());
+    let view = kept.view().unwrap();
+    let walked: Vec<_> = view.headers().map(|h| (h.kind, h.value.to_vec())).collect();
+    let scan = crate::wire::MessageView::parse(view.as_bytes()).unwrap();
+    let scanned: Vec<_> = scan.headers().map(|h| (h.kind, h.value.to_vec())).collect();
+    assert_eq!(walked, scanned);
+    let kinds: Vec<_> = walked.iter().map(|(k, _)| *k).collect();
+    use crate::wire::HeaderName::*;
+    assert_eq!(
+        kinds,
+        [
+            Via,
+            RecordRoute,
+            From,
+            To,
+            CallId,
+            Via,
+            CSeq,
+            Route,
+            Contact,
+            ContentLength
+        ]
+    );
+    let vias: Vec<_> = view.values(Via).collect();
+    assert_eq!(vias.len(), 3);
+}

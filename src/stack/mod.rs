@@ -227,17 +227,13 @@ impl Stack {
             counters,
             ..
         } = self;
-        // Answers, now or later, go back where the request came from.
-        stamped.clear();
+        // Answers, now or later, go back where the request came from. The top Via is decoded
+        // once here for the transaction layer, the manager and the answer's destination.
         let view = match view.is_request() {
-            true => match build::stamped(&view, src, stamped) {
-                Ok(Some(stamped)) => stamped,
-                _ => view,
-            },
+            true => build::as_received(view, src, stamped),
             false => view,
-        };
-        // Decoded once for the transaction layer, the manager and the answer's destination.
-        let view = view.with_decoded_via();
+        }
+        .with_decoded_via();
         let received = match view.is_request() {
             true => transact_request(manager, txns, transmits, out, counters, &view, src, now),
             false => Some(txns.on_response(&view, now, transmits)),

@@ -71,6 +71,26 @@ pub struct Via<'a> {
 }
 
 impl<'a> Via<'a> {
+    /// The decoded form of a scanned Via element (`rport`'s value checked as a port).
+    pub(crate) fn from_value(v: &value::ViaValue<'a>) -> Result<Via<'a>, WireError> {
+        let malformed = WireError::MalformedHeader(HeaderName::Via);
+        let rport = match v.rport {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(port)) => Some(Some(
+                value::decimal(port)
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or(malformed)?,
+            )),
+        };
+        Ok(Via {
+            sent_by: v.sent_by,
+            branch: v.branch,
+            received: v.received,
+            rport,
+        })
+    }
+
     /// The host of the sent-by, brackets of an IPv6 reference removed.
     pub fn host(&self) -> &'a [u8] {
         let host = match self.sent_by.iter().rposition(|&b| b == b']') {
@@ -171,6 +191,9 @@ pub struct MessageView<'a> {
     /// The top Via decoded, once someone asked for it to be kept
     /// ([`MessageView::with_decoded_via`]): every later [`MessageView::top_via`] reads it.
     decoded_via: Option<Via<'a>>,
+    /// The header lines of a copy we wrote ourselves (`OwnRequest`), by kind and where each
+    /// value lies: iterating its headers then takes no scan.
+    kept: Option<&'a [KeptLine]>,
 }
 
 #[cfg(feature = "scan-counter")]
@@ -203,6 +226,16 @@ pub(crate) struct OwnRequest<'a> {
     pub route: Option<&'a [u8]>,
     /// Record-Route and Route, as tallied in the original.
     pub routes: (RouteTally, RouteTally),
+    /// Every header line written, in order.
+    pub kept: &'a [KeptLine],
+}
+
+/// A header line of a message we wrote: its kind and where its value lies (start, end) in
+/// the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KeptLine {
+    pub kind: HeaderName,
+    pub value: (u32, u32),
 }
 
 /// What the scan saw of one routing header (Record-Route or Route) across all its lines:
@@ -441,6 +474,7 @@ impl<'a> MessageView<'a> {
             cold: raw.cold.trimmed(),
             routes: raw.routes,
             decoded_via: None,
+            kept: None,
         })
     }
 
@@ -463,6 +497,7 @@ impl<'a> MessageView<'a> {
             record_route,
             route,
             routes,
+            kept,
         } = known;
         MessageView {
             message: bytes,
@@ -493,6 +528,7 @@ impl<'a> MessageView<'a> {
                 route: routes.1,
             },
             decoded_via: None,
+            kept: Some(kept),
         }
     }
 
@@ -587,6 +623,7 @@ impl<'a> MessageView<'a> {
             },
             routes: self.routes,
             decoded_via: None,
+            kept: None,
         })
     }
 
@@ -656,26 +693,19 @@ impl<'a> MessageView<'a> {
         if let Some(via) = self.decoded_via {
             return Ok(Some(via));
         }
-        let malformed = WireError::MalformedHeader(HeaderName::Via);
         let Some(raw) = self.via else {
             return Ok(None);
         };
+        let malformed = WireError::MalformedHeader(HeaderName::Via);
         let v = value::via(raw).map_err(|()| malformed)?;
-        let rport = match v.rport {
-            None => None,
-            Some(None) => Some(None),
-            Some(Some(port)) => Some(Some(
-                value::decimal(port)
-                    .and_then(|p| u16::try_from(p).ok())
-                    .ok_or(malformed)?,
-            )),
-        };
-        Ok(Some(Via {
-            sent_by: v.sent_by,
-            branch: v.branch,
-            received: v.received,
-            rport,
-        }))
+        Via::from_value(&v).map(Some)
+    }
+
+    /// This view with `via` as its decoded top Via: for the one who decoded it already (the
+    /// stamping of a received request).
+    pub(crate) fn with_via(mut self, via: Via<'a>) -> MessageView<'a> {
+        self.decoded_via = Some(via);
+        self
     }
 
     /// This view with its top Via decoded and kept, so that the layers it is handed to
@@ -780,12 +810,23 @@ impl<'a> MessageView<'a> {
 
     /// All header fields, in order, as raw name/value slices.
     pub fn headers(&self) -> impl Iterator<Item = RawHeader<'a>> + 'a {
-        HeaderIter::new(
-            &self.message[..self.headers.1],
-            self.headers.0,
-            self.max_line,
-        )
-        .map_while(Result::ok)
+        let message = self.message;
+        let kept = self.kept.map(move |lines| {
+            lines.iter().map(move |line| RawHeader {
+                name: line.kind.as_str().as_bytes(),
+                kind: line.kind,
+                value: message
+                    .get(line.value.0 as usize..line.value.1 as usize)
+                    .unwrap_or_default(),
+            })
+        });
+        let scanned = self.kept.is_none().then(|| {
+            HeaderIter::new(&message[..self.headers.1], self.headers.0, self.max_line)
+                .map_while(Result::ok)
+        });
+        kept.into_iter()
+            .flatten()
+            .chain(scanned.into_iter().flatten())
     }
 
     /// Every list element of every header named `name`, in order: the comma-joined and the
