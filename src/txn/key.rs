@@ -4,8 +4,6 @@
 use core::fmt;
 use core::hash::{Hash, Hasher};
 
-use siphasher::sip128::{Hasher128, SipHasher13};
-
 use crate::wire::{MessageView, Method};
 
 /// The branch prefix of RFC 3261 transactions; a branch without it comes from an RFC 2543 peer.
@@ -73,13 +71,7 @@ impl Keyer {
     }
 
     fn hash(&self, parts: &[&[u8]]) -> u128 {
-        let mut h = SipHasher13::new_with_key(&self.secret);
-        for part in parts {
-            // Length-prefixed, so no two different part lists feed the same bytes.
-            h.write(&(part.len() as u32).to_le_bytes());
-            h.write(part);
-        }
-        h.finish128().as_u128()
+        crate::id::keyed_hash(&self.secret, parts)
     }
 
     /// The key of the server transaction a received request belongs to, under `method` (the
