@@ -12,7 +12,7 @@ mod flows;
 use std::sync::Arc;
 
 use flows::{establish, hang_up, invite, Ua, ATAG};
-use sipdialog::b2bua::{LegBudget, LegUsage, Legs};
+use sipdialog::b2bua::{LegBudget, LegUsage, Legs, Relay};
 use sipdialog::manager::{KeptRequest, RequestBody, Verdict};
 use sipdialog::metrics::TerminationReason;
 use sipdialog::table::DialogHandle;
@@ -203,4 +203,193 @@ fn a_manager_tells_one_hook() {
     let c = call(roomy());
     let other: Arc<Legs<()>> = Arc::new(Legs::new(roomy()));
     assert!(c.mid.mgr.on_end(other).is_err());
+}
+
+/// alice's INFO (with a body) on `alice_d`, scanned at mid with mid's verdict on it.
+fn info_at_mid(c: &mut Call, now: u64) -> Vec<u8> {
+    let body = RequestBody {
+        content_type: Some(b"application/dtmf-relay"),
+        body: b"Signal=5\r\nDuration=160\r\n",
+        extra_headers: &[],
+    };
+    c.alice
+        .mgr
+        .request(c.alice_d, Method::Info, &body, now, &mut c.alice.out)
+        .unwrap();
+    let sent = c.alice.drain();
+    assert_eq!(sent.len(), 1);
+    sent[0].bytes.clone()
+}
+
+fn judged_at_mid(c: &mut Call, bytes: &[u8], now: u64) -> Verdict {
+    let view = MessageView::parse(bytes).unwrap();
+    c.mid
+        .mgr
+        .on_message(&view, None, now, &mut c.mid.out)
+        .unwrap()
+}
+
+#[test]
+fn a_request_is_relayed_to_the_other_leg_and_its_answer_comes_back_with_its_body() {
+    let mut c = call(roomy());
+    assert!(c.legs.link(&c.mid.mgr, c.mid_a, c.mid_c));
+    let info = info_at_mid(&mut c, 100);
+    assert_eq!(
+        judged_at_mid(&mut c, &info, 100),
+        Verdict::Request {
+            dialog: c.mid_a,
+            method: Method::Info
+        }
+    );
+    let view = MessageView::parse(&info).unwrap();
+    let relay = c.legs.relay(
+        &c.mid.mgr,
+        &mut c.mid.out,
+        &view,
+        c.mid_a,
+        Method::Info,
+        100,
+    );
+    let Relay::Sent { leg, cseq } = relay else {
+        panic!("not relayed: {relay:?}")
+    };
+    assert_eq!(leg, c.mid_c);
+    assert_eq!(c.legs.usage().relayed, 1);
+    // Carol gets it with alice's body and answers 200 with a body of her own.
+    let at_carol = flows::deliver_one(&mut c.mid, &[], &mut c.carol, 101);
+    let carol_view = MessageView::parse(&at_carol.bytes).unwrap();
+    assert_eq!(carol_view.body(), b"Signal=5\r\nDuration=160\r\n");
+    assert_eq!(
+        carol_view.content_type(),
+        Some(&b"application/dtmf-relay"[..])
+    );
+    let parts = sipdialog::build::ResponseParts {
+        content_type: Some(b"text/plain"),
+        body: b"ok",
+        ..Default::default()
+    };
+    c.carol
+        .mgr
+        .respond(&at_carol.bytes, 200, &parts, 102, &mut c.carol.out)
+        .unwrap();
+    let answer = c.carol.drain().remove(0).bytes;
+    let verdict = judged_at_mid(&mut c, &answer, 103);
+    assert_eq!(
+        verdict,
+        Verdict::Response {
+            dialog: c.mid_c,
+            status: 200,
+            method: Method::Info,
+            cseq
+        }
+    );
+    let view = MessageView::parse(&answer).unwrap();
+    c.legs.relay_answer(
+        &c.mid.mgr,
+        &mut c.mid.out,
+        &view,
+        c.mid_c,
+        (200, Method::Info, cseq),
+        103,
+    );
+    assert_eq!(c.legs.usage().relayed, 0);
+    // alice's INFO gets the 200, carol's body with it.
+    let back = flows::deliver_one(&mut c.mid, &[], &mut c.alice, 104);
+    let back_view = MessageView::parse(&back.bytes).unwrap();
+    assert_eq!(back_view.status_code(), Some(200));
+    assert_eq!(back_view.body(), b"ok");
+    assert_eq!(back_view.content_type(), Some(&b"text/plain"[..]));
+    assert!(matches!(
+        back.verdict,
+        Some(Verdict::Response { status: 200, .. })
+    ));
+    assert!(!c
+        .legs
+        .relay_timeout(&c.mid.mgr, &mut c.mid.out, (leg, cseq), 40_000));
+    assert!(c.mid.out.is_empty(), "nothing owed once answered");
+}
+
+#[test]
+fn a_relayed_request_without_an_answer_gets_408_and_one_without_a_partner_481() {
+    let mut c = call(roomy());
+    // No partner: 481 at once.
+    let info = info_at_mid(&mut c, 100);
+    judged_at_mid(&mut c, &info, 100);
+    let view = MessageView::parse(&info).unwrap();
+    let relay = c.legs.relay(
+        &c.mid.mgr,
+        &mut c.mid.out,
+        &view,
+        c.mid_a,
+        Method::Info,
+        100,
+    );
+    assert_eq!(relay, Relay::Answered(481));
+    let refused = flows::deliver_one(&mut c.mid, &[], &mut c.alice, 101);
+    assert_eq!(
+        MessageView::parse(&refused.bytes).unwrap().status_code(),
+        Some(481)
+    );
+    // Paired (another call: the 481 ended alice's dialog), but carol never answers: 408 when
+    // the timer says so, once.
+    let mut c = call(roomy());
+    assert!(c.legs.link(&c.mid.mgr, c.mid_a, c.mid_c));
+    let info = info_at_mid(&mut c, 200);
+    judged_at_mid(&mut c, &info, 200);
+    let view = MessageView::parse(&info).unwrap();
+    let Relay::Sent { leg, cseq } = c.legs.relay(
+        &c.mid.mgr,
+        &mut c.mid.out,
+        &view,
+        c.mid_a,
+        Method::Info,
+        200,
+    ) else {
+        panic!("not relayed")
+    };
+    c.mid.drain(); // lost on the way to carol
+    assert!(c
+        .legs
+        .relay_timeout(&c.mid.mgr, &mut c.mid.out, (leg, cseq), 32_700));
+    let timed_out = flows::deliver_one(&mut c.mid, &[], &mut c.alice, 32_701);
+    assert_eq!(
+        MessageView::parse(&timed_out.bytes).unwrap().status_code(),
+        Some(408)
+    );
+    assert!(!c
+        .legs
+        .relay_timeout(&c.mid.mgr, &mut c.mid.out, (leg, cseq), 32_800));
+    assert_eq!(c.legs.usage().relayed, 0);
+}
+
+#[test]
+fn a_leg_that_ends_answers_what_was_relayed_onto_it_and_hangs_up_its_partner() {
+    let mut c = call(roomy());
+    assert!(c.legs.link(&c.mid.mgr, c.mid_a, c.mid_c));
+    let info = info_at_mid(&mut c, 100);
+    judged_at_mid(&mut c, &info, 100);
+    let view = MessageView::parse(&info).unwrap();
+    let relay = c.legs.relay(
+        &c.mid.mgr,
+        &mut c.mid.out,
+        &view,
+        c.mid_a,
+        Method::Info,
+        100,
+    );
+    assert!(matches!(relay, Relay::Sent { .. }));
+    c.mid.drain();
+    // Carol hangs up before answering the INFO.
+    hang_up(&mut c.carol, &mut c.mid, &[], c.carol_d, c.mid_c, 200);
+    c.legs.hang_up_ended(&c.mid.mgr, &mut c.mid.out, None, 201);
+    let owed = flows::deliver(&mut c.mid, &[], &mut c.alice, 202);
+    let statuses: Vec<_> = owed
+        .iter()
+        .map(|d| {
+            let v = MessageView::parse(&d.bytes).unwrap();
+            (v.status_code(), v.method())
+        })
+        .collect();
+    assert_eq!(statuses, [(Some(481), None), (None, Some(Method::Bye))]);
+    assert_eq!(c.legs.usage(), LegUsage::default());
 }

@@ -18,7 +18,7 @@ use crate::security::{Charge, SecurityError};
 use crate::table::DialogHandle;
 use crate::timer::Target;
 use crate::wire::{
-    CSeq, HeaderName, KeptLine, MessageView, Method, OwnRequest, RouteTally, StartLine,
+    CSeq, HeaderName, KeptLines, MessageView, Method, OwnRequest, RouteTally, StartLine,
 };
 
 /// An INVITE transaction the manager tracks: what [`super::Verdict::NewInvite`] hands out and
@@ -45,9 +45,10 @@ pub(crate) struct InviteCopy {
     method: (Method, usize),
     /// Where the view's fields lie (`view`).
     fields: Fields,
-    /// Every header line written, for the view's header walks (answers copying Via and
-    /// Record-Route) to take no scan. Inline: a copy keeps few lines.
-    lines: SmallVec<[KeptLine; 8]>,
+    /// Where the message ends in `bytes`: after it, its header lines packed
+    /// ([`KeptLines`]), for the view's header walks (answers copying Via and Record-Route) to
+    /// take no scan; empty when the copy is too large to pack them.
+    message_len: u32,
 }
 
 /// A received request kept to be answered later, without its bytes: the headers an answer
@@ -213,7 +214,7 @@ impl InviteCopy {
                 .map(|(kind, value)| kind.as_str().len() + 4 + value.len())
                 .sum::<usize>()
             + b"Content-Length: 0\r\n\r\n".len();
-        let mut bytes = Vec::with_capacity(len);
+        let mut bytes = Vec::with_capacity(len + (kept.len() + 1) * KeptLines::LINE);
         let span = |bytes: &Vec<u8>, start: usize| Span(start as u32, bytes.len() as u32);
         // Where `inner`, a slice of the value copied at `start`, lies in the copy.
         let within = |start: usize, value: &[u8], inner: &[u8]| {
@@ -233,7 +234,7 @@ impl InviteCopy {
             ..Fields::default()
         };
         let (mut from, mut to, mut contact) = (Span::default(), Span::default(), Span::default());
-        let mut lines = SmallVec::new();
+        let mut lines: SmallVec<[(HeaderName, (usize, usize)); 16]> = SmallVec::new();
         for &(kind, value) in kept {
             bytes.extend_from_slice(kind.as_str().as_bytes());
             bytes.extend_from_slice(b": ");
@@ -241,10 +242,7 @@ impl InviteCopy {
             bytes.extend_from_slice(value);
             let whole = span(&bytes, start);
             // As a scan gives it: from after the colon.
-            lines.push(KeptLine {
-                kind,
-                value: (whole.0 - 1, whole.1),
-            });
+            lines.push((kind, (start - 1, bytes.len())));
             let first = |slot: &mut Option<Span>| {
                 slot.get_or_insert(whole);
             };
@@ -278,12 +276,16 @@ impl InviteCopy {
             bytes.extend_from_slice(b"\r\n");
         }
         bytes.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-        let length_at = (bytes.len() - b" 0\r\n\r\n".len()) as u32;
-        lines.push(KeptLine {
-            kind: HeaderName::ContentLength,
-            value: (length_at, length_at + 2),
-        });
+        let length_at = bytes.len() - b" 0\r\n\r\n".len();
+        lines.push((HeaderName::ContentLength, (length_at, length_at + 2)));
         debug_assert_eq!(bytes.len(), len);
+        let message_len = bytes.len();
+        for (kind, span) in lines {
+            if !KeptLines::push(&mut bytes, kind, span) {
+                bytes.truncate(message_len); // too large to pack: its view scans
+                break;
+            }
+        }
         InviteCopy {
             bytes: bytes.into_boxed_slice(),
             request_uri,
@@ -292,13 +294,20 @@ impl InviteCopy {
             contact,
             method: (method, token.len()),
             fields,
-            lines,
+            message_len: message_len as u32,
         }
     }
 
     fn get(&self, span: Span) -> &[u8] {
-        self.bytes
+        self.message()
             .get(span.0 as usize..span.1 as usize)
+            .unwrap_or_default()
+    }
+
+    /// The copy as a SIP message.
+    fn message(&self) -> &[u8] {
+        self.bytes
+            .get(..self.message_len as usize)
             .unwrap_or_default()
     }
 
@@ -329,11 +338,11 @@ impl InviteCopy {
         let opt = |span: Option<Span>| span.map(|s| self.get(s));
         let (number, method) = f.cseq;
         Some(MessageView::of_own_request(OwnRequest {
-            bytes: &self.bytes,
+            bytes: self.message(),
             method: self.method.0,
             method_token: self.bytes.get(..self.method.1)?,
             uri: self.get(self.request_uri),
-            headers: (f.headers_start as usize, self.bytes.len()),
+            headers: (f.headers_start as usize, self.message_len as usize),
             call_id: self.get(f.call_id),
             from_tag: opt(f.from_tag),
             to_tag: opt(f.to_tag),
@@ -346,17 +355,16 @@ impl InviteCopy {
             record_route: opt(f.record_route),
             route: opt(f.route),
             routes: f.routes,
-            kept: &self.lines,
+            kept: self
+                .bytes
+                .get(self.message_len as usize..)
+                .filter(|table| !table.is_empty()),
         }))
     }
 
     /// Bytes it holds, for the byte budget.
     fn cost(&self) -> usize {
-        let spilled = match self.lines.spilled() {
-            true => self.lines.capacity() * std::mem::size_of::<KeptLine>(),
-            false => 0,
-        };
-        self.bytes.len() + std::mem::size_of::<InviteCopy>() + spilled
+        self.bytes.len() + std::mem::size_of::<InviteCopy>()
     }
 }
 
@@ -731,7 +739,7 @@ mod tests {
                 continue;
             }
             let copy = InviteCopy::new(&invite);
-            let Ok(scanned) = MessageView::parse(&copy.bytes) else {
+            let Ok(scanned) = MessageView::parse(copy.message()) else {
                 continue; // a copy of an odd INVITE need not scan; its view is built anyway
             };
             assert_eq!(shown(&copy.view().unwrap()), shown(&scanned));

@@ -6,6 +6,7 @@ use super::WireError;
 
 /// The header fields the scanner knows by name. Anything else is [`HeaderName::Other`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum HeaderName {
     /// `Call-ID` / `i`
     CallId,
@@ -50,6 +51,35 @@ pub enum HeaderName {
 }
 
 impl HeaderName {
+    /// Every kind, by its `u8` code (`kind as u8`).
+    const BY_CODE: [HeaderName; 20] = [
+        HeaderName::CallId,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CSeq,
+        HeaderName::Via,
+        HeaderName::MaxForwards,
+        HeaderName::ContentLength,
+        HeaderName::Contact,
+        HeaderName::RecordRoute,
+        HeaderName::Route,
+        HeaderName::Event,
+        HeaderName::ReferTo,
+        HeaderName::Replaces,
+        HeaderName::ReferredBy,
+        HeaderName::SubscriptionState,
+        HeaderName::ContentType,
+        HeaderName::Supported,
+        HeaderName::Subject,
+        HeaderName::ContentEncoding,
+        HeaderName::Other,
+    ];
+
+    /// The kind whose `u8` code is `code`.
+    pub(crate) fn from_code(code: u8) -> Option<HeaderName> {
+        HeaderName::BY_CODE.get(usize::from(code)).copied()
+    }
+
     /// Classifies a header name: case-insensitive, full or compact form.
     pub fn classify(name: &[u8]) -> HeaderName {
         if let [c] = name {
@@ -375,6 +405,15 @@ pub(crate) fn is_param_value_byte(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_is_found_by_its_code() {
+        for (code, kind) in HeaderName::BY_CODE.iter().enumerate() {
+            assert_eq!(*kind as u8 as usize, code);
+            assert_eq!(HeaderName::from_code(code as u8), Some(*kind));
+        }
+        assert_eq!(HeaderName::from_code(HeaderName::BY_CODE.len() as u8), None);
+    }
 
     #[test]
     fn classify_full_compact_and_case() {

@@ -192,8 +192,8 @@ pub struct MessageView<'a> {
     /// ([`MessageView::with_decoded_via`]): every later [`MessageView::top_via`] reads it.
     decoded_via: Option<Via<'a>>,
     /// The header lines of a copy we wrote ourselves (`OwnRequest`), by kind and where each
-    /// value lies: iterating its headers then takes no scan.
-    kept: Option<&'a [KeptLine]>,
+    /// value lies ([`KeptLines`]): iterating its headers then takes no scan.
+    kept: Option<&'a [u8]>,
 }
 
 #[cfg(feature = "scan-counter")]
@@ -226,16 +226,38 @@ pub(crate) struct OwnRequest<'a> {
     pub route: Option<&'a [u8]>,
     /// Record-Route and Route, as tallied in the original.
     pub routes: (RouteTally, RouteTally),
-    /// Every header line written, in order.
-    pub kept: &'a [KeptLine],
+    /// Every header line written, in order, packed by [`KeptLines::push`]; `None` to scan.
+    pub kept: Option<&'a [u8]>,
 }
 
-/// A header line of a message we wrote: its kind and where its value lies (start, end) in
-/// the message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct KeptLine {
-    pub kind: HeaderName,
-    pub value: (u32, u32),
+/// The header lines of a message we wrote, packed: per line its kind and where its value
+/// lies in the message (5 bytes: kind, start and end as little-endian `u16`), so a copy
+/// keeps them in its own allocation.
+pub(crate) struct KeptLines;
+
+impl KeptLines {
+    /// Bytes per line.
+    pub const LINE: usize = 5;
+
+    /// Appends a line to `table`; `false` (nothing appended) past 64 KiB.
+    pub fn push(table: &mut Vec<u8>, kind: HeaderName, (start, end): (usize, usize)) -> bool {
+        let (Ok(start), Ok(end)) = (u16::try_from(start), u16::try_from(end)) else {
+            return false;
+        };
+        table.push(kind as u8);
+        table.extend_from_slice(&start.to_le_bytes());
+        table.extend_from_slice(&end.to_le_bytes());
+        true
+    }
+
+    fn read(line: &[u8]) -> Option<(HeaderName, usize, usize)> {
+        let &[kind, s0, s1, e0, e1] = line else {
+            return None;
+        };
+        let kind = HeaderName::from_code(kind)?;
+        let at = |a, b| usize::from(u16::from_le_bytes([a, b]));
+        Some((kind, at(s0, s1), at(e0, e1)))
+    }
 }
 
 /// What the scan saw of one routing header (Record-Route or Route) across all its lines:
@@ -269,6 +291,7 @@ struct ColdHeaders<'a> {
     replaces: Option<&'a [u8]>,
     referred_by: Option<&'a [u8]>,
     subscription_state: Option<&'a [u8]>,
+    content_type: Option<&'a [u8]>,
 }
 
 impl<'a> ColdHeaders<'a> {
@@ -283,6 +306,7 @@ impl<'a> ColdHeaders<'a> {
             replaces: t(self.replaces),
             referred_by: t(self.referred_by),
             subscription_state: t(self.subscription_state),
+            content_type: t(self.content_type),
         }
     }
 }
@@ -331,6 +355,7 @@ impl<'a> Raw<'a> {
             HeaderName::Replaces => (&mut self.cold.replaces, false),
             HeaderName::ReferredBy => (&mut self.cold.referred_by, false),
             HeaderName::SubscriptionState => (&mut self.cold.subscription_state, false),
+            HeaderName::ContentType => (&mut self.cold.content_type, false),
             _ => return Ok(()),
         };
         match slot {
@@ -528,7 +553,7 @@ impl<'a> MessageView<'a> {
                 route: routes.1,
             },
             decoded_via: None,
-            kept: Some(kept),
+            kept,
         }
     }
 
@@ -620,6 +645,7 @@ impl<'a> MessageView<'a> {
                 replaces: opt(c.replaces)?,
                 referred_by: opt(c.referred_by)?,
                 subscription_state: opt(c.subscription_state)?,
+                content_type: opt(c.content_type)?,
             },
             routes: self.routes,
             decoded_via: None,
@@ -808,17 +834,24 @@ impl<'a> MessageView<'a> {
         self.cold.subscription_state
     }
 
+    /// The value of the first Content-Type header (LWS around it trimmed): what a relay
+    /// copies with the body, found by the scan.
+    pub fn content_type(&self) -> Option<&'a [u8]> {
+        self.cold.content_type
+    }
+
     /// All header fields, in order, as raw name/value slices.
     pub fn headers(&self) -> impl Iterator<Item = RawHeader<'a>> + 'a {
         let message = self.message;
-        let kept = self.kept.map(move |lines| {
-            lines.iter().map(move |line| RawHeader {
-                name: line.kind.as_str().as_bytes(),
-                kind: line.kind,
-                value: message
-                    .get(line.value.0 as usize..line.value.1 as usize)
-                    .unwrap_or_default(),
-            })
+        let kept = self.kept.map(move |table| {
+            table
+                .chunks_exact(KeptLines::LINE)
+                .filter_map(KeptLines::read)
+                .map(move |(kind, start, end)| RawHeader {
+                    name: kind.as_str().as_bytes(),
+                    kind,
+                    value: message.get(start..end).unwrap_or_default(),
+                })
         });
         let scanned = self.kept.is_none().then(|| {
             HeaderIter::new(&message[..self.headers.1], self.headers.0, self.max_line)

@@ -9,18 +9,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bumpalo::Bump;
-use sipdialog::b2bua::{EndedLeg, LegUsage, Legs, Outbound};
+use sipdialog::b2bua::{LegUsage, Legs, Outbound, Relay};
 use sipdialog::build::ResponseParts;
 use sipdialog::manager::{
-    DialogManager, Expiry, ExpiryReason, InviteId, KeptRequest, ManagerError, NewCall, Replaced,
-    ReplacedAction, RequestBody, Verdict,
+    DialogManager, Expiry, ExpiryReason, InviteId, ManagerError, NewCall, Replaced, ReplacedAction,
+    RequestBody, Verdict,
 };
 use sipdialog::metrics::TerminationReason;
 use sipdialog::refer::ReferRequest;
 use sipdialog::security::SecurityError;
 use sipdialog::state::Phase;
 use sipdialog::table::DialogHandle;
-use sipdialog::wire::{HeaderName, MessageView, Method};
+use sipdialog::wire::{MessageView, Method};
 
 use crate::endpoint::{sdp_offer, Io, Mode};
 use crate::serve::not_served;
@@ -92,28 +92,11 @@ impl B2bua {
         }
     }
 
-    /// Legs that ended (the manager's end path took their entries out): the other leg is
-    /// hung up, and each request relayed onto the ended leg is answered, with the status that
-    /// ended it for `ended_by` (a 481 or 408 to that request), else 481.
+    /// Legs that ended: their partners hung up, the requests relayed onto them answered.
     fn hang_up_ended(&self, io: &mut Io<'_, Action>, ended_by: Option<(DialogHandle, u16)>) {
-        for EndedLeg {
-            leg,
-            partner,
-            unanswered,
-            ..
-        } in self.legs.take_ended()
-        {
-            for (_, (request, answering)) in unanswered {
-                let status = match ended_by {
-                    Some((by, status)) if by == leg => status,
-                    _ => 481,
-                };
-                io.respond_kept(&request, answering, status, &ResponseParts::default());
-            }
-            if let Some(partner) = partner {
-                self.bye(io, partner);
-            }
-        }
+        let manager = &io.shared.manager;
+        self.legs
+            .hang_up_ended(manager, io.desk.out, ended_by, io.now);
     }
 
     fn new_invite(
@@ -146,7 +129,7 @@ impl B2bua {
             request_uri: request_uri.as_bytes(),
             from: from.as_bytes(),
             to: to.as_bytes(),
-            content_type: content_type(view),
+            content_type: view.content_type(),
             body: view.body(),
             ..NewCall::default()
         };
@@ -186,7 +169,7 @@ impl B2bua {
         };
         let status = view.status_code().unwrap_or(0);
         let parts = ResponseParts {
-            content_type: content_type(view),
+            content_type: view.content_type(),
             body: view.body(),
             ..ResponseParts::default()
         };
@@ -330,7 +313,7 @@ impl B2bua {
     }
 
     /// An in-dialog request on one leg goes to the other with its body; the answer comes back
-    /// through [`B2bua::relay_answer`], or 408 after 64×T1.
+    /// through `Legs::relay_answer`, or 408 after 64×T1.
     fn relay(
         &self,
         io: &mut Io<'_, Action>,
@@ -338,79 +321,17 @@ impl B2bua {
         from: DialogHandle,
         method: Method,
     ) {
-        let Some(to) = self.legs.other(from) else {
-            io.respond(view, 481, &ResponseParts::default());
-            return;
-        };
-        let kept = KeptRequest::new(view);
-        if !self.legs.reserve_relayed(kept.bytes()) {
-            let retry = io.shared.retry_after();
-            let headers: [(&str, &[u8]); 1] = [("Retry-After", retry.as_bytes())];
-            let parts = ResponseParts {
-                extra_headers: &headers,
-                ..ResponseParts::default()
-            };
-            io.respond(view, 503, &parts);
-            return;
-        }
-        let body = RequestBody {
-            content_type: content_type(view),
-            body: view.body(),
-            extra_headers: &[],
-        };
-        match io
-            .shared
-            .manager
-            .request(to, method, &body, io.now, io.desk.out)
+        let manager = &io.shared.manager;
+        match self
+            .legs
+            .relay(manager, io.desk.out, view, from, method, io.now)
         {
-            Ok(cseq) => {
-                let answering = io.desk.out.answered();
-                let manager = &io.shared.manager;
-                if let Some((request, answering)) =
-                    self.legs.add_relayed(manager, to, cseq, kept, answering)
-                {
-                    // The other leg ended meanwhile.
-                    io.respond_kept(&request, answering, 481, &ResponseParts::default());
-                    return;
-                }
+            Relay::Sent { leg, cseq } => {
                 let at = io.now + 64 * io.shared.t1_ms + io.shared.t1_ms;
-                io.schedule(at, Action::RelayTimeout { leg: to, cseq });
+                io.schedule(at, Action::RelayTimeout { leg, cseq });
             }
-            Err(e) => {
-                self.legs.unreserve_relayed(kept.bytes());
-                // Glare on the other leg is glare for this one too.
-                let status = if method == Method::Invite {
-                    491
-                } else {
-                    e.status().0
-                };
-                io.respond(view, status, &ResponseParts::default());
-            }
+            Relay::Answered(status) => io.desk.count(status, None),
         }
-    }
-
-    fn relay_answer(
-        &self,
-        io: &mut Io<'_, Action>,
-        view: &MessageView<'_>,
-        leg: DialogHandle,
-        (status, method, cseq): (u16, Method, u32),
-    ) {
-        if status < 200 {
-            return;
-        }
-        if method == Method::Invite && status < 300 {
-            let _ = io.shared.manager.ack(leg, cseq, io.desk.out);
-        }
-        let Some((request, answering)) = self.legs.take_relayed(leg, cseq) else {
-            return;
-        };
-        let parts = ResponseParts {
-            content_type: content_type(view),
-            body: view.body(),
-            ..ResponseParts::default()
-        };
-        io.respond_kept(&request, answering, status, &parts);
     }
 
     /// A REFER from one leg (the manager checked its target against the policy before the
@@ -552,7 +473,12 @@ impl Mode for B2bua {
                 status,
                 method,
                 cseq,
-            } => self.relay_answer(io, view, dialog, (status, method, cseq)),
+            } => {
+                let answer = (status, method, cseq);
+                let manager = &io.shared.manager;
+                self.legs
+                    .relay_answer(manager, io.desk.out, view, dialog, answer, io.now);
+            }
             Verdict::Refer {
                 dialog,
                 id,
@@ -594,9 +520,9 @@ impl Mode for B2bua {
     fn on_action(&self, io: &mut Io<'_, Action>, action: Action) {
         match action {
             Action::RelayTimeout { leg, cseq } => {
-                if let Some((request, answering)) = self.legs.take_relayed(leg, cseq) {
-                    io.respond_kept(&request, answering, 408, &ResponseParts::default());
-                }
+                let manager = &io.shared.manager;
+                self.legs
+                    .relay_timeout(manager, io.desk.out, (leg, cseq), io.now);
             }
             Action::FinalNotify {
                 transferor,
@@ -676,13 +602,6 @@ impl Mode for B2bua {
         }
         self.hang_up_ended(io, None);
     }
-}
-
-/// The Content-Type of a message, if any.
-fn content_type<'a>(view: &MessageView<'a>) -> Option<&'a [u8]> {
-    view.headers()
-        .find(|h| h.kind == HeaderName::ContentType)
-        .map(|h| h.value.trim_ascii())
 }
 
 /// The user part of a SIP URI (`sip:user@host` → `user`), `b2bua` when there is none.

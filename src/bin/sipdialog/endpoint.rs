@@ -16,9 +16,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use sipdialog::build::ResponseParts;
-use sipdialog::manager::{
-    Answering, DialogManager, Expiry, InviteId, KeptRequest, ManagerError, Verdict,
-};
+use sipdialog::manager::{DialogManager, Expiry, InviteId, ManagerError, Verdict};
 use sipdialog::stack::{Desk, Handover, Stack, StackConfig, StackCounters};
 use sipdialog::txn::{TxnConfig, TxnError};
 use sipdialog::wire::MessageView;
@@ -217,20 +215,6 @@ impl<A> Io<'_, A> {
     /// Answers the request in hand (`view`, the one the verdict is about) with `status`.
     pub fn respond(&mut self, view: &MessageView<'_>, status: u16, parts: &ResponseParts<'_>) {
         let _ = self.desk.respond(view, status, parts, self.now);
-    }
-
-    /// Answers a request kept with its transaction (`answering`): the B2BUA's relayed
-    /// requests, answered when the other leg answers.
-    pub fn respond_kept(
-        &mut self,
-        request: &KeptRequest,
-        answering: Option<Answering>,
-        status: u16,
-        parts: &ResponseParts<'_>,
-    ) {
-        let _ = self
-            .desk
-            .respond_kept(request, answering, status, parts, self.now);
     }
 
     /// Answers a new INVITE by its token; `false` when nothing was sent because it has its

@@ -23,6 +23,8 @@
 //! [`DialogManager::on_end`]: crate::manager::DialogManager::on_end
 //! [`DialogManager::terminate`]: crate::manager::DialogManager::terminate
 
+mod relay;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -32,6 +34,8 @@ use crate::id::Tag;
 use crate::manager::{Answering, DialogManager, EndHook, InviteId, KeptRequest};
 use crate::metrics::TerminationReason;
 use crate::table::DialogHandle;
+
+pub use relay::Relay;
 
 /// An outbound INVITE on its way, and what its answer is for.
 #[derive(Debug)]
