@@ -17,9 +17,7 @@ use crate::id::{DialogKey, Fingerprint, Fingerprinter, Tag};
 use crate::security::{Charge, SecurityError};
 use crate::table::DialogHandle;
 use crate::timer::Target;
-use crate::wire::{
-    CSeq, HeaderName, KeptLines, MessageView, Method, OwnRequest, RouteTally, StartLine,
-};
+use crate::wire::{CSeq, HeaderName, MessageView, Method, OwnRequest, RouteTally, StartLine};
 
 /// An INVITE transaction the manager tracks: what [`super::Verdict::NewInvite`] hands out and
 /// [`super::DialogManager::respond_invite`] answers.
@@ -45,10 +43,6 @@ pub(crate) struct InviteCopy {
     method: (Method, usize),
     /// Where the view's fields lie (`view`).
     fields: Fields,
-    /// Where the message ends in `bytes`: after it, its header lines packed
-    /// ([`KeptLines`]), for the view's header walks (answers copying Via and Record-Route) to
-    /// take no scan; empty when the copy is too large to pack them.
-    message_len: u32,
 }
 
 /// A received request kept to be answered later, without its bytes: the headers an answer
@@ -214,7 +208,7 @@ impl InviteCopy {
                 .map(|(kind, value)| kind.as_str().len() + 4 + value.len())
                 .sum::<usize>()
             + b"Content-Length: 0\r\n\r\n".len();
-        let mut bytes = Vec::with_capacity(len + (kept.len() + 1) * KeptLines::LINE);
+        let mut bytes = Vec::with_capacity(len);
         let span = |bytes: &Vec<u8>, start: usize| Span(start as u32, bytes.len() as u32);
         // Where `inner`, a slice of the value copied at `start`, lies in the copy.
         let within = |start: usize, value: &[u8], inner: &[u8]| {
@@ -234,15 +228,19 @@ impl InviteCopy {
             ..Fields::default()
         };
         let (mut from, mut to, mut contact) = (Span::default(), Span::default(), Span::default());
-        let mut lines: SmallVec<[(HeaderName, (usize, usize)); 16]> = SmallVec::new();
         for &(kind, value) in kept {
             bytes.extend_from_slice(kind.as_str().as_bytes());
             bytes.extend_from_slice(b": ");
             let start = bytes.len();
             bytes.extend_from_slice(value);
             let whole = span(&bytes, start);
-            // As a scan gives it: from after the colon.
-            lines.push((kind, (start - 1, bytes.len())));
+            // Canonical form: a fold's CR and LF become spaces (the same LWS, the same
+            // offsets), so every line of the copy ends at its first LF.
+            for b in &mut bytes[start..] {
+                if matches!(*b, b'\r' | b'\n') {
+                    *b = b' ';
+                }
+            }
             let first = |slot: &mut Option<Span>| {
                 slot.get_or_insert(whole);
             };
@@ -276,16 +274,7 @@ impl InviteCopy {
             bytes.extend_from_slice(b"\r\n");
         }
         bytes.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-        let length_at = bytes.len() - b" 0\r\n\r\n".len();
-        lines.push((HeaderName::ContentLength, (length_at, length_at + 2)));
         debug_assert_eq!(bytes.len(), len);
-        let message_len = bytes.len();
-        for (kind, span) in lines {
-            if !KeptLines::push(&mut bytes, kind, span) {
-                bytes.truncate(message_len); // too large to pack: its view scans
-                break;
-            }
-        }
         InviteCopy {
             bytes: bytes.into_boxed_slice(),
             request_uri,
@@ -294,20 +283,12 @@ impl InviteCopy {
             contact,
             method: (method, token.len()),
             fields,
-            message_len: message_len as u32,
         }
     }
 
     fn get(&self, span: Span) -> &[u8] {
-        self.message()
-            .get(span.0 as usize..span.1 as usize)
-            .unwrap_or_default()
-    }
-
-    /// The copy as a SIP message.
-    fn message(&self) -> &[u8] {
         self.bytes
-            .get(..self.message_len as usize)
+            .get(span.0 as usize..span.1 as usize)
             .unwrap_or_default()
     }
 
@@ -338,11 +319,11 @@ impl InviteCopy {
         let opt = |span: Option<Span>| span.map(|s| self.get(s));
         let (number, method) = f.cseq;
         Some(MessageView::of_own_request(OwnRequest {
-            bytes: self.message(),
+            bytes: &self.bytes,
             method: self.method.0,
             method_token: self.bytes.get(..self.method.1)?,
             uri: self.get(self.request_uri),
-            headers: (f.headers_start as usize, self.message_len as usize),
+            headers: (f.headers_start as usize, self.bytes.len()),
             call_id: self.get(f.call_id),
             from_tag: opt(f.from_tag),
             to_tag: opt(f.to_tag),
@@ -355,10 +336,7 @@ impl InviteCopy {
             record_route: opt(f.record_route),
             route: opt(f.route),
             routes: f.routes,
-            kept: self
-                .bytes
-                .get(self.message_len as usize..)
-                .filter(|table| !table.is_empty()),
+            canonical: true,
         }))
     }
 
@@ -739,7 +717,7 @@ mod tests {
                 continue;
             }
             let copy = InviteCopy::new(&invite);
-            let Ok(scanned) = MessageView::parse(copy.message()) else {
+            let Ok(scanned) = MessageView::parse(&copy.bytes) else {
                 continue; // a copy of an odd INVITE need not scan; its view is built anyway
             };
             assert_eq!(shown(&copy.view().unwrap()), shown(&scanned));

@@ -461,8 +461,8 @@ fn the_outbox_says_how_to_send_each_message_without_reading_it() {
     }
 }
 
-/// A kept request's view walks the header lines the copy wrote down, and they are what a
-/// scan of the copy finds, for a request with compact names, a folded list and a header the
+/// A kept request's view reads the canonical lines of its copy without a scan, and they are
+/// what a scan of the copy finds, for a request with compact names, a folded list and a header the
 /// copy does not keep.
 #[test]
 fn a_kept_requests_headers_are_what_a_scan_of_the_copy_finds() {

@@ -6,7 +6,6 @@ use super::WireError;
 
 /// The header fields the scanner knows by name. Anything else is [`HeaderName::Other`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
 pub enum HeaderName {
     /// `Call-ID` / `i`
     CallId,
@@ -51,33 +50,21 @@ pub enum HeaderName {
 }
 
 impl HeaderName {
-    /// Every kind, by its `u8` code (`kind as u8`).
-    const BY_CODE: [HeaderName; 20] = [
-        HeaderName::CallId,
-        HeaderName::From,
-        HeaderName::To,
-        HeaderName::CSeq,
-        HeaderName::Via,
-        HeaderName::MaxForwards,
-        HeaderName::ContentLength,
-        HeaderName::Contact,
-        HeaderName::RecordRoute,
-        HeaderName::Route,
-        HeaderName::Event,
-        HeaderName::ReferTo,
-        HeaderName::Replaces,
-        HeaderName::ReferredBy,
-        HeaderName::SubscriptionState,
-        HeaderName::ContentType,
-        HeaderName::Supported,
-        HeaderName::Subject,
-        HeaderName::ContentEncoding,
-        HeaderName::Other,
-    ];
-
-    /// The kind whose `u8` code is `code`.
-    pub(crate) fn from_code(code: u8) -> Option<HeaderName> {
-        HeaderName::BY_CODE.get(usize::from(code)).copied()
+    /// The kind of a header written under its full name ([`HeaderName::as_str`]), as our
+    /// own copies write them; any other name is classified as the scanner does.
+    pub(crate) fn classify_canonical(name: &[u8]) -> HeaderName {
+        match name {
+            b"Via" => HeaderName::Via,
+            b"From" => HeaderName::From,
+            b"To" => HeaderName::To,
+            b"Call-ID" => HeaderName::CallId,
+            b"CSeq" => HeaderName::CSeq,
+            b"Contact" => HeaderName::Contact,
+            b"Route" => HeaderName::Route,
+            b"Record-Route" => HeaderName::RecordRoute,
+            b"Content-Length" => HeaderName::ContentLength,
+            _ => HeaderName::classify(name),
+        }
     }
 
     /// Classifies a header name: case-insensitive, full or compact form.
@@ -407,12 +394,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_kind_is_found_by_its_code() {
-        for (code, kind) in HeaderName::BY_CODE.iter().enumerate() {
-            assert_eq!(*kind as u8 as usize, code);
-            assert_eq!(HeaderName::from_code(code as u8), Some(*kind));
+    fn canonical_names_are_classified_as_the_scanner_does() {
+        for name in [
+            "Via",
+            "From",
+            "To",
+            "Call-ID",
+            "CSeq",
+            "Contact",
+            "Route",
+            "Record-Route",
+            "Content-Length",
+            "Max-Forwards",
+            "Subject",
+            "X-Other",
+        ] {
+            let name = name.as_bytes();
+            assert_eq!(
+                HeaderName::classify_canonical(name),
+                HeaderName::classify(name)
+            );
         }
-        assert_eq!(HeaderName::from_code(HeaderName::BY_CODE.len() as u8), None);
     }
 
     #[test]

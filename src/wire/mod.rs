@@ -191,9 +191,9 @@ pub struct MessageView<'a> {
     /// The top Via decoded, once someone asked for it to be kept
     /// ([`MessageView::with_decoded_via`]): every later [`MessageView::top_via`] reads it.
     decoded_via: Option<Via<'a>>,
-    /// The header lines of a copy we wrote ourselves (`OwnRequest`), by kind and where each
-    /// value lies ([`KeptLines`]): iterating its headers then takes no scan.
-    kept: Option<&'a [u8]>,
+    /// A copy we wrote ourselves (`OwnRequest`) in canonical form: iterating its headers
+    /// then reads its lines without a scan ([`canonical_lines`]).
+    canonical: bool,
 }
 
 #[cfg(feature = "scan-counter")]
@@ -226,38 +226,30 @@ pub(crate) struct OwnRequest<'a> {
     pub route: Option<&'a [u8]>,
     /// Record-Route and Route, as tallied in the original.
     pub routes: (RouteTally, RouteTally),
-    /// Every header line written, in order, packed by [`KeptLines::push`]; `None` to scan.
-    pub kept: Option<&'a [u8]>,
+    /// Whether it is written in canonical form: one `Name: value` line per header, full
+    /// names as [`HeaderName::as_str`] writes them, no CR or LF inside a value (a fold turned
+    /// into spaces), so that its header walk need not scan ([`canonical_lines`]).
+    pub canonical: bool,
 }
 
-/// The header lines of a message we wrote, packed: per line its kind and where its value
-/// lies in the message (5 bytes: kind, start and end as little-endian `u16`), so a copy
-/// keeps them in its own allocation.
-pub(crate) struct KeptLines;
-
-impl KeptLines {
-    /// Bytes per line.
-    pub const LINE: usize = 5;
-
-    /// Appends a line to `table`; `false` (nothing appended) past 64 KiB.
-    pub fn push(table: &mut Vec<u8>, kind: HeaderName, (start, end): (usize, usize)) -> bool {
-        let (Ok(start), Ok(end)) = (u16::try_from(start), u16::try_from(end)) else {
-            return false;
-        };
-        table.push(kind as u8);
-        table.extend_from_slice(&start.to_le_bytes());
-        table.extend_from_slice(&end.to_le_bytes());
-        true
-    }
-
-    fn read(line: &[u8]) -> Option<(HeaderName, usize, usize)> {
-        let &[kind, s0, s1, e0, e1] = line else {
-            return None;
-        };
-        let kind = HeaderName::from_code(kind)?;
-        let at = |a, b| usize::from(u16::from_le_bytes([a, b]));
-        Some((kind, at(s0, s1), at(e0, e1)))
-    }
+/// The header lines of a header block written in canonical form (see `OwnRequest`): each line
+/// found by its LF alone and named by its full name, with none of the scan's checks, which
+/// the block passed when it was first scanned. Values start after the colon, as a scan gives
+/// them.
+fn canonical_lines(block: &[u8]) -> impl Iterator<Item = RawHeader<'_>> + '_ {
+    let mut rest = block;
+    std::iter::from_fn(move || {
+        let nl = memchr::memchr(b'\n', rest)?;
+        let line = rest.get(..nl)?.strip_suffix(b"\r").unwrap_or(&rest[..nl]);
+        rest = &rest[nl + 1..];
+        let colon = memchr::memchr(b':', line)?;
+        let name = &line[..colon];
+        Some(RawHeader {
+            name,
+            kind: HeaderName::classify_canonical(name),
+            value: &line[colon + 1..],
+        })
+    })
 }
 
 /// What the scan saw of one routing header (Record-Route or Route) across all its lines:
@@ -499,7 +491,7 @@ impl<'a> MessageView<'a> {
             cold: raw.cold.trimmed(),
             routes: raw.routes,
             decoded_via: None,
-            kept: None,
+            canonical: false,
         })
     }
 
@@ -522,7 +514,7 @@ impl<'a> MessageView<'a> {
             record_route,
             route,
             routes,
-            kept,
+            canonical,
         } = known;
         MessageView {
             message: bytes,
@@ -553,7 +545,7 @@ impl<'a> MessageView<'a> {
                 route: routes.1,
             },
             decoded_via: None,
-            kept,
+            canonical,
         }
     }
 
@@ -649,7 +641,7 @@ impl<'a> MessageView<'a> {
             },
             routes: self.routes,
             decoded_via: None,
-            kept: None,
+            canonical: false,
         })
     }
 
@@ -842,22 +834,18 @@ impl<'a> MessageView<'a> {
 
     /// All header fields, in order, as raw name/value slices.
     pub fn headers(&self) -> impl Iterator<Item = RawHeader<'a>> + 'a {
-        let message = self.message;
-        let kept = self.kept.map(move |table| {
-            table
-                .chunks_exact(KeptLines::LINE)
-                .filter_map(KeptLines::read)
-                .map(move |(kind, start, end)| RawHeader {
-                    name: kind.as_str().as_bytes(),
-                    kind,
-                    value: message.get(start..end).unwrap_or_default(),
-                })
+        let block = &self.message[self.headers.0..self.headers.1];
+        let canonical = self.canonical.then(|| canonical_lines(block));
+        let scanned = (!self.canonical).then(|| {
+            HeaderIter::new(
+                &self.message[..self.headers.1],
+                self.headers.0,
+                self.max_line,
+            )
+            .map_while(Result::ok)
         });
-        let scanned = self.kept.is_none().then(|| {
-            HeaderIter::new(&message[..self.headers.1], self.headers.0, self.max_line)
-                .map_while(Result::ok)
-        });
-        kept.into_iter()
+        canonical
+            .into_iter()
             .flatten()
             .chain(scanned.into_iter().flatten())
     }
