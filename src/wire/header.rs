@@ -53,17 +53,22 @@ impl HeaderName {
     /// The kind of a header written under its full name ([`HeaderName::as_str`]), as our
     /// own copies write them; any other name is classified as the scanner does.
     pub(crate) fn classify_canonical(name: &[u8]) -> HeaderName {
-        match name {
-            b"Via" => HeaderName::Via,
-            b"From" => HeaderName::From,
-            b"To" => HeaderName::To,
-            b"Call-ID" => HeaderName::CallId,
-            b"CSeq" => HeaderName::CSeq,
-            b"Contact" => HeaderName::Contact,
-            b"Route" => HeaderName::Route,
-            b"Record-Route" => HeaderName::RecordRoute,
-            b"Content-Length" => HeaderName::ContentLength,
-            _ => HeaderName::classify(name),
+        // Told apart by length and one byte, then checked whole.
+        let guess = match (name.len(), name.first(), name.get(1)) {
+            (3, Some(b'V'), _) => HeaderName::Via,
+            (4, Some(b'F'), _) => HeaderName::From,
+            (2, Some(b'T'), _) => HeaderName::To,
+            (7, Some(b'C'), Some(b'a')) => HeaderName::CallId,
+            (7, Some(b'C'), _) => HeaderName::Contact,
+            (4, Some(b'C'), _) => HeaderName::CSeq,
+            (5, Some(b'R'), _) => HeaderName::Route,
+            (12, Some(b'R'), _) => HeaderName::RecordRoute,
+            (14, Some(b'C'), _) => HeaderName::ContentLength,
+            _ => return HeaderName::classify(name),
+        };
+        match guess.as_str().as_bytes() == name {
+            true => guess,
+            false => HeaderName::classify(name),
         }
     }
 

@@ -242,7 +242,7 @@ fn canonical_lines(block: &[u8]) -> impl Iterator<Item = RawHeader<'_>> + '_ {
         let nl = memchr::memchr(b'\n', rest)?;
         let line = rest.get(..nl)?.strip_suffix(b"\r").unwrap_or(&rest[..nl]);
         rest = &rest[nl + 1..];
-        let colon = memchr::memchr(b':', line)?;
+        let colon = line.iter().position(|&b| b == b':')?;
         let name = &line[..colon];
         Some(RawHeader {
             name,
