@@ -115,6 +115,44 @@ pub fn initial_invite(call_id: &str, from_tag: &str, branch: u64) -> Vec<u8> {
     .into_bytes()
 }
 
+/// An INVITE with an SDP offer through one proxy (~910 bytes): the scanner bench's larger
+/// message.
+pub fn invite_with_sdp(call_id: &str, from_tag: &str, branch: u64) -> Vec<u8> {
+    let sdp = "v=0\r\n\
+         o=alice 2890844526 2890844526 IN IP4 198.51.100.7\r\n\
+         s=-\r\n\
+         c=IN IP4 198.51.100.7\r\n\
+         t=0 0\r\n\
+         m=audio 49170 RTP/AVP 0 8 18 101\r\n\
+         a=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:18 G729/8000\r\n\
+         a=fmtp:18 annexb=no\r\n\
+         a=rtpmap:101 telephone-event/8000\r\n\
+         a=fmtp:101 0-16\r\n\
+         a=ptime:20\r\n\
+         a=sendrecv\r\n";
+    format!(
+        "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK{branch:016x}.1\r\n\
+         Via: SIP/2.0/UDP 198.51.100.7:5060;received=198.51.100.7;rport=5060;branch=z9hG4bK{branch:016x}\r\n\
+         Record-Route: <sip:192.0.2.1;lr>\r\n\
+         Max-Forwards: 69\r\n\
+         From: \"Alice\" <sip:alice@atlanta.example.com>;tag={from_tag}\r\n\
+         To: <sip:bob@biloxi.example.com>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@198.51.100.7:5060;transport=udp>\r\n\
+         Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER\r\n\
+         Supported: replaces, timer\r\n\
+         User-Agent: softphone/1.0\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {len}\r\n\r\n{sdp}",
+        len = sdp.len()
+    )
+    .into_bytes()
+}
+
 /// A caller (alice, UAC) and a callee (bob, UAS) manager for 4 096 dialogs each, with their
 /// own Via and Contact.
 pub fn caller_and_callee() -> (
