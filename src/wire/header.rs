@@ -1,7 +1,6 @@
 //! Header names (full and compact forms) and the iterator over raw header fields.
 
-use super::swar;
-
+use super::structure::Window;
 use super::WireError;
 
 /// The header fields the scanner knows by name. Anything else is [`HeaderName::Other`].
@@ -233,13 +232,16 @@ pub struct RawHeader<'a> {
 /// Iterates over the header fields of a header block, unfolding continuation lines.
 ///
 /// Lines end at LF (a preceding CR is dropped). The block ends at an empty line or at the end
-/// of the buffer; its `body_start` then tells where the body begins.
+/// of the buffer; its `body_start` then tells where the body begins. Line ends and colons are
+/// found by the structural pass ([`Window`]), 64 bytes at a time.
 #[derive(Clone, Debug)]
 pub struct HeaderIter<'a> {
     buf: &'a [u8],
     pos: usize,
     max_line: usize,
     body_start: Option<usize>,
+    lf: Window,
+    colon: Window,
 }
 
 impl<'a> HeaderIter<'a> {
@@ -250,6 +252,8 @@ impl<'a> HeaderIter<'a> {
             pos: start,
             max_line,
             body_start: None,
+            lf: Window::new(b'\n'),
+            colon: Window::new(b':'),
         }
     }
 
@@ -258,34 +262,31 @@ impl<'a> HeaderIter<'a> {
         self.body_start
     }
 
-    /// The next physical line: (start, end without CR/LF, start of the following line).
-    fn line(&self, from: usize) -> Option<(usize, usize, usize)> {
-        let rest = self.buf.get(from..)?;
-        if rest.is_empty() {
-            return None;
-        }
-        let (end, next) = match swar::find(b'\n', rest) {
-            Some(i) => (from + i, from + i + 1),
+    /// The physical line from `from`: (end without CR/LF, start of the following line).
+    #[inline]
+    fn line_end(&mut self, from: usize) -> (usize, usize) {
+        let (end, next) = match self.lf.find(self.buf, from) {
+            Some(i) => (i, i + 1),
             None => (self.buf.len(), self.buf.len()),
         };
-        let end = if end > from && self.buf.get(end - 1) == Some(&b'\r') {
-            end - 1
-        } else {
-            end
-        };
-        Some((from, end, next))
+        match end > from && self.buf.get(end - 1) == Some(&b'\r') {
+            true => (end - 1, next),
+            false => (end, next),
+        }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn next_field(&mut self) -> Result<Option<RawHeader<'a>>, WireError> {
         if self.body_start.is_some() {
             return Ok(None);
         }
-        let Some((start, mut end, mut next)) = self.line(self.pos) else {
+        let start = self.pos;
+        if start >= self.buf.len() {
             // The headers run to the end of the buffer with no empty line.
             self.body_start = Some(self.buf.len());
             return Ok(None);
-        };
+        }
+        let (mut end, mut next) = self.line_end(start);
         if end - start > self.max_line {
             return Err(WireError::LineTooLong { max: self.max_line });
         }
@@ -293,15 +294,13 @@ impl<'a> HeaderIter<'a> {
             self.body_start = Some(next);
             return Ok(None);
         }
-        let line = &self.buf[start..end];
         // Name, optional SP/HT, colon. A known name is validated by the comparison in
         // `classify`; only unknown names need their bytes checked against `token`.
-        // Names are short: a plain scan beats memchr's setup here.
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or(WireError::MalformedHeaderLine)?;
-        let mut name = &line[..colon];
+        let colon = match self.colon.find(self.buf, start) {
+            Some(c) if c < end => c,
+            _ => return Err(WireError::MalformedHeaderLine),
+        };
+        let mut name = &self.buf[start..colon];
         while let [rest @ .., b' ' | b'\t'] = name {
             name = rest;
         }
@@ -310,13 +309,11 @@ impl<'a> HeaderIter<'a> {
         {
             return Err(WireError::MalformedHeaderLine);
         }
-        let value_start = start + colon + 1;
+        let value_start = colon + 1;
         // Continuation lines start with SP or HT and extend this field.
         while matches!(self.buf.get(next), Some(b' ' | b'\t')) {
-            let Some((s, e, n)) = self.line(next) else {
-                break;
-            };
-            if e - s > self.max_line {
+            let (e, n) = self.line_end(next);
+            if e - next > self.max_line {
                 return Err(WireError::LineTooLong { max: self.max_line });
             }
             end = e;

@@ -10,7 +10,9 @@ mod error;
 mod header;
 mod salvage;
 mod start_line;
+mod structure;
 mod swar;
+mod usual;
 pub(crate) mod value;
 
 pub use error::WireError;
@@ -272,7 +274,8 @@ impl RouteTally {
     }
 }
 
-/// First values of the headers only the cold paths read (REFER, NOTIFY, routing), kept raw.
+/// First values of the headers only the cold paths read (REFER, NOTIFY, routing), kept raw:
+/// their accessors trim them, so a message nobody asks about pays nothing for them.
 #[derive(Clone, Copy, Debug, Default)]
 struct ColdHeaders<'a> {
     contact: Option<&'a [u8]>,
@@ -284,23 +287,6 @@ struct ColdHeaders<'a> {
     referred_by: Option<&'a [u8]>,
     subscription_state: Option<&'a [u8]>,
     content_type: Option<&'a [u8]>,
-}
-
-impl<'a> ColdHeaders<'a> {
-    fn trimmed(self) -> ColdHeaders<'a> {
-        let t = |v: Option<&'a [u8]>| v.map(value::trim_lws);
-        ColdHeaders {
-            contact: t(self.contact),
-            record_route: t(self.record_route),
-            route: t(self.route),
-            event: t(self.event),
-            refer_to: t(self.refer_to),
-            replaces: t(self.replaces),
-            referred_by: t(self.referred_by),
-            subscription_state: t(self.subscription_state),
-            content_type: t(self.content_type),
-        }
-    }
 }
 
 /// The tallies of Record-Route and Route.
@@ -488,7 +474,7 @@ impl<'a> MessageView<'a> {
             max_forwards,
             content_length,
             body: (body_start, body_end),
-            cold: raw.cold.trimmed(),
+            cold: raw.cold,
             routes: raw.routes,
             decoded_via: None,
             canonical: false,
@@ -779,12 +765,12 @@ impl<'a> MessageView<'a> {
 
     /// The raw value of the first Contact header.
     pub fn contact(&self) -> Option<&'a [u8]> {
-        self.cold.contact
+        self.cold.contact.map(value::trim_lws)
     }
 
     /// The raw value of the first Record-Route header; [`MessageView::values`] gives all.
     pub fn record_route(&self) -> Option<&'a [u8]> {
-        self.cold.record_route
+        self.cold.record_route.map(value::trim_lws)
     }
 
     /// What the scan saw of every Record-Route (or Route) line: lines, bytes, commas.
@@ -798,38 +784,38 @@ impl<'a> MessageView<'a> {
 
     /// The raw value of the first Route header; [`MessageView::values`] gives all.
     pub fn route(&self) -> Option<&'a [u8]> {
-        self.cold.route
+        self.cold.route.map(value::trim_lws)
     }
 
     /// The raw value of the first Event header.
     pub fn event(&self) -> Option<&'a [u8]> {
-        self.cold.event
+        self.cold.event.map(value::trim_lws)
     }
 
     /// The raw value of the first Refer-To header.
     pub fn refer_to(&self) -> Option<&'a [u8]> {
-        self.cold.refer_to
+        self.cold.refer_to.map(value::trim_lws)
     }
 
     /// The raw value of the first Replaces header.
     pub fn replaces(&self) -> Option<&'a [u8]> {
-        self.cold.replaces
+        self.cold.replaces.map(value::trim_lws)
     }
 
     /// The raw value of the first Referred-By header.
     pub fn referred_by(&self) -> Option<&'a [u8]> {
-        self.cold.referred_by
+        self.cold.referred_by.map(value::trim_lws)
     }
 
     /// The raw value of the first Subscription-State header.
     pub fn subscription_state(&self) -> Option<&'a [u8]> {
-        self.cold.subscription_state
+        self.cold.subscription_state.map(value::trim_lws)
     }
 
     /// The value of the first Content-Type header (LWS around it trimmed): what a relay
     /// copies with the body, found by the scan.
     pub fn content_type(&self) -> Option<&'a [u8]> {
-        self.cold.content_type
+        self.cold.content_type.map(value::trim_lws)
     }
 
     /// All header fields, in order, as raw name/value slices.

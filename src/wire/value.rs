@@ -2,7 +2,7 @@
 //! Via, decimal numbers and comma-separated lists. No indexing that can panic: every read goes
 //! through [`Cursor`], which answers `None` past the end.
 
-use super::swar;
+use super::{swar, usual};
 
 use super::header::{is_param_value_byte, is_token_byte, is_word_byte};
 
@@ -10,7 +10,7 @@ use super::header::{is_param_value_byte, is_token_byte, is_word_byte};
 /// only ever starts a fold (the line splitter guarantees SP or HT after it); a CR is white
 /// space only as the first half of CRLF, so a bare CR is not (other parsers would read it
 /// differently, which is how smuggling starts).
-fn lws_prefix(bytes: &[u8]) -> usize {
+pub(super) fn lws_prefix(bytes: &[u8]) -> usize {
     let mut i = 0;
     loop {
         match bytes.get(i) {
@@ -183,6 +183,14 @@ impl<'a> Cursor<'a> {
 /// `Ok(None)` when there is no tag; `Err` when the value does not parse, holds more than one
 /// element, or has more than one (or an empty) tag.
 pub(crate) fn tag_param(value: &[u8]) -> Result<Option<&[u8]>, ()> {
+    match usual::tag_param(value) {
+        Some(tag) => Ok(tag),
+        None => careful_tag_param(value),
+    }
+}
+
+/// [`tag_param`] by the grammar, for every shape.
+pub(super) fn careful_tag_param(value: &[u8]) -> Result<Option<&[u8]>, ()> {
     let mut c = Cursor::new(value);
     c.skip_lws();
     match c.peek() {
@@ -301,6 +309,7 @@ pub(crate) fn decimal(value: &[u8]) -> Option<u64> {
 }
 
 /// The top Via element: its sent-by and the parameters responses are routed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ViaValue<'a> {
     pub(crate) sent_by: &'a [u8],
     pub(crate) branch: Option<&'a [u8]>,
@@ -313,6 +322,14 @@ pub(crate) struct ViaValue<'a> {
 }
 
 pub(crate) fn via(value: &[u8]) -> Result<ViaValue<'_>, ()> {
+    match usual::via(value) {
+        Some(via) => Ok(via),
+        None => careful_via(value),
+    }
+}
+
+/// [`via`] by the grammar, for every shape.
+pub(super) fn careful_via(value: &[u8]) -> Result<ViaValue<'_>, ()> {
     let mut c = Cursor::new(value);
     // sent-protocol: name SLASH version SLASH transport, SLASH = SWS "/" SWS.
     for i in 0..3 {
