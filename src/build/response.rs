@@ -90,7 +90,7 @@ pub fn response(
     )?;
     // One walk over the request's headers finds everything copied (a walk per header would
     // cost as much as scanning the request again, each time).
-    let copied = Copied::collect(request);
+    let copied = Copied::collect(request, creates_dialog, status == 100);
     guarded(out, |out| {
         out.extend_from_slice(b"SIP/2.0 ");
         put_u64(out, u64::from(status));
@@ -139,7 +139,11 @@ struct Copied<'a> {
 }
 
 impl<'a> Copied<'a> {
-    fn collect(view: &MessageView<'a>) -> Copied<'a> {
+    /// Walks `view`'s headers until everything needed is found: all its Vias (their count is
+    /// known from the scan), From and To, the Record-Routes when `record_route` (their count
+    /// too), and the Timestamp only when `timestamp` (it may be anywhere). A view whose counts
+    /// are unknown is walked whole.
+    fn collect(view: &MessageView<'a>, record_route: bool, timestamp: bool) -> Copied<'a> {
         let mut c = Copied {
             via: SmallVec::new(),
             from: None,
@@ -147,18 +151,32 @@ impl<'a> Copied<'a> {
             record_route: SmallVec::new(),
             timestamp: None,
         };
+        let vias = view.via_lines().map(|n| n as usize);
+        let rrs = view.route_tally(HeaderName::RecordRoute).lines as usize;
+        let done = |c: &Copied<'_>| {
+            !timestamp
+                && vias == Some(c.via.len())
+                && c.from.is_some()
+                && c.to.is_some()
+                && (!record_route || c.record_route.len() == rrs)
+        };
         for h in view.headers() {
             match h.kind {
                 HeaderName::Via => c.via.push(h.value),
-                HeaderName::RecordRoute => c.record_route.push(h.value),
+                HeaderName::RecordRoute if record_route => c.record_route.push(h.value),
                 HeaderName::From if c.from.is_none() => c.from = Some(h.value),
                 HeaderName::To if c.to.is_none() => c.to = Some(h.value),
                 HeaderName::Other
-                    if c.timestamp.is_none() && h.name.eq_ignore_ascii_case(b"Timestamp") =>
+                    if timestamp
+                        && c.timestamp.is_none()
+                        && h.name.eq_ignore_ascii_case(b"Timestamp") =>
                 {
                     c.timestamp = Some(h.value)
                 }
-                _ => {}
+                _ => continue,
+            }
+            if done(&c) {
+                break;
             }
         }
         c

@@ -99,6 +99,8 @@ struct Fields {
     record_route: Option<Span>,
     route: Option<Span>,
     routes: (RouteTally, RouteTally),
+    /// Via lines in the copy: each kept line is one (a fold stays on its line).
+    via_lines: u32,
 }
 
 /// The headers a copy keeps.
@@ -229,6 +231,7 @@ impl InviteCopy {
         };
         let (mut from, mut to, mut contact) = (Span::default(), Span::default(), Span::default());
         for &(kind, value) in kept {
+            fields.via_lines += u32::from(kind == HeaderName::Via);
             bytes.extend_from_slice(kind.as_str().as_bytes());
             bytes.extend_from_slice(b": ");
             let start = bytes.len();
@@ -336,6 +339,7 @@ impl InviteCopy {
             record_route: opt(f.record_route),
             route: opt(f.route),
             routes: f.routes,
+            via_lines: Some(f.via_lines),
             canonical: true,
         }))
     }

@@ -478,6 +478,10 @@ m: <sip:a@192.0.2.1>\r\nm: <sip:second@192.0.2.1>\r\nContent-Length: 0\r\n\r\n";
     let scan = crate::wire::MessageView::parse(view.as_bytes()).unwrap();
     let scanned: Vec<_> = scan.headers().map(|h| (h.kind, h.value.to_vec())).collect();
     assert_eq!(walked, scanned);
+    // The Via lines the copy counts are the ones a scan of it counts (responses stop their
+    // walk for the Vias on that count).
+    assert_eq!(view.via_lines(), Some(2));
+    assert_eq!(view.via_lines(), scan.via_lines());
     let kinds: Vec<_> = walked.iter().map(|(k, _)| *k).collect();
     use crate::wire::HeaderName::*;
     assert_eq!(

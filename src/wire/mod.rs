@@ -228,6 +228,8 @@ pub(crate) struct OwnRequest<'a> {
     pub route: Option<&'a [u8]>,
     /// Record-Route and Route, as tallied in the original.
     pub routes: (RouteTally, RouteTally),
+    /// Via lines in `bytes`, if the writer counted them.
+    pub via_lines: Option<u32>,
     /// Whether it is written in canonical form: one `Name: value` line per header, full
     /// names as [`HeaderName::as_str`] writes them, no CR or LF inside a value (a fold turned
     /// into spaces), so that its header walk need not scan ([`canonical_lines`]).
@@ -294,6 +296,8 @@ struct ColdHeaders<'a> {
 struct Routes {
     record_route: RouteTally,
     route: RouteTally,
+    /// Via lines, when known (a scan counts them, as does the writer of a copy we keep).
+    via_lines: Option<u32>,
 }
 
 /// Raw values gathered in one pass over the header block, parsed afterwards.
@@ -315,6 +319,7 @@ impl<'a> Raw<'a> {
         match h.kind {
             HeaderName::RecordRoute => self.routes.record_route.add(h.value),
             HeaderName::Route => self.routes.route.add(h.value),
+            HeaderName::Via => *self.routes.via_lines.get_or_insert(0) += 1,
             _ => {}
         }
         let (slot, unique) = match h.kind {
@@ -475,7 +480,10 @@ impl<'a> MessageView<'a> {
             content_length,
             body: (body_start, body_end),
             cold: raw.cold,
-            routes: raw.routes,
+            routes: Routes {
+                via_lines: Some(raw.routes.via_lines.unwrap_or(0)),
+                ..raw.routes
+            },
             decoded_via: None,
             canonical: false,
         })
@@ -500,6 +508,7 @@ impl<'a> MessageView<'a> {
             record_route,
             route,
             routes,
+            via_lines,
             canonical,
         } = known;
         MessageView {
@@ -529,10 +538,17 @@ impl<'a> MessageView<'a> {
             routes: Routes {
                 record_route: routes.0,
                 route: routes.1,
+                via_lines,
             },
             decoded_via: None,
             canonical,
         }
+    }
+
+    /// How many Via header lines the message has (`Some(0)` when none), or `None` when not
+    /// counted: lets a walk for the Vias stop early.
+    pub(crate) fn via_lines(&self) -> Option<u32> {
+        self.routes.via_lines
     }
 
     /// The Record-Route and Route tallies, to carry into a copy of this message.

@@ -204,3 +204,42 @@ CSeq: 1 OPTIONS\r\n\r\n";
     assert_eq!(e, Err(BuildError::InvalidValue { header: "Via" }));
     assert_eq!(out, b"before");
 }
+
+#[test]
+fn the_walk_for_copied_headers_stops_only_when_everything_is_found() {
+    // Vias and Record-Routes scattered, one of each after From and To, Timestamp last: the
+    // walk may stop early, but never before the last of what the response copies.
+    let invite = b"INVITE sip:b@h SIP/2.0\r\nFrom: <sip:a@h>;tag=1\r\n\
+Via: SIP/2.0/UDP p1;branch=z9hG4bK1\r\nTo: <sip:b@h>\r\nRecord-Route: <sip:p1;lr>\r\n\
+Call-ID: c1\r\nv: SIP/2.0/UDP p2;branch=z9hG4bK2, SIP/2.0/UDP a;branch=z9hG4bK3\r\n\
+CSeq: 1 INVITE\r\nRecord-Route: <sip:p2;lr>\r\nContact: <sip:a@h>\r\nTimestamp: 54\r\n\
+Content-Length: 0\r\n\r\n";
+    let req = view(invite);
+    let contact: &[u8] = b"<sip:b@h>";
+    let parts = ResponseParts {
+        contact: Some(contact),
+        ..ResponseParts::default()
+    };
+    for (status, tag, rr, timestamp) in [
+        (180, Some(&b"t1"[..]), 2, false),
+        (100, None, 0, true),
+        (486, Some(b"t1"), 0, false),
+    ] {
+        let mut out = Vec::new();
+        response(&req, status, "", tag, &parts, &mut out).unwrap();
+        let v = view(&out);
+        assert_eq!(
+            values(&v, HeaderName::Via),
+            values(&req, HeaderName::Via),
+            "{status}"
+        );
+        assert_eq!(values(&v, HeaderName::RecordRoute).len(), rr, "{status}");
+        assert_eq!(
+            v.headers().any(|h| h.name == b"Timestamp"),
+            timestamp,
+            "{status}"
+        );
+        assert_eq!(v.from_tag(), Some(&b"1"[..]));
+        assert_eq!(v.to_tag(), tag);
+    }
+}
