@@ -1,6 +1,6 @@
 //! Header names (full and compact forms) and the iterator over raw header fields.
 
-use super::structure::Window;
+use super::swar;
 use super::WireError;
 
 /// The header fields the scanner knows by name. Anything else is [`HeaderName::Other`].
@@ -232,16 +232,13 @@ pub struct RawHeader<'a> {
 /// Iterates over the header fields of a header block, unfolding continuation lines.
 ///
 /// Lines end at LF (a preceding CR is dropped). The block ends at an empty line or at the end
-/// of the buffer; its `body_start` then tells where the body begins. Line ends and colons are
-/// found by the structural pass ([`Window`]), 64 bytes at a time.
+/// of the buffer; its `body_start` then tells where the body begins.
 #[derive(Clone, Debug)]
 pub struct HeaderIter<'a> {
     buf: &'a [u8],
     pos: usize,
     max_line: usize,
     body_start: Option<usize>,
-    lf: Window,
-    colon: Window,
 }
 
 impl<'a> HeaderIter<'a> {
@@ -252,8 +249,6 @@ impl<'a> HeaderIter<'a> {
             pos: start,
             max_line,
             body_start: None,
-            lf: Window::new(b'\n'),
-            colon: Window::new(b':'),
         }
     }
 
@@ -264,9 +259,9 @@ impl<'a> HeaderIter<'a> {
 
     /// The physical line from `from`: (end without CR/LF, start of the following line).
     #[inline]
-    fn line_end(&mut self, from: usize) -> (usize, usize) {
-        let (end, next) = match self.lf.find(self.buf, from) {
-            Some(i) => (i, i + 1),
+    fn line_end(&self, from: usize) -> (usize, usize) {
+        let (end, next) = match swar::find(b'\n', &self.buf[from..]) {
+            Some(i) => (from + i, from + i + 1),
             None => (self.buf.len(), self.buf.len()),
         };
         match end > from && self.buf.get(end - 1) == Some(&b'\r') {
@@ -296,9 +291,10 @@ impl<'a> HeaderIter<'a> {
         }
         // Name, optional SP/HT, colon. A known name is validated by the comparison in
         // `classify`; only unknown names need their bytes checked against `token`.
-        let colon = match self.colon.find(self.buf, start) {
-            Some(c) if c < end => c,
-            _ => return Err(WireError::MalformedHeaderLine),
+        // Names are short: a word-at-a-time search finds the colon in a step or two.
+        let colon = match swar::find(b':', &self.buf[start..end]) {
+            Some(c) => start + c,
+            None => return Err(WireError::MalformedHeaderLine),
         };
         let mut name = &self.buf[start..colon];
         while let [rest @ .., b' ' | b'\t'] = name {

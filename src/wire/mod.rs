@@ -10,7 +10,6 @@ mod error;
 mod header;
 mod salvage;
 mod start_line;
-mod structure;
 mod swar;
 mod usual;
 pub(crate) mod value;
@@ -132,11 +131,12 @@ impl<'a> Via<'a> {
     /// assert_eq!(via.response_destination(), "192.0.2.7:40000".parse().ok());
     /// ```
     pub fn response_destination(&self) -> Option<std::net::SocketAddr> {
-        let text = |b: &[u8]| {
-            std::str::from_utf8(b)
+        let text = |b: &[u8]| match value::ipv4(b) {
+            Some(v4) => Some(std::net::IpAddr::V4(v4)),
+            None => std::str::from_utf8(b)
                 .ok()?
                 .parse::<std::net::IpAddr>()
-                .ok()
+                .ok(),
         };
         let ip = match self.received {
             Some(received) => text(received)?,
