@@ -286,21 +286,22 @@ pub(crate) fn cseq(value: &[u8]) -> CSeqValue<'_> {
 
 /// Decimal digits to a number; `None` if empty, not all digits, or over 18 significant digits.
 fn decimal_digits(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+    if digits.is_empty() {
         return None;
     }
-    let significant = match digits.iter().position(|&b| b != b'0') {
-        Some(i) => &digits[i..],
-        None => return Some(0),
-    };
-    if significant.len() > 18 {
-        return None;
+    // One pass: leading zeros are not significant, so they never count toward the 18.
+    let (mut n, mut significant) = (0u64, 0usize);
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        significant += usize::from(significant > 0 || d != b'0');
+        if significant > 18 {
+            return None;
+        }
+        n = n * 10 + u64::from(d - b'0');
     }
-    Some(
-        significant
-            .iter()
-            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
-    )
+    Some(n)
 }
 
 /// A dotted-quad IPv4 address as the standard library reads one (four decimal octets up to
@@ -596,5 +597,10 @@ mod tests {
         assert_eq!(decimal(b"-999"), None);
         assert_eq!(decimal(b"1 2"), None);
         assert_eq!(decimal(b"9999999999999999999"), None);
+        assert_eq!(decimal(b"00000000000000000000000000001"), Some(1));
+        assert_eq!(
+            decimal(b"999999999999999999"),
+            Some(999_999_999_999_999_999)
+        );
     }
 }
