@@ -10,7 +10,7 @@ mod support;
 
 use std::hint::black_box;
 
-use criterion::Criterion;
+use criterion::{BenchmarkId, Criterion};
 use rsip::prelude::*;
 use sipdialog::wire::MessageView;
 use support::calls;
@@ -42,10 +42,10 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group(GROUP);
     for (name, bytes) in &messages {
         println!("{name}: {} bytes", bytes.len());
-        g.bench_function(format!("{name}/sipdialog"), |b| {
+        g.bench_function(BenchmarkId::new(*name, "sipdialog"), |b| {
             b.iter(|| scan_view(black_box(bytes)))
         });
-        g.bench_function(format!("{name}/rsip"), |b| {
+        g.bench_function(BenchmarkId::new(*name, "rsip"), |b| {
             b.iter(|| rsip_scan(black_box(bytes)))
         });
     }
