@@ -272,12 +272,7 @@ impl RouteTally {
     fn add(&mut self, value: &[u8]) {
         self.lines += 1;
         self.bytes = self.bytes.saturating_add(value.len() as u32);
-        // A vector search's setup costs more than a short value: count those a byte at a time.
-        let commas = match value.len() {
-            0..=64 => value.iter().filter(|&&b| b == b',').count(),
-            _ => memchr::memchr_iter(b',', value).count(),
-        };
-        self.commas += commas as u32;
+        self.commas += memchr::memchr_iter(b',', value).count() as u32;
     }
 }
 
@@ -317,6 +312,7 @@ struct Raw<'a> {
     content_length: Option<&'a [u8]>,
     cold: ColdHeaders<'a>,
     routes: Routes,
+    via_lines: u32,
 }
 
 impl<'a> Raw<'a> {
@@ -324,7 +320,7 @@ impl<'a> Raw<'a> {
         match h.kind {
             HeaderName::RecordRoute => self.routes.record_route.add(h.value),
             HeaderName::Route => self.routes.route.add(h.value),
-            HeaderName::Via => *self.routes.via_lines.get_or_insert(0) += 1,
+            HeaderName::Via => self.via_lines += 1,
             _ => {}
         }
         let (slot, unique) = match h.kind {
@@ -486,7 +482,7 @@ impl<'a> MessageView<'a> {
             body: (body_start, body_end),
             cold: raw.cold,
             routes: Routes {
-                via_lines: Some(raw.routes.via_lines.unwrap_or(0)),
+                via_lines: Some(raw.via_lines),
                 ..raw.routes
             },
             decoded_via: None,

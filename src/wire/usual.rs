@@ -7,18 +7,7 @@
 
 use super::header::{is_param_value_byte, is_token_byte};
 use super::swar;
-use super::value::{lws_prefix, ViaValue};
-
-/// The length of the run of `value` from `at` whose bytes satisfy `pred`.
-#[inline(always)]
-fn run(value: &[u8], at: usize, pred: impl Fn(u8) -> bool) -> usize {
-    value
-        .get(at..)
-        .unwrap_or_default()
-        .iter()
-        .position(|&b| !pred(b))
-        .unwrap_or(value.len().saturating_sub(at))
-}
+use super::value::{lws_prefix, Cursor, ViaValue};
 
 /// The tag of `<uri>`, `<uri>;tag=token` and the same after a quoted display name without
 /// escapes (`Ok` of `value::tag_param`).
@@ -57,62 +46,49 @@ pub(super) fn tag_param(value: &[u8]) -> Option<Option<&[u8]>> {
 /// by the end of the value or a comma (`Ok` of `value::via`).
 #[inline]
 pub(super) fn via(value: &[u8]) -> Option<ViaValue<'_>> {
-    let mut at = lws_prefix(value);
-    if !value.get(at..)?.starts_with(b"SIP/2.0/") {
+    let mut c = Cursor::new(value);
+    c.skip_lws();
+    if !b"SIP/2.0/".iter().all(|&b| c.eat(b))
+        || c.take_while(is_token_byte).is_empty()
+        || !c.eat(b' ')
+    {
         return None;
     }
-    at += 8;
-    let transport = run(value, at, is_token_byte);
-    if transport == 0 || value.get(at + transport) != Some(&b' ') {
+    let start = c.position();
+    if c.take_while(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        .is_empty()
+    {
         return None;
     }
-    at += transport + 1;
-    let start = at;
-    let host = run(value, at, |b| {
-        b.is_ascii_alphanumeric() || b == b'-' || b == b'.'
-    });
-    if host == 0 {
+    if c.eat(b':') && c.take_while(|b| b.is_ascii_digit()).is_empty() {
         return None;
-    }
-    at += host;
-    if value.get(at) == Some(&b':') {
-        let port = run(value, at + 1, |b| b.is_ascii_digit());
-        if port == 0 {
-            return None;
-        }
-        at += 1 + port;
     }
     let mut via = ViaValue {
-        sent_by: &value[start..at],
+        sent_by: &value[start..c.position()],
         branch: None,
         received: None,
         rport: None,
-        end: at,
+        end: c.position(),
     };
     loop {
-        match value.get(at) {
-            None | Some(b',') => return Some(via),
-            Some(b';') => at += 1,
-            Some(_) => return None,
+        if !c.eat(b';') {
+            return match c.peek() {
+                None | Some(b',') => Some(via),
+                Some(_) => None,
+            };
         }
-        let name_len = run(value, at, is_token_byte);
-        if name_len == 0 {
+        let name = c.take_while(is_token_byte);
+        if name.is_empty() {
             return None;
         }
-        let name = &value[at..at + name_len];
-        at += name_len;
-        let param = match value.get(at) {
-            Some(b'=') => {
-                let len = run(value, at + 1, is_param_value_byte);
-                if len == 0 {
-                    return None;
-                }
-                at += 1 + len;
-                Some(&value[at - len..at])
-            }
-            _ => None,
+        let param = match c.eat(b'=') {
+            true => match c.take_while(is_param_value_byte) {
+                [] => return None,
+                v => Some(v),
+            },
+            false => None,
         };
-        via.end = at;
+        via.end = c.position();
         // As the careful reader: each of these at most once, branch a token, received valued.
         if name.eq_ignore_ascii_case(b"branch") {
             match param {

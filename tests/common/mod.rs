@@ -132,25 +132,30 @@ pub fn invite_with_sdp(call_id: &str, from_tag: &str, branch: u64) -> Vec<u8> {
          a=fmtp:101 0-16\r\n\
          a=ptime:20\r\n\
          a=sendrecv\r\n";
-    format!(
-        "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK{branch:016x}.1\r\n\
-         Via: SIP/2.0/UDP 198.51.100.7:5060;received=198.51.100.7;rport=5060;branch=z9hG4bK{branch:016x}\r\n\
-         Record-Route: <sip:192.0.2.1;lr>\r\n\
-         Max-Forwards: 69\r\n\
-         From: \"Alice\" <sip:alice@atlanta.example.com>;tag={from_tag}\r\n\
-         To: <sip:bob@biloxi.example.com>\r\n\
-         Call-ID: {call_id}\r\n\
-         CSeq: 1 INVITE\r\n\
-         Contact: <sip:alice@198.51.100.7:5060;transport=udp>\r\n\
-         Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER\r\n\
-         Supported: replaces, timer\r\n\
-         User-Agent: softphone/1.0\r\n\
-         Content-Type: application/sdp\r\n\
-         Content-Length: {len}\r\n\r\n{sdp}",
-        len = sdp.len()
-    )
-    .into_bytes()
+    // The softphone's INVITE as the proxy in front forwards it: its Via on top, the
+    // softphone's stamped below it, its Record-Route, one hop less; then the offer.
+    String::from_utf8(initial_invite(call_id, from_tag, branch))
+        .expect("ASCII")
+        .replacen(";rport;", ";received=198.51.100.7;rport=5060;", 1)
+        .replacen(
+            "Via: ",
+            &format!("Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK{branch:016x}.1\r\nVia: "),
+            1,
+        )
+        .replacen(
+            "Max-Forwards: 70\r\n",
+            "Record-Route: <sip:192.0.2.1;lr>\r\nMax-Forwards: 69\r\n",
+            1,
+        )
+        .replacen(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            ),
+            1,
+        )
+        .into_bytes()
 }
 
 /// A caller (alice, UAC) and a callee (bob, UAS) manager for 4 096 dialogs each, with their
