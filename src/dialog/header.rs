@@ -1,6 +1,6 @@
 //! The few header-value operations dialog creation needs beyond what the scanner extracts.
 
-use memchr::memchr;
+use memchr::{memchr, memrchr};
 
 pub(crate) use crate::wire::trim_lws as trim;
 
@@ -121,8 +121,24 @@ pub fn without_tag(value: &[u8]) -> (&[u8], &[u8]) {
     (value, &[])
 }
 
-/// The position of the `>` closing a name-addr, outside any quoted display name.
+/// The position of the `>` closing a name-addr, outside any quoted display name. Only the
+/// bytes up to the last quote need the quote-aware walk: past it nothing is quoted (or, in an
+/// unterminated string, everything is), so a reverse search finishes the job.
 fn last_angle(value: &[u8]) -> Option<usize> {
+    let (tail_from, found) = match memrchr(b'"', value) {
+        None => (0, None),
+        Some(last_quote) => match last_angle_walk(value.get(..=last_quote).unwrap_or_default()) {
+            (true, found) => return found,
+            (false, found) => (last_quote + 1, found),
+        },
+    };
+    let tail = value.get(tail_from..).unwrap_or_default();
+    memrchr(b'>', tail).map(|i| tail_from + i).or(found)
+}
+
+/// Walks `value` byte by byte: whether it ends inside a quoted string, and the last `>`
+/// outside one.
+fn last_angle_walk(value: &[u8]) -> (bool, Option<usize>) {
     let (mut quoted, mut escaped) = (false, false);
     let mut found = None;
     for (i, &b) in value.iter().enumerate() {
@@ -134,5 +150,35 @@ fn last_angle(value: &[u8]) -> Option<usize> {
             _ => {}
         }
     }
-    found
+    (quoted, found)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{last_angle, last_angle_walk};
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+        /// The reverse search past the last quote finds what a walk of the whole value finds.
+        #[test]
+        fn last_angle_agrees_with_the_walk(
+            value in proptest::collection::vec(
+                prop_oneof![Just(b'"'), Just(b'\\'), Just(b'>'), Just(b'<'), Just(b'a')],
+                0..24,
+            )
+        ) {
+            prop_assert_eq!(last_angle(&value), last_angle_walk(&value).1);
+        }
+    }
+
+    #[test]
+    fn angles_inside_a_display_name_do_not_count() {
+        assert_eq!(last_angle(b"\"a>b\" <sip:x>"), Some(12));
+        assert_eq!(last_angle(b"\"a\\\">\" <sip:x"), None);
+        assert_eq!(last_angle(b"\"open <sip:x>"), None);
+        assert_eq!(last_angle(b"<sip:x>;p=\">\""), Some(6));
+    }
 }

@@ -867,9 +867,24 @@ impl<'a> MessageView<'a> {
     /// assert_eq!(rr, [&b"<sip:p1;lr>"[..], b"<sip:p2;lr>", b"<sip:p3;lr>"]);
     /// ```
     pub fn values(&self, name: HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers()
-            .filter(move |h| h.kind == name)
-            .flat_map(|h| ValueList::new(h.value))
+        // The scan tallied Record-Route and Route lines and kept the first: a message with
+        // at most one such line needs no second walk of its headers.
+        let (tally, first) = match name {
+            HeaderName::RecordRoute => (Some(self.routes.record_route), self.cold.record_route),
+            HeaderName::Route => (Some(self.routes.route), self.cold.route),
+            _ => (None, None),
+        };
+        let known = tally.filter(|t| t.lines <= 1).map(|_| first);
+        let walk = known.is_none().then(|| {
+            self.headers()
+                .filter(move |h| h.kind == name)
+                .flat_map(|h| ValueList::new(h.value))
+        });
+        known
+            .flatten()
+            .into_iter()
+            .flat_map(ValueList::new)
+            .chain(walk.into_iter().flatten())
     }
 }
 

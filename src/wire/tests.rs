@@ -251,3 +251,37 @@ To: <sip:c@d>\r\nRecord-Route: <sip:p3;lr>\r\nRoute: <sip:r1;lr>\r\nCSeq: 1 INVI
     assert_eq!(view.route_tally(HeaderName::Route).lines, 1);
     assert_eq!(view.route_tally(HeaderName::Via), Default::default());
 }
+
+#[test]
+fn route_values_read_without_a_walk_equal_the_walk() {
+    let walked = |view: &MessageView<'_>, name: HeaderName| -> Vec<Vec<u8>> {
+        view.headers()
+            .filter(|h| h.kind == name)
+            .flat_map(|h| ValueList::new(h.value))
+            .map(<[u8]>::to_vec)
+            .collect()
+    };
+    let base = "INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nCall-ID: c\r\n\
+From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCSeq: 1 INVITE\r\n";
+    for routes in [
+        "",
+        "Record-Route: <sip:p1;lr>\r\n",
+        "Record-Route: <sip:p1;lr>, \"a,b\" <sip:p2;lr>\r\nRoute: <sip:r1>\r\n",
+        "Record-Route: <sip:p1;lr>\r\n\t, <sip:p2;lr>\r\nRoute: <sip:r1>\r\nRoute: <sip:r2>\r\n",
+        "Record-Route: <sip:p1;lr>\r\nRoute: <sip:r1>\r\nRecord-Route: <sip:p3;lr>\r\n",
+    ] {
+        let msg = format!("{base}{routes}\r\n");
+        let view = MessageView::parse(msg.as_bytes()).unwrap();
+        for name in [HeaderName::RecordRoute, HeaderName::Route] {
+            let values: Vec<Vec<u8>> = view.values(name).map(<[u8]>::to_vec).collect();
+            assert_eq!(values, walked(&view, name), "{routes:?} {name:?}");
+        }
+    }
+    let one = MessageView::parse(
+        format!("{base}Record-Route: <sip:p1;lr>,<sip:p2;lr>\r\n\r\n").as_bytes(),
+    )
+    .unwrap()
+    .values(HeaderName::RecordRoute)
+    .count();
+    assert_eq!(one, 2);
+}
