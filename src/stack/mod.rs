@@ -341,16 +341,22 @@ fn transact_request(
     src: SocketAddr,
     now: u64,
 ) -> Option<Received> {
-    let to = view
-        .top_via()
-        .ok()
-        .flatten()
-        .and_then(|via| via.response_destination())
-        .unwrap_or(src);
-    let received = match txns.on_request(view, to, Transport::Unreliable, now, transmits) {
+    // Where answers go (RFC 3261 §18.2.2): a new transaction worked it out from the stamped
+    // Via already; anything else reads it here.
+    let reply_to = |view: &MessageView<'_>| {
+        view.top_via()
+            .ok()
+            .flatten()
+            .and_then(|via| via.response_destination())
+            .unwrap_or(src)
+    };
+    let received = match txns.on_request(view, src, Transport::Unreliable, now, transmits) {
         Ok(received) => received,
         Err(TxnError::Full) => {
-            out.answering(Some(Answering { txn: None, to }));
+            out.answering(Some(Answering {
+                txn: None,
+                to: reply_to(view),
+            }));
             let error = SecurityError::TooManyTransactions;
             if manager.refuse_request(view, error, out).is_ok() {
                 counters.rejected.fetch_add(1, Ordering::Relaxed);
@@ -365,6 +371,10 @@ fn transact_request(
     let txn = match received {
         Received::New(txn) | Received::Cancel { cancel: txn, .. } => Some(txn),
         _ => None,
+    };
+    let to = match txn.and_then(|txn| txns.peer(txn)) {
+        Some(peer) => peer,
+        None => reply_to(view),
     };
     out.answering(Some(Answering { txn, to }));
     Some(received)
