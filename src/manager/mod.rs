@@ -374,6 +374,9 @@ pub struct DialogManager {
     config: ManagerConfig,
     /// The random per-manager prefix of branch parameters.
     branch_prefix: Tag,
+    /// Where the sent-by lies in our Via (`config.via`), decoded once: `None` when it does not
+    /// decode as a Via, and then every INVITE we start is refused as malformed.
+    own_sent_by: Option<(usize, usize)>,
     /// State of the generator behind glare back-off (jitter, not a secret).
     jitter: AtomicU64,
     /// Transfers in progress, only for dialogs that have one.
@@ -393,6 +396,20 @@ pub trait EndHook: Send + Sync {
     /// dialog, on the thread that ended it, with no lock of the manager's held; it must not
     /// block.
     fn dialog_ended(&self, dialog: DialogHandle, reason: TerminationReason);
+}
+
+/// Bytes of `config.via` our Via keeps (the branch needs the rest of its 128).
+const OWN_VIA_MAX: usize = 80;
+
+/// Where the sent-by lies in our Via as [`DialogManager::via_with`] writes it (offsets in
+/// `via`), or `None` when it does not decode as a Via with a branch appended.
+fn own_sent_by(via: &[u8]) -> Option<(usize, usize)> {
+    let head = via.get(..via.len().min(OWN_VIA_MAX))?;
+    let probe = [head, b";branch=z9hG4bK0"].concat();
+    let decoded = crate::wire::value::via(&probe).ok()?;
+    let start = (decoded.sent_by.as_ptr() as usize).checked_sub(probe.as_ptr() as usize)?;
+    let end = start + decoded.sent_by.len();
+    (end <= head.len() && decoded.branch == Some(&b"z9hG4bK0"[..])).then_some((start, end))
 }
 
 impl std::fmt::Debug for DialogManager {
@@ -423,6 +440,7 @@ impl DialogManager {
             pending_bytes: CachePadded::new(AtomicUsize::new(0)),
             security: Security::new(config.policy.clone()),
             timers: Timers::new(),
+            own_sent_by: own_sent_by(&config.via),
             config,
             branch_prefix,
             jitter: AtomicU64::new(seed),
@@ -586,6 +604,14 @@ impl DialogManager {
         self.via_with(owner, &unique, buf)
     }
 
+    /// The branch and sent-by of `via`, a Via [`DialogManager::via_with`] wrote: read from
+    /// where it put them, not decoded again.
+    fn own_via_fields<'v>(&self, via: &'v [u8]) -> Option<(&'v [u8], &'v [u8])> {
+        let (start, end) = self.own_sent_by?;
+        let branch_at = self.config.via.len().min(OWN_VIA_MAX) + b";branch=".len();
+        Some((via.get(branch_at..)?, via.get(start..end)?))
+    }
+
     /// Our Via with the branch `z9hG4bK` + prefix + `owner` (four hex digits, the
     /// [`Outbox::owner`] it is written into) + `unique`.
     fn via_with(&self, owner: u16, unique: &[u8], buf: &mut [u8; 128]) -> usize {
@@ -597,7 +623,7 @@ impl DialogManager {
             }
             len = end;
         };
-        put(&self.config.via[..self.config.via.len().min(80)]);
+        put(&self.config.via[..self.config.via.len().min(OWN_VIA_MAX)]);
         put(b";branch=z9hG4bK");
         put(self.branch_prefix.as_bytes());
         let mut hex = [0u8; 4];

@@ -502,3 +502,36 @@ m: <sip:a@192.0.2.1>\r\nm: <sip:second@192.0.2.1>\r\nContent-Length: 0\r\n\r\n";
     let vias: Vec<_> = view.values(Via).collect();
     assert_eq!(vias.len(), 3);
 }
+
+#[test]
+fn our_via_fields_are_where_a_decode_finds_them() {
+    let long = format!("SIP/2.0/UDP {}.example:5060", "h".repeat(90));
+    for via in [
+        "SIP/2.0/UDP 192.0.2.1:5060",
+        "SIP/2.0/UDP 192.0.2.1",
+        "SIP/2.0/UDP [2001:db8::1]:5070;rport",
+        "SIP/2.0/TCP  host.example ; maddr=192.0.2.9",
+        &long,
+    ] {
+        let manager = DialogManager::new(ManagerConfig {
+            via: via.as_bytes().into(),
+            ..ManagerConfig::default()
+        })
+        .unwrap();
+        let mut buf = [0u8; 128];
+        let len = manager.via_with(7, &[b'u'; 17], &mut buf);
+        let written = &buf[..len];
+        let decoded = crate::wire::value::via(written);
+        let expected = decoded
+            .ok()
+            .map(|v| (v.branch.unwrap_or_default(), v.sent_by));
+        assert_eq!(manager.own_via_fields(written), expected, "{via}");
+    }
+    // Ours already names a branch: no INVITE of ours could be matched, so none is written.
+    let manager = DialogManager::new(ManagerConfig {
+        via: b"SIP/2.0/UDP h;branch=z9hG4bKx"[..].into(),
+        ..ManagerConfig::default()
+    })
+    .unwrap();
+    assert_eq!(manager.own_sent_by, None);
+}
