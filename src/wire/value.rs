@@ -459,22 +459,13 @@ impl<'a> Iterator for ValueList<'a> {
             if self.rest.is_empty() {
                 return None;
             }
-            let (mut quoted, mut angle, mut escaped) = (false, false, false);
-            let mut split = self.rest.len();
-            for (i, &b) in self.rest.iter().enumerate() {
-                match b {
-                    _ if escaped => escaped = false,
-                    b'\\' if quoted => escaped = true,
-                    b'"' => quoted = !quoted,
-                    b'<' if !quoted => angle = true,
-                    b'>' if !quoted => angle = false,
-                    b',' if !quoted && !angle => {
-                        split = i;
-                        break;
-                    }
-                    _ => {}
-                }
-            }
+            // A comma before any quote or `<` ends the element: nothing before it can hide
+            // it. Otherwise the walk that tracks quotes and angle brackets decides.
+            let split = match memchr::memchr3(b'"', b'<', b',', self.rest) {
+                None => self.rest.len(),
+                Some(i) if self.rest[i] == b',' => i,
+                Some(_) => element_end(self.rest),
+            };
             let element = trim_lws(&self.rest[..split]);
             self.rest = self.rest.get(split + 1..).unwrap_or(&[]);
             if !element.is_empty() {
@@ -484,10 +475,54 @@ impl<'a> Iterator for ValueList<'a> {
     }
 }
 
+/// Where the first list element of `value` ends: its first comma outside quoted strings and
+/// `<...>`, or the end.
+fn element_end(value: &[u8]) -> usize {
+    let (mut quoted, mut angle, mut escaped) = (false, false, false);
+    for (i, &b) in value.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => angle = true,
+            b'>' if !quoted => angle = false,
+            b',' if !quoted && !angle => return i,
+            _ => {}
+        }
+    }
+    value.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+        /// The comma search that skips the walk splits a list as the walk alone does.
+        #[test]
+        fn value_list_splits_as_the_walk_does(
+            value in proptest::collection::vec(
+                prop_oneof![Just(b'"'), Just(b'\\'), Just(b'<'), Just(b'>'), Just(b','),
+                    Just(b' '), Just(b'a')],
+                0..24,
+            )
+        ) {
+            let mut walked = Vec::new();
+            let mut rest = &value[..];
+            while !rest.is_empty() {
+                let split = element_end(rest);
+                let element = trim_lws(&rest[..split]);
+                if !element.is_empty() {
+                    walked.push(element);
+                }
+                rest = rest.get(split + 1..).unwrap_or(&[]);
+            }
+            prop_assert_eq!(ValueList::new(&value).collect::<Vec<_>>(), walked);
+        }
+    }
 
     proptest! {
         #[test]
