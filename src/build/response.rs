@@ -153,6 +153,19 @@ impl<'a> Copied<'a> {
         };
         let vias = view.via_lines().map(|n| n as usize);
         let rrs = view.route_tally(HeaderName::RecordRoute).lines as usize;
+        // One Via line and at most one Record-Route line: the scan kept each of them, so no
+        // walk at all.
+        if !timestamp && vias == Some(1) && (!record_route || rrs <= 1) {
+            if let Some(via) = view.top_via_raw() {
+                c.via.push(via);
+                c.from = Some(view.raw_from());
+                c.to = Some(view.raw_to());
+                if record_route {
+                    c.record_route.extend(view.record_route());
+                }
+                return c;
+            }
+        }
         let done = |c: &Copied<'_>| {
             !timestamp
                 && vias == Some(c.via.len())

@@ -328,6 +328,8 @@ impl InviteCopy {
             uri: self.get(self.request_uri),
             headers: (f.headers_start as usize, self.bytes.len()),
             call_id: self.get(f.call_id),
+            from: self.get(self.from),
+            to: self.get(self.to),
             from_tag: opt(f.from_tag),
             to_tag: opt(f.to_tag),
             cseq: CSeq {

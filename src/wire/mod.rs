@@ -181,6 +181,9 @@ pub struct MessageView<'a> {
     headers: (usize, usize),
     max_line: usize,
     call_id: &'a [u8],
+    /// The From and To values as written (a response copies them).
+    from: &'a [u8],
+    to: &'a [u8],
     from_tag: Option<&'a [u8]>,
     to_tag: Option<&'a [u8]>,
     cseq: CSeq<'a>,
@@ -219,6 +222,8 @@ pub(crate) struct OwnRequest<'a> {
     /// From the first header line to the end of the blank line.
     pub headers: (usize, usize),
     pub call_id: &'a [u8],
+    pub from: &'a [u8],
+    pub to: &'a [u8],
     pub from_tag: Option<&'a [u8]>,
     pub to_tag: Option<&'a [u8]>,
     pub cseq: CSeq<'a>,
@@ -473,6 +478,8 @@ impl<'a> MessageView<'a> {
             headers: (headers_start, body_start),
             max_line: limits.max_line,
             call_id,
+            from,
+            to,
             from_tag,
             to_tag,
             cseq,
@@ -501,6 +508,8 @@ impl<'a> MessageView<'a> {
             uri,
             headers,
             call_id,
+            from,
+            to,
             from_tag,
             to_tag,
             cseq,
@@ -523,6 +532,8 @@ impl<'a> MessageView<'a> {
             headers,
             max_line: ScanLimits::DEFAULT.max_line,
             call_id,
+            from,
+            to,
             from_tag,
             to_tag,
             cseq,
@@ -621,6 +632,8 @@ impl<'a> MessageView<'a> {
             headers: (offset(self.headers.0)?, offset(self.headers.1)?),
             max_line: self.max_line,
             call_id: map(self.call_id)?,
+            from: map(self.from)?,
+            to: map(self.to)?,
             from_tag: opt(self.from_tag)?,
             to_tag: opt(self.to_tag)?,
             cseq: CSeq {
@@ -690,6 +703,16 @@ impl<'a> MessageView<'a> {
     /// The Call-ID, LWS-trimmed.
     pub fn call_id(&self) -> &'a [u8] {
         self.call_id
+    }
+
+    /// The From value as written (LWS around it included): what a response copies.
+    pub(crate) fn raw_from(&self) -> &'a [u8] {
+        self.from
+    }
+
+    /// The To value as written (LWS around it included): what a response copies.
+    pub(crate) fn raw_to(&self) -> &'a [u8] {
+        self.to
     }
 
     /// The From tag, exactly as written.

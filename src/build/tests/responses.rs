@@ -243,3 +243,40 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(v.to_tag(), tag);
     }
 }
+
+#[test]
+fn a_response_to_a_one_via_request_copies_what_the_scan_kept() {
+    // One Via, one Record-Route line with two entries, From and To folded: read from what the
+    // scan kept, the copies must be what the header lines say, with or without a Timestamp
+    // (which makes the builder walk).
+    for timestamp in ["", "Timestamp: 54\r\n"] {
+        let invite = format!(
+            "INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP a:5060;branch=z9hG4bK1;rport\r\n\
+From:  \"A\"\r\n <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n\
+Record-Route: <sip:p1;lr>,\r\n <sip:p2;lr>\r\n{timestamp}Content-Length: 0\r\n\r\n"
+        );
+        let req = view(invite.as_bytes());
+        let mut out = Vec::new();
+        let parts = ResponseParts {
+            contact: Some(&b"<sip:b@h>"[..]),
+            ..ResponseParts::default()
+        };
+        response(&req, 180, "", Some(b"t1"), &parts, &mut out).unwrap();
+        let v = view(&out);
+        for name in [HeaderName::Via, HeaderName::RecordRoute] {
+            assert_eq!(
+                values(&v, name),
+                values(&req, name),
+                "{name:?} {timestamp:?}"
+            );
+        }
+        let line = |m: &crate::wire::MessageView<'_>, kind| {
+            m.headers()
+                .find(|h| h.kind == kind)
+                .map(|h| h.value.to_vec())
+                .unwrap()
+        };
+        assert_eq!(line(&v, HeaderName::From), b" \"A\" <sip:a@h>;tag=1");
+        assert_eq!(line(&v, HeaderName::To), b" <sip:b@h>;tag=t1");
+    }
+}
