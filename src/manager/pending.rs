@@ -131,14 +131,47 @@ impl InviteCopy {
         // One walk over the headers collects what is kept (in message order: the order of
         // Via and of Record-Route entries is what matters); then one exact allocation.
         let mut kept: SmallVec<[(HeaderName, &[u8]); 16]> = SmallVec::new();
-        let mut contact_seen = false;
-        for header in invite.headers() {
-            let contact = header.kind == HeaderName::Contact;
-            if !KEPT.contains(&header.kind) || (contact && contact_seen) {
-                continue;
+        let (record_routes, routes) = invite.route_tallies();
+        // One line each of Via, Record-Route and Route at most: the scan kept every value
+        // the copy needs, so no walk (the order of different headers means nothing).
+        let scanned = match (invite.top_via_raw(), invite.raw_cseq()) {
+            (Some(via), Some(cseq))
+                if invite.via_lines() == Some(1)
+                    && record_routes.lines <= 1
+                    && routes.lines <= 1 =>
+            {
+                let optional = [
+                    (HeaderName::Route, invite.route()),
+                    (HeaderName::RecordRoute, invite.record_route()),
+                    (HeaderName::Contact, invite.contact()),
+                ];
+                let required = [
+                    (HeaderName::Via, via),
+                    (HeaderName::From, invite.raw_from()),
+                    (HeaderName::To, invite.raw_to()),
+                    (HeaderName::CallId, invite.call_id()),
+                    (HeaderName::CSeq, cseq),
+                ];
+                kept.extend(
+                    required
+                        .into_iter()
+                        .map(|(k, v)| (k, crate::wire::trim_lws(v))),
+                );
+                kept.extend(optional.into_iter().filter_map(|(k, v)| Some((k, v?))));
+                true
             }
-            contact_seen |= contact;
-            kept.push((header.kind, crate::wire::trim_lws(header.value)));
+            _ => false,
+        };
+        if !scanned {
+            let mut contact_seen = false;
+            for header in invite.headers() {
+                let contact = header.kind == HeaderName::Contact;
+                if !KEPT.contains(&header.kind) || (contact && contact_seen) {
+                    continue;
+                }
+                contact_seen |= contact;
+                kept.push((header.kind, crate::wire::trim_lws(header.value)));
+            }
         }
         let known = Known {
             from_tag: invite.from_tag(),
@@ -706,6 +739,62 @@ mod tests {
             view.content_length(),
             headers,
         )
+    }
+
+    /// The header lines a copy of `invite` must hold: the kept headers' values, trimmed, folds
+    /// made spaces, only the first Contact; sorted (their order across names means nothing).
+    fn kept_lines(invite: &MessageView<'_>) -> Vec<(HeaderName, Vec<u8>)> {
+        let mut contact_seen = false;
+        let mut lines: Vec<_> = invite
+            .headers()
+            .filter(|h| super::KEPT.contains(&h.kind))
+            .filter(|h| {
+                let first = !(h.kind == HeaderName::Contact && contact_seen);
+                contact_seen |= h.kind == HeaderName::Contact;
+                first
+            })
+            .map(|h| {
+                let value = crate::wire::trim_lws(h.value);
+                let unfolded = value
+                    .iter()
+                    .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b });
+                (h.kind, unfolded.collect::<Vec<u8>>())
+            })
+            .collect();
+        lines.sort_by_key(|(k, v)| (k.as_str(), v.clone()));
+        lines
+    }
+
+    /// A copy holds the lines a walk of the INVITE finds, and views as a scan of it does,
+    /// whether made from what the scan kept (one Via line, at most one Record-Route and one
+    /// Route line) or by a walk (more lines).
+    #[test]
+    fn a_copy_from_the_scan_holds_what_a_walk_finds() {
+        for extra in [
+            "",
+            "Record-Route: <sip:p1;lr>,\r\n <sip:p2;lr>\r\n",
+            "Route: <sip:r1;lr>\r\nm: <sip:a@h>\r\nContact: <sip:second@h>\r\n",
+            "f: \"A\"\r\n <sip:a@h>;tag=9\r\n",
+            // Two lines of a route header: the walk's business.
+            "Record-Route: <sip:p1;lr>\r\nRecord-Route: <sip:p2;lr>\r\n",
+            "Route: <sip:r1;lr>\r\nRoute: <sip:r2;lr>\r\n",
+        ] {
+            let from = if extra.starts_with("f:") {
+                ""
+            } else {
+                "From: <sip:a@h>;tag=1\r\n"
+            };
+            let text = format!(
+                "INVITE sip:b@h SIP/2.0\r\nv:  SIP/2.0/UDP a:5060;branch=z9hG4bK1 \r\n{from}\
+To: <sip:b@h>\r\ni: c1\r\nSubject: x\r\nCSeq:  7 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
+            );
+            let invite = MessageView::parse(text.as_bytes()).unwrap();
+            assert!(invite.raw_cseq().is_some() && invite.via_lines() == Some(1));
+            let copy = InviteCopy::new(&invite);
+            let scanned = MessageView::parse(&copy.bytes).unwrap();
+            assert_eq!(kept_lines(&scanned), kept_lines(&invite), "{extra:?}");
+            assert_eq!(shown(&copy.view().unwrap()), shown(&scanned), "{extra:?}");
+        }
     }
 
     /// The copy's view, made from spans, shows what a scan of the copy shows, for every

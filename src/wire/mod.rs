@@ -187,6 +187,8 @@ pub struct MessageView<'a> {
     from_tag: Option<&'a [u8]>,
     to_tag: Option<&'a [u8]>,
     cseq: CSeq<'a>,
+    /// The CSeq value as written, when scanned (a copy of an INVITE keeps it).
+    cseq_value: Option<&'a [u8]>,
     via: Option<&'a [u8]>,
     max_forwards: Option<u32>,
     content_length: Option<u32>,
@@ -483,6 +485,7 @@ impl<'a> MessageView<'a> {
             from_tag,
             to_tag,
             cseq,
+            cseq_value: raw.cseq,
             via: raw.via,
             max_forwards,
             content_length,
@@ -537,6 +540,7 @@ impl<'a> MessageView<'a> {
             from_tag,
             to_tag,
             cseq,
+            cseq_value: None,
             via,
             max_forwards: None,
             content_length: Some(0),
@@ -640,6 +644,7 @@ impl<'a> MessageView<'a> {
                 number: self.cseq.number,
                 method: map(self.cseq.method)?,
             },
+            cseq_value: opt(self.cseq_value)?,
             via: bytes.get(at..at + new_len),
             max_forwards: self.max_forwards,
             content_length: self.content_length,
@@ -708,6 +713,11 @@ impl<'a> MessageView<'a> {
     /// The From value as written (LWS around it included): what a response copies.
     pub(crate) fn raw_from(&self) -> &'a [u8] {
         self.from
+    }
+
+    /// The CSeq value as written, if this view was scanned (not of a copy we wrote).
+    pub(crate) fn raw_cseq(&self) -> Option<&'a [u8]> {
+        self.cseq_value
     }
 
     /// The To value as written (LWS around it included): what a response copies.
