@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use super::store::{Ending, Family};
+use super::store::{self, Ending, Family};
 use super::{Received, TimedOut, Transactions, Transmits, Transport, TxnError, TxnId, TxnState};
 use crate::wire::{MessageView, Method};
 
@@ -65,7 +65,7 @@ impl Transactions {
             // A branch is unique per request (§8.1.1.7): a second use is a caller's mistake.
             return Err(TxnError::WrongState);
         }
-        self.room(request.bytes.len())?;
+        self.room(store::capacity_for(request.bytes.len()))?;
         let (family, state) = match request.method {
             Method::Invite => (Family::Invite, TxnState::Calling),
             _ => (Family::NonInvite, TxnState::Trying),

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use super::store::{Ending, Family};
+use super::store::{self, Ending, Family};
 use super::{Received, TimedOut, Transactions, Transmits, Transport, TxnError, TxnId, TxnState};
 use crate::wire::{MessageView, Method};
 
@@ -147,8 +147,8 @@ impl Transactions {
         if !allowed {
             return Err(TxnError::WrongState);
         }
-        let (family, held) = (current.family, current.message.len());
-        self.room_for_bytes(bytes.len().saturating_sub(held))?;
+        let (family, held) = (current.family, current.message.capacity());
+        self.room_for_bytes(store::capacity_for(bytes.len()).saturating_sub(held))?;
         let mut buffer = self.store.buffer(bytes);
         let (t1, timeout) = (self.config.t1_ms, self.timeout());
         self.store

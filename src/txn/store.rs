@@ -61,8 +61,10 @@ impl Txn {
     }
 
     /// Bytes it holds.
+    /// The memory its messages hold: buffer capacities, not the bytes written, so that the
+    /// byte budget bounds what is really held.
     pub fn bytes(&self) -> usize {
-        self.message.len() + self.ack.len()
+        self.message.capacity() + self.ack.capacity()
     }
 
     /// Whether dropping it loses only the absorption of retransmissions, never an answer.
@@ -82,10 +84,29 @@ struct Slot {
     txn: Option<Txn>,
 }
 
-/// Spare message buffers kept, and the largest kept: steady traffic allocates nothing, a
-/// burst of large messages leaves nothing behind.
-const SPARE_BUFFERS: usize = 256;
+/// Message buffers come in power-of-two capacities from `SMALLEST_CLASS` to
+/// `SPARE_CAPACITY` (a held message wastes less than half its buffer; a larger message gets
+/// an exact one). Spares are kept per capacity, up to `SPARE_BYTES_PER_CLASS` of each (1 MiB
+/// in all): steady traffic allocates nothing and never grows a buffer, a burst of large
+/// messages leaves nothing behind.
+const SMALLEST_CLASS: usize = 512;
 const SPARE_CAPACITY: usize = 4_096;
+const CLASSES: usize = 4;
+const SPARE_BYTES_PER_CLASS: usize = 256 * 1024;
+
+/// The capacity of the buffer that holds a message of `len` bytes.
+pub(crate) fn capacity_for(len: usize) -> usize {
+    match len <= SPARE_CAPACITY {
+        true => len.max(SMALLEST_CLASS).next_power_of_two(),
+        false => len,
+    }
+}
+
+/// The spare stack a buffer of `capacity` goes back to, if any.
+fn class_of(capacity: usize) -> Option<usize> {
+    (capacity.is_power_of_two() && (SMALLEST_CLASS..=SPARE_CAPACITY).contains(&capacity))
+        .then(|| (capacity.trailing_zeros() - SMALLEST_CLASS.trailing_zeros()) as usize)
+}
 
 pub(crate) struct Store {
     slots: Vec<Slot>,
@@ -98,7 +119,7 @@ pub(crate) struct Store {
     evictable: VecDeque<(u32, u32)>,
     live: usize,
     bytes: usize,
-    spare: Vec<Vec<u8>>,
+    spare: [Vec<Vec<u8>>; CLASSES],
     /// The generation new slots start at: above every generation a token may still hold
     /// after the slab was given back.
     base_generation: u32,
@@ -118,7 +139,7 @@ impl Store {
             evictable: VecDeque::new(),
             live: 0,
             bytes: 0,
-            spare: Vec::new(),
+            spare: Default::default(),
             base_generation: 0,
         }
     }
@@ -131,20 +152,24 @@ impl Store {
         self.bytes
     }
 
-    /// A message buffer holding `bytes`, from the spares when one is left.
+    /// A message buffer holding `bytes`, of [`capacity_for`] its length: a spare when one of
+    /// that capacity is left.
     pub fn buffer(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let mut buf = self.spare.pop().unwrap_or_default();
+        let capacity = capacity_for(bytes.len());
+        let mut buf = class_of(capacity)
+            .and_then(|class| self.spare[class].pop())
+            .unwrap_or_else(|| Vec::with_capacity(capacity));
         buf.extend_from_slice(bytes);
         buf
     }
 
     pub fn recycle(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() > 0
-            && buf.capacity() <= SPARE_CAPACITY
-            && self.spare.len() < SPARE_BUFFERS
-        {
-            buf.clear();
-            self.spare.push(buf);
+        let capacity = buf.capacity();
+        if let Some(spares) = class_of(capacity).map(|class| &mut self.spare[class]) {
+            if (spares.len() + 1) * capacity <= SPARE_BYTES_PER_CLASS {
+                buf.clear();
+                spares.push(buf);
+            }
         }
     }
 

@@ -756,6 +756,55 @@ fn the_byte_budget_holds_and_refuses_what_does_not_fit() {
     assert!(out.is_empty());
 }
 
+/// The budget counts the buffers held, not the bytes written: small messages cannot hold
+/// more memory than it allows, however they reuse larger spare buffers.
+#[test]
+fn the_byte_budget_counts_buffer_capacity() {
+    let config = TxnConfig {
+        max_bytes: 16 * 1024,
+        ..TxnConfig::default()
+    };
+    let mut txns = Transactions::with_secret(config, [1; 16]).expect("valid config");
+    let mut out = Transmits::new();
+    // Spares of 4 KiB each, left by large requests that were answered and ended.
+    let big = vec![b'x'; 3_000];
+    for i in 0..3 {
+        let branch = format!("z9hG4bKbig{i}");
+        client(&mut txns, Method::Options, &big, &branch);
+    }
+    let (_, _) = run(&mut txns, ticks(0, 64 * T1 + 1));
+    assert!(txns.is_empty() && txns.bytes() == 0);
+    // Now 300-byte requests until the budget refuses one.
+    let small = vec![b'y'; 300];
+    let mut held = 0;
+    loop {
+        let branch = format!("z9hG4bKsmall{held}");
+        let sent = txns.request(
+            Request {
+                bytes: &small,
+                method: Method::Options,
+                method_token: b"OPTIONS",
+                branch: branch.as_bytes(),
+                to: far(),
+                transport: Transport::Unreliable,
+            },
+            0,
+            &mut out,
+        );
+        match sent {
+            Ok(_) => held += 1,
+            Err(e) => {
+                assert_eq!(e, TxnError::Full);
+                break;
+            }
+        }
+        assert!(held <= 64, "no end to what the budget admits");
+    }
+    // Each holds a 512-byte buffer, counted as such.
+    assert_eq!(held, 16 * 1024 / 512);
+    assert_eq!(txns.bytes(), held * 512);
+}
+
 #[test]
 fn a_stale_token_never_reaches_a_reused_entry() {
     let mut txns = layer();
