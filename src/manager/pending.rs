@@ -272,10 +272,10 @@ impl InviteCopy {
             let whole = span(&bytes, start);
             // Canonical form: a fold's CR and LF become spaces (the same LWS, the same
             // offsets), so every line of the copy ends at its first LF.
-            for b in &mut bytes[start..] {
-                if matches!(*b, b'\r' | b'\n') {
-                    *b = b' ';
-                }
+            let mut at = start;
+            while let Some(i) = memchr::memchr2(b'\r', b'\n', &bytes[at..]) {
+                bytes[at + i] = b' ';
+                at += i + 1;
             }
             let first = |slot: &mut Option<Span>| {
                 slot.get_or_insert(whole);
