@@ -59,10 +59,7 @@ pub fn uri_hostport(uri: &[u8]) -> &[u8] {
     };
     let rest = &uri[scheme_end + 1..];
     // The host part ends at the first of ; ? > (parameters, headers, end of name-addr).
-    let end = rest
-        .iter()
-        .position(|b| matches!(b, b';' | b'?' | b'>'))
-        .unwrap_or(rest.len());
+    let end = memchr::memchr3(b';', b'?', b'>', rest).unwrap_or(rest.len());
     let hostport = &rest[..end];
     match hostport.iter().rposition(|&b| b == b'@') {
         Some(at) => &hostport[at + 1..],

@@ -287,16 +287,19 @@ macro_rules! finder {
 /// Request-URI (offsets within the message). The builder writes one request line, full header
 /// names and one Route entry per line, so a look for those is enough: no full scan.
 fn next_hop(message: &[u8]) -> Option<(usize, usize)> {
-    let head_end = finder!(b"\r\n\r\n").find(message)?;
-    let head = message.get(..head_end + 2)?;
-    let uri = match finder!(b"\r\nRoute:").find(head) {
+    // A Route line counts only before the blank line (a body may say anything): one search
+    // for the line, and one for the blank line only up to it when there is one.
+    let route = finder!(b"\r\nRoute:")
+        .find(message)
+        .filter(|&at| finder!(b"\r\n\r\n").find(&message[..at + 2]).is_none());
+    let uri = match route {
         Some(at) => {
-            let value = head.get(at + 8..)?;
+            let value = message.get(at + 8..)?;
             let end = finder!(b"\r\n").find(value)?;
             crate::dialog::contact_uri(value.get(..end)?)?
         }
         None => {
-            let line = head.get(..finder!(b"\r\n").find(head)?)?;
+            let line = message.get(..memchr(b'\n', message)?.checked_sub(1)?)?;
             let first = memchr(b' ', line)?;
             let last = memrchr(b' ', line)?;
             line.get(first + 1..last)?
@@ -308,7 +311,12 @@ fn next_hop(message: &[u8]) -> Option<(usize, usize)> {
 
 /// The branch of the first Via the builder wrote (`Via: …;branch=…` on one line).
 fn top_branch(message: &[u8]) -> Option<(usize, usize)> {
-    let via = finder!(b"\r\nVia: ").find(message)? + 2;
+    // Our Via is the first header line; anything else is searched for.
+    let second = memchr(b'\n', message)? + 1;
+    let via = match message.get(second..)?.starts_with(b"Via: ") {
+        true => second,
+        false => finder!(b"\r\nVia: ").find(message)? + 2,
+    };
     let line_end = via + finder!(b"\r\n").find(message.get(via..)?)?;
     let line = message.get(via..line_end)?;
     let start = via + finder!(b";branch=").find(line)? + b";branch=".len();
@@ -334,6 +342,10 @@ Via: SIP/2.0/UDP b;branch=z9hG4bKx2\r\n\r\n";
             top_branch(b"BYE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP a\r\n\r\n"),
             None
         );
+        // Not the first header line: searched for.
+        let later = b"BYE sip:b@h SIP/2.0\r\nMax-Forwards: 70\r\nVia: SIP/2.0/UDP a;branch=z9hG4bKl\r\n\r\n";
+        let (s, e) = top_branch(later).unwrap();
+        assert_eq!(&later[s..e], b"z9hG4bKl");
     }
 
     fn hop(message: &[u8]) -> Option<&[u8]> {

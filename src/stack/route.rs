@@ -40,30 +40,33 @@ pub fn uri_addr(uri: &[u8]) -> Option<SocketAddr> {
     host_port(crate::dialog::uri_hostport(uri), 5060)
 }
 
-/// `host[:port]` (IPv6 in brackets) as a socket address.
+/// `host[:port]` (IPv6 in brackets) as a socket address, read as bytes: a dotted quad in one
+/// pass, std's parser (costlier) for the rest.
 fn host_port(text: &[u8], default_port: u16) -> Option<SocketAddr> {
-    let text = std::str::from_utf8(text).ok()?.trim();
-    let (host, port) = if let Some(v6) = text.strip_prefix('[') {
-        let close = v6.find(']')?;
-        let port = v6[close + 1..].strip_prefix(':');
-        (&v6[..close], port)
-    } else {
-        match text.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (text, None),
+    let text = crate::wire::trim_lws(text);
+    let (host, port) = match text.strip_prefix(b"[") {
+        Some(v6) => {
+            let close = memchr::memchr(b']', v6)?;
+            (&v6[..close], v6[close + 1..].strip_prefix(b":"))
         }
+        None => match memchr::memrchr(b':', text) {
+            Some(colon) => (&text[..colon], Some(&text[colon + 1..])),
+            None => (text, None),
+        },
     };
     let port = match port {
-        Some(p) => p.parse().ok()?,
+        Some(p) if !p.is_empty() && p.iter().all(u8::is_ascii_digit) => {
+            std::str::from_utf8(p).ok()?.parse().ok()?
+        }
+        Some(_) => return None,
         None => default_port,
     };
-    let ip = if host.eq_ignore_ascii_case("localhost") {
+    let ip = if host.eq_ignore_ascii_case(b"localhost") {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
-        // A dotted quad in one pass; std's parser (costlier) for the rest.
-        match crate::wire::value::ipv4(host.as_bytes()) {
+        match crate::wire::value::ipv4(host) {
             Some(v4) => IpAddr::V4(v4),
-            None => host.parse().ok()?,
+            None => std::str::from_utf8(host).ok()?.parse().ok()?,
         }
     };
     Some(SocketAddr::new(ip, port))
@@ -84,6 +87,10 @@ mod tests {
         assert_eq!(a("sip:bob@example.com"), None);
         assert_eq!(a("sip:bob@192.0.2.300"), None);
         assert_eq!(a("sip:bob@010.0.0.1"), None);
+        assert_eq!(a("sip:bob@192.0.2.1:"), None);
+        assert_eq!(a("sip:bob@192.0.2.1:70000"), None);
+        assert_eq!(a("sip:bob@192.0.2.1:+5"), None);
+        assert_eq!(a("sip:[::1;lr"), None);
     }
 
     #[test]
