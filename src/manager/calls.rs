@@ -11,7 +11,7 @@ use super::pending::{self, InviteCopy, NewRecord, PendingInvite};
 use super::{DialogManager, InviteId, ManagerError, Outbox, Verdict};
 use crate::build::{self, BuildError, DialogParts, RequestParts};
 use crate::dialog::{Origin, Role};
-use crate::id::Tag;
+use crate::id::{CallId, Tag};
 use crate::refer::{write_replaces, Replaces};
 use crate::state::{DialogState, Event, StateError};
 use crate::table::{DialogHandle, TableError};
@@ -41,7 +41,7 @@ pub struct NewCall<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallStarted {
     /// The Call-ID chosen.
-    pub call_id: String,
+    pub call_id: CallId,
     /// Our From tag.
     pub from_tag: Tag,
     /// Its INVITE transaction, as [`super::Expiry::invite`] reports it.
@@ -162,10 +162,8 @@ impl Calls<'_> {
         now_ms: u64,
         out: &mut Outbox,
     ) -> Result<CallStarted, ManagerError> {
-        let random = |_| Tag::generate().map_err(|_| ManagerError::Random);
-        let (a, b) = (random(())?, random(())?);
-        let call_id = format!("{}{}", a.as_str(), b.as_str());
-        let from_tag = random(())?;
+        let call_id = CallId::generate().map_err(|_| ManagerError::Random)?;
+        let from_tag = Tag::generate().map_err(|_| ManagerError::Random)?;
         let mut replaces = Vec::new();
         let mut extra: SmallVec<[(&str, &[u8]); 2]> = SmallVec::new();
         if let Some(r) = call.replaces {
