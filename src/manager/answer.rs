@@ -63,12 +63,12 @@ impl DialogManager {
             let pending = self.uas_record(&view).ok_or(ManagerError::UnknownDialog)?;
             return self.answer_invite(&pending, &view, status, parts, now_ms, out, Mode::Write);
         }
-        let key = DialogKey::received(&view);
+        // Looked up once, for the check and for the answer's effect on the dialog.
+        let dialog = view
+            .to_tag()
+            .and_then(|_| self.dialogs.table.lookup(&DialogKey::received(&view)));
         // A success inside a dialog that has ended (or never was) would speak for no dialog.
-        if view.to_tag().is_some()
-            && (101..300).contains(&status)
-            && self.dialogs.table.lookup(&key).is_none()
-        {
+        if view.to_tag().is_some() && (101..300).contains(&status) && dialog.is_none() {
             return Err(ManagerError::UnknownDialog);
         }
         let parts = self.with_contact(method, status, parts);
@@ -76,7 +76,7 @@ impl DialogManager {
             let reason = build::reason_phrase(status);
             build::response(&view, status, reason, None, &parts, buf)
         })?;
-        Ok(self.in_dialog_answered(&key, method, status, now_ms))
+        Ok(dialog.and_then(|dialog| self.in_dialog_answered(dialog, method, status, now_ms)))
     }
 
     /// [`DialogManager::respond`] for a request kept with [`KeptRequest::new`] (answered
@@ -382,16 +382,15 @@ impl DialogManager {
         }
     }
 
-    /// Our answer to a request inside the dialog `key` names.
+    /// Our answer to a request inside `dialog`; `None` when the dialog has ended since.
     pub(crate) fn in_dialog_answered(
         &self,
-        key: &DialogKey<'_>,
+        dialog: DialogHandle,
         method: Method,
         status: u16,
         now_ms: u64,
     ) -> Option<DialogHandle> {
-        let dialog = self.dialogs.table.lookup(key)?;
-        let _ = self.dialogs.table.touch(dialog, now_ms);
+        self.dialogs.table.touch(dialog, now_ms).ok()?;
         if method == Method::Invite && status >= 200 {
             let _ = self.dialogs.table.transition(dialog, Event::EndInvite);
         }

@@ -41,14 +41,10 @@ impl DialogManager {
                         return self.invite_answer_sent(&pending, &view, status, now_ms);
                     }
                 }
-                Ok(
-                    self.in_dialog_answered(
-                        &DialogKey::sent(&view),
-                        request_method,
-                        status,
-                        now_ms,
-                    ),
-                )
+                let dialog = self.dialogs.table.lookup(&DialogKey::sent(&view));
+                Ok(dialog.and_then(|dialog| {
+                    self.in_dialog_answered(dialog, request_method, status, now_ms)
+                }))
             }
         }
     }
