@@ -57,6 +57,18 @@ impl ColdTable {
         (info.handle() == handle).then_some((entry, info))
     }
 
+    /// The entry of a live dialog whose info is installed, when only its deadlines are
+    /// wanted: checked as [`ColdTable::get`] checks it, without taking a reference to the info.
+    pub(crate) fn entry_of(&self, handle: DialogHandle) -> Option<&ColdEntry> {
+        let entry = self.entry(handle.index(), false)?;
+        let live = entry
+            .info
+            .load()
+            .as_ref()
+            .is_some_and(|info| info.handle() == handle);
+        live.then_some(entry)
+    }
+
     /// Installs a new dialog's info, resetting the slot's deadlines.
     pub(crate) fn install(&self, info: DialogInfo) -> Option<&ColdEntry> {
         let entry = self.entry(info.handle().index(), true)?;

@@ -230,7 +230,7 @@ impl Dialogs {
     /// A re-INVITE or UPDATE asks to move the remote target to its Contact: kept until we
     /// answer it (§12.2.2), replacing any earlier one still unanswered.
     pub(crate) fn propose_target(&self, dialog: DialogHandle, request: &MessageView<'_>) {
-        if let Some((entry, _)) = self.cold.get(dialog) {
+        if let Some(entry) = self.cold.entry_of(dialog) {
             let target = request.contact().and_then(contact_uri).map(Box::from);
             entry.pending_target.store(target.map(Arc::new));
         }

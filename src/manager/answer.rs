@@ -338,7 +338,7 @@ impl DialogManager {
             .transition(dialog, Event::ConfirmAwaitingAck)?;
         let setup_ms = now_ms.saturating_sub(pending.created_ms);
         self.count(|m| m.setup_completed(setup_ms));
-        if let Some((entry, _)) = self.dialogs.cold.get(dialog) {
+        if let Some(entry) = self.dialogs.cold.entry_of(dialog) {
             entry
                 .ack_deadline
                 .store(now_ms + 64 * self.config.t1_ms, Ordering::Relaxed);

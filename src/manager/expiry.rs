@@ -171,7 +171,7 @@ impl DialogManager {
     pub(crate) fn next_dialog_deadline(&self, dialog: DialogHandle) -> Option<u64> {
         let state = self.dialogs.table.state(dialog).ok()?;
         let (created, active) = self.dialogs.table.times(dialog).ok()?;
-        let (entry, _) = self.dialogs.cold.get(dialog)?;
+        let entry = self.dialogs.cold.entry_of(dialog)?;
         let c = &self.config;
         let flags = state.flags();
         let candidates = [

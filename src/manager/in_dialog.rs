@@ -153,7 +153,7 @@ impl DialogManager {
                     .into());
                 }
                 self.dialogs.table.transition(dialog, Event::BeginBye)?;
-                if let Some((entry, _)) = self.dialogs.cold.get(dialog) {
+                if let Some(entry) = self.dialogs.cold.entry_of(dialog) {
                     entry
                         .bye_deadline
                         .store(now_ms + 64 * self.config.t1_ms, Ordering::Relaxed);

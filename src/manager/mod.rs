@@ -674,7 +674,7 @@ impl DialogManager {
         let Some(at) = self.next_dialog_deadline(dialog) else {
             return;
         };
-        if let Some((entry, _)) = self.dialogs.cold.get(dialog) {
+        if let Some(entry) = self.dialogs.cold.entry_of(dialog) {
             let armed = entry.armed_at.load(Ordering::Relaxed);
             if armed == 0 || at < armed || armed <= now_ms {
                 entry.armed_at.store(at, Ordering::Relaxed);
@@ -698,8 +698,8 @@ impl DialogManager {
             Target::Dialog(dialog) => self
                 .dialogs
                 .cold
-                .get(dialog)
-                .is_some_and(|(entry, _)| entry.armed_at.load(Ordering::Relaxed) == at),
+                .entry_of(dialog)
+                .is_some_and(|entry| entry.armed_at.load(Ordering::Relaxed) == at),
             Target::Pending(key) => self
                 .pending
                 .pin()
