@@ -128,8 +128,9 @@ struct Known<'a> {
 impl InviteCopy {
     /// The copy of a received (or observed) INVITE.
     fn new(invite: &MessageView<'_>) -> InviteCopy {
-        // One walk over the headers collects what is kept (in message order: the order of
-        // Via and of Record-Route entries is what matters); then one exact allocation.
+        // What is kept comes from the scan, or else from one walk over the headers (in message
+        // order: the order of Via and of Record-Route entries is what matters); then one exact
+        // allocation.
         let mut kept: SmallVec<[(HeaderName, &[u8]); 16]> = SmallVec::new();
         let (record_routes, routes) = invite.route_tallies();
         // One line each of Via, Record-Route and Route at most: the scan kept every value

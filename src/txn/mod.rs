@@ -89,7 +89,9 @@ pub struct TxnConfig {
     pub t4_ms: u64,
     /// Transactions held at most.
     pub max_transactions: usize,
-    /// Bytes of messages (requests, responses, ACKs) held at most.
+    /// Bytes of message buffers (requests, responses, ACKs) held at most, counted by their
+    /// capacity (a power of two from 512 bytes to 4 KiB, exact above), not by the bytes
+    /// written: what the budget bounds is the memory held.
     pub max_bytes: usize,
     /// The longest an INVITE may wait for its final response after a provisional one, and a
     /// received request for the transaction user's final answer (ms). RFC 3261 leaves both
@@ -266,7 +268,7 @@ impl Transactions {
         self.store.len() == 0
     }
 
-    /// Bytes of messages held (within [`TxnConfig::max_bytes`]).
+    /// Bytes of message buffers held, by capacity (within [`TxnConfig::max_bytes`]).
     pub fn bytes(&self) -> usize {
         self.store.bytes()
     }

@@ -60,7 +60,6 @@ impl Txn {
         }
     }
 
-    /// Bytes it holds.
     /// The memory its messages hold: buffer capacities, not the bytes written, so that the
     /// byte budget bounds what is really held.
     pub fn bytes(&self) -> usize {
