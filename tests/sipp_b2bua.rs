@@ -273,3 +273,25 @@ fn relayed_calls_survive_packet_loss() {
         100,
     );
 }
+
+/// A callee that sends its 200 again (its first ACK lost) keeps its call: the B2BUA ACKs the
+/// repeat too and ends nothing, so the caller's BYE is relayed as usual. (Taking the repeat
+/// for an answer that came after we gave up ended both legs.)
+#[test]
+fn a_callees_repeated_2xx_is_acked_again_and_the_call_goes_on() {
+    let callee = Callee {
+        scenario: "callee_2xx_again",
+        port: 22381,
+        calls: CALLS,
+        extra: &[],
+    };
+    relay(
+        "b2bua_2xx_again",
+        22068,
+        "basic",
+        &[],
+        &[callee],
+        CALLS,
+        2 * CALLS,
+    );
+}

@@ -161,9 +161,12 @@ impl B2bua {
             .invite_id(view.call_id(), from_tag);
         let Some(call) = self.legs.outbound(ours) else {
             if let Verdict::Confirmed { dialog, cseq, .. } = verdict {
+                // The 2xx again (its sender missed our ACK): ACK it again, the call goes on.
                 // Answered after we gave up on it: take the call and end it at once.
                 let _ = io.shared.manager.ack(dialog, cseq, io.desk.out);
-                self.bye(io, dialog);
+                if self.legs.other(dialog).is_none() {
+                    self.bye(io, dialog);
+                }
             }
             return;
         };
