@@ -21,14 +21,7 @@ fn stamp_for(via: &ViaValue<'_>, source: SocketAddr) -> Option<(IpAddr, Option<u
         received: None,
         rport: None,
     };
-    let host = view.host();
-    let host_is_source = match crate::wire::value::ipv4(host) {
-        Some(v4) => IpAddr::V4(v4) == source.ip(),
-        None => std::str::from_utf8(host)
-            .ok()
-            .and_then(|h| h.parse::<IpAddr>().ok())
-            .is_some_and(|ip| ip == source.ip()),
-    };
+    let host_is_source = crate::wire::value::ip_addr(view.host()) == Some(source.ip());
     let rport = via.rport.is_some();
     if host_is_source && via.received.is_none() && via.rport.is_none() {
         return None;

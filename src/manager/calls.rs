@@ -202,23 +202,15 @@ impl Calls<'_> {
         })?;
         // Recorded as `on_sent` would, from the parts rather than by scanning what was written.
         let via = parts.via;
-        let top = self
-            .manager
-            .own_via_fields(via)
-            .ok_or(BuildError::InvalidValue { header: "Via" });
-        let recorded = top
-            .map_err(ManagerError::from)
-            .and_then(|(branch, sent_by)| {
+        let recorded = match self.manager.own_via_fields(via) {
+            Some((branch, sent_by)) => {
+                let fingerprinter = self.manager.dialogs.table.fingerprinter();
                 let record = NewRecord {
                     key: self
                         .manager
                         .pending_key(parties.call_id, parties.local_tag, Role::Uac),
                     role: Role::Uac,
-                    via: pending::via_key_of(
-                        self.manager.dialogs.table.fingerprinter(),
-                        branch,
-                        sent_by,
-                    ),
+                    via: pending::via_key_of(fingerprinter, branch, sent_by),
                     source: None,
                     to_tag: None,
                     charge: None,
@@ -227,7 +219,9 @@ impl Calls<'_> {
                 let copy = InviteCopy::of_own(&parties, via, &self.manager.config.contact);
                 self.manager
                     .pending_insert(PendingInvite::with_copy(record, copy, 1), now_ms)
-            });
+            }
+            None => Err(BuildError::InvalidValue { header: "Via" }.into()),
+        };
         if let Err(e) = recorded {
             // Untracked, the INVITE must not leave (its answers would match nothing).
             out.pop();

@@ -40,8 +40,7 @@ pub fn uri_addr(uri: &[u8]) -> Option<SocketAddr> {
     host_port(crate::dialog::uri_hostport(uri), 5060)
 }
 
-/// `host[:port]` (IPv6 in brackets) as a socket address, read as bytes: a dotted quad in one
-/// pass, std's parser (costlier) for the rest.
+/// `host[:port]` (IPv6 in brackets) as a socket address, read as bytes.
 fn host_port(text: &[u8], default_port: u16) -> Option<SocketAddr> {
     let text = crate::wire::trim_lws(text);
     let (host, port) = match text.strip_prefix(b"[") {
@@ -64,10 +63,7 @@ fn host_port(text: &[u8], default_port: u16) -> Option<SocketAddr> {
     let ip = if host.eq_ignore_ascii_case(b"localhost") {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
-        match crate::wire::value::ipv4(host) {
-            Some(v4) => IpAddr::V4(v4),
-            None => std::str::from_utf8(host).ok()?.parse().ok()?,
-        }
+        crate::wire::value::ip_addr(host)?
     };
     Some(SocketAddr::new(ip, port))
 }

@@ -90,7 +90,7 @@ struct Slot {
 /// messages leaves nothing behind.
 const SMALLEST_CLASS: usize = 512;
 const SPARE_CAPACITY: usize = 4_096;
-const CLASSES: usize = 4;
+const CLASSES: usize = (SPARE_CAPACITY / SMALLEST_CLASS).trailing_zeros() as usize + 1;
 const SPARE_BYTES_PER_CLASS: usize = 256 * 1024;
 
 /// The capacity of the buffer that holds a message of `len` bytes.

@@ -131,17 +131,7 @@ impl<'a> Via<'a> {
     /// assert_eq!(via.response_destination(), "192.0.2.7:40000".parse().ok());
     /// ```
     pub fn response_destination(&self) -> Option<std::net::SocketAddr> {
-        let text = |b: &[u8]| match value::ipv4(b) {
-            Some(v4) => Some(std::net::IpAddr::V4(v4)),
-            None => std::str::from_utf8(b)
-                .ok()?
-                .parse::<std::net::IpAddr>()
-                .ok(),
-        };
-        let ip = match self.received {
-            Some(received) => text(received)?,
-            None => text(self.host())?,
-        };
+        let ip = value::ip_addr(self.received.unwrap_or_else(|| self.host()))?;
         let port = match self.rport {
             Some(Some(port)) => port,
             _ => self.port().unwrap_or(5060),

@@ -331,6 +331,15 @@ pub(crate) fn ipv4(text: &[u8]) -> Option<std::net::Ipv4Addr> {
     }
 }
 
+/// An IP address as text: a dotted quad in one pass ([`ipv4`]), the standard parser (costlier)
+/// for anything else.
+pub(crate) fn ip_addr(text: &[u8]) -> Option<std::net::IpAddr> {
+    match ipv4(text) {
+        Some(v4) => Some(std::net::IpAddr::V4(v4)),
+        None => std::str::from_utf8(text).ok()?.parse().ok(),
+    }
+}
+
 /// A whole value that is one decimal number, LWS around it allowed.
 pub(crate) fn decimal(value: &[u8]) -> Option<u64> {
     decimal_digits(trim_lws(value))

@@ -161,8 +161,8 @@ impl B2bua {
             .invite_id(view.call_id(), from_tag);
         let Some(call) = self.legs.outbound(ours) else {
             if let Verdict::Confirmed { dialog, cseq, .. } = verdict {
-                // The 2xx again (its sender missed our ACK): ACK it again, the call goes on.
-                // Answered after we gave up on it: take the call and end it at once.
+                // Every 2xx is ACKed. A leg already paired is a 2xx sent again (our ACK was
+                // lost): its call goes on. Otherwise it answered after we gave up: end it.
                 let _ = io.shared.manager.ack(dialog, cseq, io.desk.out);
                 if self.legs.other(dialog).is_none() {
                     self.bye(io, dialog);
