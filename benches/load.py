@@ -37,6 +37,8 @@ KAMAILIO_CFG = os.path.join(ROOT, "tests", "kamailio", "proxy.cfg")
 FRONT, BACK, HTTP = 5060, 5070, 9090
 TICK = os.sysconf("SC_CLK_TCK")
 BUFF = ["-buff_size", "4194304"]
+# Extra SIPp arguments for every SIPp started (`--trace-errors` adds `-trace_err`).
+EXTRA = []
 
 
 def children(pid):
@@ -90,7 +92,7 @@ def stop(proc, grace=15):
 
 
 def sipp(args, workdir, log):
-    return subprocess.Popen(["sipp", *args, "-nostdin", *BUFF], cwd=workdir,
+    return subprocess.Popen(["sipp", *args, "-nostdin", *BUFF, *EXTRA], cwd=workdir,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=open(log, "w"))
 
@@ -216,7 +218,11 @@ def main():
     ap.add_argument("--only", nargs="*", default=["sipp-uas", "serve", "b2bua", "kamailio"])
     ap.add_argument("--seconds", type=int, default=10, help="length of each rate step")
     ap.add_argument("--held", type=int, default=50_000, help="calls held at once for the memory figure")
+    ap.add_argument("--trace-errors", action="store_true",
+                    help="every SIPp writes what it did not expect to <scenario>_<pid>_errors.log in its step's folder")
     args = ap.parse_args()
+    if args.trace_errors:
+        EXTRA.append("-trace_err")
     for tool in ("sipp", "kamailio"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not installed (.ci/test installs it)")
