@@ -222,14 +222,17 @@ fn fill_random(out: &mut [u8]) -> Result<(), getrandom::Error> {
 /// The length of a generated tag.
 pub const TAG_LEN: usize = 16;
 
-/// A locally generated dialog tag: 16 characters carrying 96 random bits from this thread's
+/// A locally generated dialog tag: 16 hex digits carrying 64 random bits from this thread's
 /// CSPRNG ([`fill_random`]: ChaCha12 seeded from the OS)
 /// (RFC 3261 §19.3 asks for at least 32), held inline with no allocation.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Tag([u8; TAG_LEN]);
 
-/// 64 `token` characters: each carries 6 bits.
-const TAG_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.";
+/// Lower-case hex digits, 4 bits each. Peers and test tools find headers with plain substring
+/// searches over the whole message, tags included: a tag drawn from every letter spelt `CSeq`
+/// about once in a million calls, and SIPp then read the CSeq method from our To tag and
+/// dropped the call. No header name can be spelt from these sixteen characters.
+const TAG_ALPHABET: &[u8; 16] = b"0123456789abcdef";
 
 impl Tag {
     /// A fresh random tag.
@@ -241,14 +244,12 @@ impl Tag {
     /// assert_eq!(a.as_str().len(), 16);
     /// ```
     pub fn generate() -> Result<Tag, getrandom::Error> {
-        let mut random = [0u8; TAG_LEN * 6 / 8];
+        let mut random = [0u8; TAG_LEN / 2];
         fill_random(&mut random)?;
         let mut out = [0u8; TAG_LEN];
-        for (chunk, dst) in random.chunks_exact(3).zip(out.chunks_exact_mut(4)) {
-            let n = u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8 | u32::from(chunk[2]);
-            for (i, d) in dst.iter_mut().enumerate() {
-                *d = TAG_ALPHABET[(n >> (18 - 6 * i)) as usize & 63];
-            }
+        for (byte, dst) in random.iter().zip(out.chunks_exact_mut(2)) {
+            dst[0] = TAG_ALPHABET[usize::from(byte >> 4)];
+            dst[1] = TAG_ALPHABET[usize::from(byte & 15)];
         }
         Ok(Tag(out))
     }
@@ -258,7 +259,7 @@ impl Tag {
         &self.0
     }
 
-    /// The tag as text (always ASCII `token` characters).
+    /// The tag as text (always lower-case hex digits).
     pub fn as_str(&self) -> &str {
         // The alphabet is ASCII, so this never fails; fall back to "" rather than panic.
         core::str::from_utf8(&self.0).unwrap_or_default()
@@ -266,7 +267,7 @@ impl Tag {
 }
 
 /// A Call-ID this side generated (a new call, or a B2BUA's outbound leg): two tags' worth of
-/// random `token` characters (192 bits), held inline with no allocation.
+/// random hex digits (128 bits), held inline with no allocation.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CallId([u8; 2 * TAG_LEN]);
 
@@ -291,7 +292,7 @@ impl CallId {
         &self.0
     }
 
-    /// The Call-ID as text (always ASCII `word` characters).
+    /// The Call-ID as text (always lower-case hex digits).
     pub fn as_str(&self) -> &str {
         core::str::from_utf8(&self.0).unwrap_or_default()
     }
@@ -385,6 +386,76 @@ mod tests {
             assert!(t.as_bytes().iter().all(|b| TAG_ALPHABET.contains(b)));
             assert!(seen.insert(t));
         }
+    }
+
+    /// Every header name of RFC 3261 §20 and the extensions the crate reads, full form, has
+    /// a letter no tag can hold, whatever the case: a peer's substring search for a header
+    /// name never lands inside one of our tags or Call-IDs.
+    #[test]
+    fn no_header_name_can_be_spelt_in_a_tag() {
+        let names = [
+            "Accept",
+            "Accept-Encoding",
+            "Accept-Language",
+            "Alert-Info",
+            "Allow",
+            "Authentication-Info",
+            "Authorization",
+            "Call-ID",
+            "Call-Info",
+            "Contact",
+            "Content-Disposition",
+            "Content-Encoding",
+            "Content-Language",
+            "Content-Length",
+            "Content-Type",
+            "CSeq",
+            "Date",
+            "Error-Info",
+            "Event",
+            "Expires",
+            "From",
+            "In-Reply-To",
+            "Max-Forwards",
+            "Min-Expires",
+            "MIME-Version",
+            "Organization",
+            "Priority",
+            "Proxy-Authenticate",
+            "Proxy-Authorization",
+            "Proxy-Require",
+            "Record-Route",
+            "Refer-To",
+            "Referred-By",
+            "Replaces",
+            "Reply-To",
+            "Require",
+            "Retry-After",
+            "Route",
+            "RSeq",
+            "RAck",
+            "Server",
+            "Session-Expires",
+            "Subject",
+            "Subscription-State",
+            "Supported",
+            "Timestamp",
+            "To",
+            "Unsupported",
+            "User-Agent",
+            "Via",
+            "Warning",
+            "WWW-Authenticate",
+            "SIP",
+        ];
+        for name in names {
+            let spelt = name
+                .bytes()
+                .all(|b| TAG_ALPHABET.contains(&b.to_ascii_lowercase()));
+            assert!(!spelt, "{name} can be spelt from the tag alphabet");
+        }
+        let id = CallId::generate().unwrap();
+        assert!(id.as_bytes().iter().all(|b| TAG_ALPHABET.contains(b)));
     }
 
     #[test]
