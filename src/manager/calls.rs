@@ -202,13 +202,14 @@ impl Calls<'_> {
         })?;
         // Recorded as `on_sent` would, from the parts rather than by scanning what was written.
         let via = parts.via;
+        let key = self
+            .manager
+            .pending_key(parties.call_id, parties.local_tag, Role::Uac);
         let recorded = match self.manager.own_via_fields(via) {
             Some((branch, sent_by)) => {
                 let fingerprinter = self.manager.dialogs.table.fingerprinter();
                 let record = NewRecord {
-                    key: self
-                        .manager
-                        .pending_key(parties.call_id, parties.local_tag, Role::Uac),
+                    key,
                     role: Role::Uac,
                     via: pending::via_key_of(fingerprinter, branch, sent_by),
                     source: None,
@@ -227,11 +228,10 @@ impl Calls<'_> {
             out.pop();
             return Err(e);
         }
-        let invite = self.invite_id(call_id.as_bytes(), from_tag.as_bytes());
         Ok(CallStarted {
             call_id,
             from_tag,
-            invite,
+            invite: InviteId(key),
         })
     }
 
