@@ -435,6 +435,7 @@ impl DialogManager {
             pending: papaya::HashMap::builder()
                 .capacity(config.policy.max_invite_records.min(1 << 13))
                 .hasher(BuildIdentityHasher)
+                .collector(crate::sync::collector())
                 .build(),
             pending_count: CachePadded::new(AtomicUsize::new(0)),
             pending_bytes: CachePadded::new(AtomicUsize::new(0)),
@@ -444,7 +445,9 @@ impl DialogManager {
             config,
             branch_prefix,
             jitter: AtomicU64::new(seed),
-            transfers: transfer::TransferTable::default(),
+            transfers: papaya::HashMap::builder()
+                .collector(crate::sync::collector())
+                .build(),
             metrics: None,
             end_hook: OnceLock::new(),
         })

@@ -154,6 +154,7 @@ impl Sources {
             map: papaya::HashMap::builder()
                 .capacity(capacity.min(1 << 10))
                 .hasher(ahash::RandomState::new())
+                .collector(crate::sync::collector())
                 .build(),
             len: CachePadded::new(AtomicUsize::new(0)),
             overflow: SourceEntry::new(0),

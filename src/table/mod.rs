@@ -195,6 +195,7 @@ impl DialogTable {
             index: papaya::HashMap::builder()
                 .capacity(capacity as usize)
                 .hasher(BuildIdentityHasher)
+                .collector(crate::sync::collector())
                 .build(),
             slab: Slab::new(capacity),
             live: CachePadded::new(AtomicUsize::new(0)),
