@@ -15,4 +15,5 @@ mod sync;
 pub mod table;
 mod timer;
 pub mod txn;
+mod wheel;
 pub mod wire;

@@ -1,13 +1,13 @@
 //! Where transactions live: a slab of entries with generations (so a stale token never reaches
 //! a reused entry), an index by key, the timer heap, and the count and byte accounting.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use super::key::{AckKey, TxnKey};
 use super::{Transport, TxnId, TxnState};
 use crate::id::BuildIdentityHasher;
+use crate::wheel::Wheel;
 
 /// INVITE or not: the two families of state machines (§17.1.1/§17.1.2, §17.2.1/§17.2.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +83,9 @@ struct Slot {
     txn: Option<Txn>,
 }
 
+/// Timer entries [`Store::pop_due`] takes from the wheel at a time.
+const TAKE_BATCH: usize = 64;
+
 /// Message buffers come in power-of-two capacities from `SMALLEST_CLASS` to
 /// `SPARE_CAPACITY` (a held message wastes less than half its buffer; a larger message gets
 /// an exact one). Spares are kept per capacity, up to `SPARE_BYTES_PER_CLASS` of each (1 MiB
@@ -112,8 +115,10 @@ pub(crate) struct Store {
     free: Vec<u32>,
     index: HashMap<TxnKey, u32, BuildIdentityHasher>,
     acks: HashMap<AckKey, u32, BuildIdentityHasher>,
-    /// (due, slot, generation); entries whose transaction moved its due time are skipped.
-    timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    /// (due, (slot, generation)); entries whose transaction moved its due time are skipped.
+    timers: Wheel<(u32, u32)>,
+    /// Entries taken from `timers` and not yet handed out by [`Store::pop_due`].
+    taken: Vec<(u64, (u32, u32))>,
     /// Transactions that became evictable, oldest first (stale entries skipped).
     evictable: VecDeque<(u32, u32)>,
     live: usize,
@@ -134,7 +139,8 @@ impl Store {
             free: Vec::new(),
             index: HashMap::default(),
             acks: HashMap::default(),
-            timers: BinaryHeap::new(),
+            timers: Wheel::new(),
+            taken: Vec::new(),
             evictable: VecDeque::new(),
             live: 0,
             bytes: 0,
@@ -277,23 +283,21 @@ impl Store {
 
     fn rearm(&mut self, id: TxnId) {
         if let Some(due) = self.get(id).and_then(Txn::due) {
-            self.timers.push(Reverse((due, id.slot, id.generation)));
+            self.timers.push(due, (id.slot, id.generation));
         }
-        // Stale heap and queue entries are skipped when met; rebuild both when they dominate.
+        // Stale wheel and queue entries are skipped when met; swept when they dominate.
         if self.timers.len() > 64 && self.timers.len() > 4 * self.live {
-            let timers = std::mem::take(&mut self.timers).into_vec();
-            self.timers = timers
-                .into_iter()
-                .filter(|&Reverse((due, slot, generation))| {
-                    self.get(TxnId {
-                        slot,
-                        generation,
-                        owner: self.owner,
-                    })
+            let slots = &self.slots;
+            let current = |due: u64, (slot, generation): (u32, u32)| {
+                slots
+                    .get(slot as usize)
+                    .filter(|s| s.generation == generation)
+                    .and_then(|s| s.txn.as_ref())
                     .and_then(Txn::due)
                     .is_some_and(|d| d == due)
-                })
-                .collect();
+            };
+            self.timers.retain_near(current);
+            self.timers.retain_far(current);
         }
         if self.evictable.len() > 64 && self.evictable.len() > 4 * self.live {
             let slots = &self.slots;
@@ -334,42 +338,46 @@ impl Store {
             self.index.shrink_to_fit();
             self.acks.shrink_to_fit();
             self.timers.clear();
-            self.timers.shrink_to_fit();
+            self.taken = Vec::new();
             self.evictable.clear();
             self.evictable.shrink_to_fit();
         }
         Some(())
     }
 
-    /// The earliest due time of a live timer, dropping stale heap entries on the way.
+    /// When a timer is next due: exact with no transaction left, else the earliest entry
+    /// held, which may be a stale one (the wake-up then finds nothing and drops it).
     pub fn next_due(&mut self) -> Option<u64> {
-        while let Some(&Reverse((due, slot, generation))) = self.timers.peek() {
-            let current = self
-                .get(TxnId {
-                    slot,
-                    generation,
-                    owner: self.owner,
-                })
-                .and_then(Txn::due);
-            if current == Some(due) {
-                return Some(due);
+        if self.live == 0 {
+            if self.timers.len() + self.taken.len() > 0 {
+                self.timers.clear();
+                self.taken.clear();
             }
-            self.timers.pop();
+            return None;
         }
-        None
+        let taken = self.taken.iter().map(|(due, _)| *due).min();
+        match (taken, self.timers.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Takes the next transaction due at or before `now`.
     pub fn pop_due(&mut self, now: u64) -> Option<TxnId> {
-        let due = self.next_due()?;
-        if due > now {
-            return None;
+        loop {
+            while let Some((due, (slot, generation))) = self.taken.pop() {
+                let id = TxnId {
+                    slot,
+                    generation,
+                    owner: self.owner,
+                };
+                if self.get(id).and_then(Txn::due) == Some(due) {
+                    return Some(id);
+                }
+            }
+            if self.timers.take_due(now, TAKE_BATCH, &mut self.taken) == 0 {
+                return None;
+            }
         }
-        let Reverse((_, slot, generation)) = self.timers.pop()?;
-        Some(TxnId {
-            slot,
-            generation,
-            owner: self.owner,
-        })
     }
 }
