@@ -25,13 +25,13 @@ pub(crate) enum Target {
 }
 
 const SHARDS: usize = 16;
-/// Entries a shard may hold beyond twice its share before it is swept.
+/// Entries a shard's wheel or heap may hold beyond its bound before it is swept.
 const SWEEP_SLACK: usize = 256;
 /// Sharded deadline wheels. Entries are not cancelled one by one: a woken target re-checks its
 /// own state, so a stale entry costs one take. So that ended calls' entries do not pile up
-/// until their (possibly hours-away) deadline, a shard that grows past twice its share of the
-/// live entries is swept of dead ones on the next `arm`: amortised O(1) per entry, memory
-/// bounded by the live dialogs and INVITE records.
+/// until their (possibly hours-away) deadline, a shard whose heap grows past twice its share
+/// of the live entries, or its wheel past four times, has that part swept of dead ones on the
+/// next `arm`: amortised O(1) per entry, memory bounded by the live dialogs and INVITE records.
 pub(crate) struct Timers {
     /// One cache line each: threads arming timers in different shards do not share lines.
     shards: [CachePadded<Mutex<Wheel<Target>>>; SHARDS],

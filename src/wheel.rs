@@ -12,10 +12,15 @@ use std::collections::BinaryHeap;
 
 /// The span of one wheel slot.
 const TICK_MS: u64 = 64;
-/// Slots in a shard's wheel: with [`TICK_MS`], deadlines up to about 65 s ahead.
+/// Slots in a wheel: with [`TICK_MS`], deadlines up to about 65 s ahead.
 const SLOTS: u64 = 1024;
-/// A drained slot keeps at most this much room for the next lap.
-const SLOT_KEEP: usize = 64;
+/// Room a slot keeps when the wheel is trimmed. Drained slots keep their room for the next
+/// lap (steady traffic then allocates nothing), until the wheel's room passes eight times
+/// its entries plus this much a slot: after a burst, every slot keeping the room of a busy
+/// second held 25 MiB a manager.
+const SLOT_KEEP: usize = 4;
+/// Ticks between looks at the wheel's room (about 4 s).
+const TRIM_EVERY: u64 = 64;
 
 /// Deadlines with an item each: a wheel for near ones, a heap for far ones.
 pub(crate) struct Wheel<T> {
@@ -34,6 +39,7 @@ pub(crate) struct Wheel<T> {
 }
 
 impl<T: Copy + Ord> Wheel<T> {
+    /// An empty wheel; its slots are allocated at the first near deadline.
     pub(crate) fn new() -> Wheel<T> {
         Wheel {
             wheel: Vec::new(),
@@ -113,14 +119,14 @@ impl<T: Copy + Ord> Wheel<T> {
                     }
                 }
                 self.near -= before - slot.len();
-                if slot.is_empty() && slot.capacity() > SLOT_KEEP {
-                    slot.shrink_to(SLOT_KEEP);
-                }
                 // A slot left with entries is the current tick's (later ones) or `max` ran out.
                 if !slot.is_empty() || tick >= last || taken >= max {
                     break;
                 }
                 tick += 1;
+            }
+            if tick / TRIM_EVERY != self.cursor / TRIM_EVERY {
+                self.trim();
             }
             self.cursor = tick;
             self.near_min = self.exact_near_min();
@@ -146,6 +152,17 @@ impl<T: Copy + Ord> Wheel<T> {
             self.far.shrink_to(keep);
         }
         taken
+    }
+
+    /// Gives back the slots' room once it is far more than the entries need (see
+    /// [`SLOT_KEEP`]); looked at every [`TRIM_EVERY`] ticks.
+    fn trim(&mut self) {
+        let room: usize = self.wheel.iter().map(Vec::capacity).sum();
+        if room > 8 * self.near + SLOTS as usize * SLOT_KEEP {
+            for slot in &mut self.wheel {
+                slot.shrink_to(slot.len().max(SLOT_KEEP));
+            }
+        }
     }
 
     /// The earliest near deadline: the smallest in the first slot that holds any.
@@ -183,6 +200,29 @@ impl<T: Copy + Ord> Wheel<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// After a burst has come and gone, the slots soon hold their kept room only.
+    #[test]
+    fn a_burst_leaves_no_room_behind() {
+        let mut w = Wheel::new();
+        for i in 0..100_000u64 {
+            w.push(1_000 + i % 60_000, i);
+        }
+        let mut due = Vec::new();
+        w.take_due(70_000, usize::MAX, &mut due);
+        assert_eq!(due.len(), 100_000);
+        // Quiet seconds: one entry now and then.
+        for step in 0..=TRIM_EVERY {
+            let now = 70_000 + step * TICK_MS;
+            w.push(now + 1, step);
+            w.take_due(now + 1, usize::MAX, &mut due);
+        }
+        let room: usize = w.wheel.iter().map(Vec::capacity).sum();
+        assert!(
+            room <= SLOTS as usize * SLOT_KEEP,
+            "{room} entries of room kept"
+        );
+    }
 
     /// What a run of arms and takes does, against a plain list: deadlines already passed,
     /// near (in the wheel) and far (in the heap, past a lap), takes with small `max` and
