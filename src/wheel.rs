@@ -133,8 +133,12 @@ impl<T: Copy + Ord> Wheel<T> {
         }
         if self.near == 0 {
             // Nothing near: the wheel starts again at now, so that deadlines a minute ahead
-            // of now go into it rather than into the heap.
-            self.cursor = self.cursor.max(now_tick);
+            // of now go into it rather than into the heap; an idle wheel gives its room back.
+            let cursor = self.cursor.max(now_tick);
+            if cursor / TRIM_EVERY != self.cursor / TRIM_EVERY {
+                self.trim();
+            }
+            self.cursor = cursor;
         }
         while taken < max {
             match self.far.peek() {
@@ -221,6 +225,22 @@ mod tests {
         assert!(
             room <= SLOTS as usize * SLOT_KEEP,
             "{room} entries of room kept"
+        );
+        // Or with nothing more armed at all: a burst within one tick, drained without the
+        // cursor passing a trim, then time passes.
+        let mut idle = Wheel::new();
+        let tick = TRIM_EVERY + 1;
+        idle.take_due(tick * TICK_MS, usize::MAX, &mut due);
+        for i in 0..100_000u64 {
+            idle.push(tick * TICK_MS + i % TICK_MS, i);
+        }
+        idle.take_due((tick + 1) * TICK_MS - 1, usize::MAX, &mut due);
+        assert_eq!(idle.len(), 0);
+        idle.take_due((tick + TRIM_EVERY) * TICK_MS, usize::MAX, &mut due);
+        let room: usize = idle.wheel.iter().map(Vec::capacity).sum();
+        assert!(
+            room <= SLOTS as usize * SLOT_KEEP,
+            "{room} entries of room kept idle"
         );
     }
 
