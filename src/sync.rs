@@ -28,3 +28,8 @@ pub(crate) const RETIRE_BATCH: usize = 128;
 pub(crate) fn collector() -> seize::Collector {
     seize::Collector::new().batch_size(RETIRE_BATCH)
 }
+
+/// An empty papaya map with the default hasher on the crate's [`collector`].
+pub(crate) fn map<K: core::hash::Hash + Eq, V>() -> papaya::HashMap<K, V> {
+    papaya::HashMap::builder().collector(collector()).build()
+}

@@ -138,20 +138,13 @@ fn lock<V>(m: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// An empty leg map on the crate's collector.
-fn map<K: std::hash::Hash + Eq, V>() -> papaya::HashMap<K, V> {
-    papaya::HashMap::builder()
-        .collector(crate::sync::collector())
-        .build()
-}
-
 impl<T> Legs<T> {
     /// Empty maps within `budget`.
     pub fn new(budget: LegBudget) -> Legs<T> {
         Legs {
-            outbound: map(),
-            by_inbound: map(),
-            links: map(),
+            outbound: crate::sync::map(),
+            by_inbound: crate::sync::map(),
+            links: crate::sync::map(),
             relayed: Mutex::default(),
             ended: Mutex::new(Vec::new()),
             budget,

@@ -445,9 +445,7 @@ impl DialogManager {
             config,
             branch_prefix,
             jitter: AtomicU64::new(seed),
-            transfers: papaya::HashMap::builder()
-                .collector(crate::sync::collector())
-                .build(),
+            transfers: crate::sync::map(),
             metrics: None,
             end_hook: OnceLock::new(),
         })

@@ -1,5 +1,5 @@
 //! Where transactions live: a slab of entries with generations (so a stale token never reaches
-//! a reused entry), an index by key, the timer heap, and the count and byte accounting.
+//! a reused entry), an index by key, the timer wheel, and the count and byte accounting.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
