@@ -36,6 +36,8 @@ pub(crate) enum Origin<'a, 'v> {
         response: &'a MessageView<'v>,
         /// Where the response came from.
         peer: Option<SocketAddr>,
+        /// The fingerprint of the response's dialog key, from the lookup that missed.
+        fingerprint: Fingerprint,
     },
     /// The INVITE we received, answered with our To tag (§12.1.1).
     Uas {
@@ -46,13 +48,28 @@ pub(crate) enum Origin<'a, 'v> {
         peer: Option<SocketAddr>,
         /// The per-source share the dialog holds, given back when it ends.
         charge: Option<Charge>,
+        /// The fingerprint of the dialog's key, from the lookup that missed.
+        fingerprint: Fingerprint,
     },
     /// A 1xx/2xx passing through a proxy that follows the call. Its key has the two tags in
     /// a fixed order, so a request from either side finds it.
-    Observed { response: &'a MessageView<'v> },
+    Observed {
+        response: &'a MessageView<'v>,
+        /// The fingerprint of the observed key, from the lookup that missed.
+        fingerprint: Fingerprint,
+    },
 }
 
 impl Origin<'_, '_> {
+    /// The fingerprint of the key of the dialog this origin makes.
+    fn fingerprint(&self) -> Fingerprint {
+        match *self {
+            Origin::Uac { fingerprint, .. }
+            | Origin::Uas { fingerprint, .. }
+            | Origin::Observed { fingerprint, .. } => fingerprint,
+        }
+    }
+
     /// Our role in the dialog this origin makes.
     pub(crate) fn role(&self) -> Role {
         match self {
@@ -86,6 +103,14 @@ pub(crate) struct Dialogs {
     pub cold: ColdTable,
 }
 
+/// A dialog looked up by key, and the key's fingerprint: a miss that goes on to create the
+/// dialog hands the fingerprint to [`Dialogs::create`] rather than hashing the key again.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KeyLookup {
+    pub fingerprint: Fingerprint,
+    pub found: Option<DialogHandle>,
+}
+
 impl Dialogs {
     /// Room for `capacity` dialogs (their pages made on first use).
     pub(crate) fn new(capacity: u32) -> Result<Dialogs, getrandom::Error> {
@@ -93,6 +118,16 @@ impl Dialogs {
             table: DialogTable::with_capacity(capacity)?,
             cold: ColdTable::new(capacity),
         })
+    }
+
+    /// The live dialog with `key`, and the key's fingerprint.
+    #[inline]
+    pub(crate) fn lookup(&self, key: &DialogKey<'_>) -> KeyLookup {
+        let fingerprint = self.table.fingerprinter().fingerprint(key);
+        KeyLookup {
+            fingerprint,
+            found: self.table.lookup_fingerprint(fingerprint),
+        }
     }
 
     /// Makes the dialog `origin` creates from `invite`, in `state`. Its timers are the
@@ -108,7 +143,7 @@ impl Dialogs {
         // the charge, the route set and the peer's CSeq so far.
         let (key, local_uri, remote_uri, remote_target, local_target, peer, charge, routes) =
             match origin {
-                Origin::Uac { response, peer } => (
+                Origin::Uac { response, peer, .. } => (
                     DialogKey::received(response),
                     invite.from,
                     invite.to,
@@ -128,6 +163,7 @@ impl Dialogs {
                     local_target,
                     peer,
                     charge,
+                    ..
                 } => (
                     DialogKey {
                         call_id: request.call_id(),
@@ -142,7 +178,7 @@ impl Dialogs {
                     charge,
                     route_set(request, false),
                 ),
-                Origin::Observed { response } => {
+                Origin::Observed { response, .. } => {
                     // Responses carry the INVITE's Call-ID and From (caller) tag.
                     let caller_tag = response.from_tag().unwrap_or_default();
                     let callee_tag = response.to_tag().unwrap_or_default();
@@ -161,7 +197,7 @@ impl Dialogs {
         let role = origin.role();
         // The observed key orders the tags; the dialog's data keeps caller, then callee.
         let (local_tag, remote_tag) = match origin {
-            Origin::Observed { response } => (
+            Origin::Observed { response, .. } => (
                 response.from_tag().unwrap_or_default(),
                 response.to_tag().unwrap_or_default(),
             ),
@@ -189,7 +225,9 @@ impl Dialogs {
             remote_cseq,
             now_ms,
         };
-        let handle = self.table.insert(&key, &init)?;
+        let fingerprint = origin.fingerprint();
+        debug_assert_eq!(fingerprint, self.table.fingerprinter().fingerprint(&key));
+        let handle = self.table.insert_fingerprinted(fingerprint, &init)?;
         self.cold.install(DialogInfo::new(handle, &parts, routes));
         Ok(handle)
     }

@@ -11,7 +11,7 @@ mod live;
 
 pub(crate) use cold::ColdTable;
 pub use header::{contact_uri, uri_host, uri_hostport, without_tag};
-pub(crate) use live::{observed_key, Dialogs, Invite, Origin};
+pub(crate) use live::{observed_key, Dialogs, Invite, KeyLookup, Origin};
 
 use std::net::SocketAddr;
 

@@ -11,7 +11,7 @@ use super::pending::{NewRecord, PendingInvite};
 use super::{DialogManager, ManagerError, Outbox, Verdict};
 use crate::build::{self, ResponseParts};
 use crate::dialog::Role;
-use crate::id::Tag;
+use crate::id::{Fingerprint, Tag};
 use crate::security::{Policy, SecurityError};
 use crate::table::DialogHandle;
 use crate::wire::{MessageView, Method, Salvaged, ScanLimits, WireError};
@@ -191,12 +191,14 @@ impl DialogManager {
         written
     }
 
-    /// A new INVITE (no To tag, not a retransmission): the admission checks, in order of
-    /// cost, then a record. `Err` is the refusal to answer with.
+    /// A new INVITE (no To tag, not a retransmission) whose record key is `key`
+    /// ([`Self::uas_key`]): the admission checks, in order of cost, then a record. `Err` is
+    /// the refusal to answer with.
     pub(crate) fn admit_invite(
         &self,
         policy: &Policy,
         view: &MessageView<'_>,
+        key: Fingerprint,
         source: Option<SocketAddr>,
         answering: Option<Answering>,
         now_ms: u64,
@@ -211,7 +213,7 @@ impl DialogManager {
             to_tag: Some(to_tag),
             charge,
             answering,
-            ..self.new_record(view, Role::Uas)
+            ..self.keyed_record(view, Role::Uas, key)
         };
         let inserted = self.pending_insert(PendingInvite::new(record, view), now_ms);
         match inserted {

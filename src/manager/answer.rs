@@ -285,7 +285,8 @@ impl DialogManager {
             local_tag: to_tag.or(view.to_tag()).unwrap_or_default(),
             remote_tag: view.from_tag().unwrap_or_default(),
         };
-        if let Some(dialog) = self.dialogs.table.lookup(&key) {
+        let lookup = self.dialogs.lookup(&key);
+        if let Some(dialog) = lookup.found {
             return Ok(dialog);
         }
         // A dialog a 2xx makes is confirmed at once: it does not count as early.
@@ -298,6 +299,7 @@ impl DialogManager {
             local_target: contact_uri(&self.config.contact).unwrap_or_default(),
             peer: pending.source,
             charge,
+            fingerprint: lookup.fingerprint,
         };
         let created = self.create(&pending.invite(&copy), origin, DialogState::EARLY, now_ms);
         let dialog = match created {

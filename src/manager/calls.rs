@@ -10,11 +10,11 @@ use super::outbox::Meta;
 use super::pending::{self, InviteCopy, NewRecord, PendingInvite};
 use super::{DialogManager, InviteId, ManagerError, Outbox, Verdict};
 use crate::build::{self, BuildError, DialogParts, RequestParts};
-use crate::dialog::{Origin, Role};
+use crate::dialog::{KeyLookup, Origin, Role};
 use crate::id::{CallId, Tag};
 use crate::refer::{write_replaces, Replaces};
 use crate::state::{DialogState, Event, StateError};
-use crate::table::{DialogHandle, TableError};
+use crate::table::TableError;
 use crate::wire::{MessageView, Method};
 
 /// A new call to place: what the INVITE says beyond what the manager fills in (Call-ID, From
@@ -67,7 +67,7 @@ impl DialogManager {
         &self,
         view: &MessageView<'_>,
         pending: &PendingInvite,
-        found: Option<DialogHandle>,
+        lookup: Option<KeyLookup>,
         status: u16,
         source: Option<SocketAddr>,
         now_ms: u64,
@@ -79,15 +79,15 @@ impl DialogManager {
                 dialogs_ended,
             });
         }
-        if view.to_tag().is_none() {
+        let Some(lookup) = lookup else {
             // 100 Trying (or a 1xx without a tag, which creates no dialog).
             return Ok(Verdict::Provisional {
                 dialog: None,
                 status,
             });
-        }
+        };
         let confirmed = status >= 200;
-        let dialog = match found {
+        let dialog = match lookup.found {
             Some(dialog) => {
                 let _ = self.dialogs.table.touch(dialog, now_ms);
                 if !confirmed {
@@ -124,6 +124,7 @@ impl DialogManager {
                 let origin = Origin::Uac {
                     response: view,
                     peer: source,
+                    fingerprint: lookup.fingerprint,
                 };
                 let dialog = self.create(&pending.invite(&copy), origin, state, now_ms)?;
                 pending.add_dialog(dialog, true);

@@ -4,7 +4,7 @@
 
 use super::pending::PendingInvite;
 use super::{DialogManager, ManagerError};
-use crate::dialog::{observed_key, Origin, Role};
+use crate::dialog::{observed_key, KeyLookup, Origin, Role};
 use crate::state::{DialogState, Event, Phase};
 use crate::table::DialogHandle;
 use crate::wire::{MessageView, Method};
@@ -69,7 +69,8 @@ impl DialogManager {
             return Ok(Observation::Other);
         };
         let key = observed_key(view.call_id(), from, to);
-        let found = self.dialogs.table.lookup(&key);
+        let lookup = self.dialogs.lookup(&key);
+        let found = lookup.found;
         if let Some(status) = view.status_code() {
             let method = Method::from_bytes(view.cseq().method);
             if method == Method::Cancel {
@@ -81,7 +82,7 @@ impl DialogManager {
                     .pending_get(pkey)
                     .filter(|p| p.cseq == view.cseq().number)
                 {
-                    return self.observed_invite_response(&view, &pending, found, status, now_ms);
+                    return self.observed_invite_response(&view, &pending, lookup, status, now_ms);
                 }
             }
             let Some(dialog) = found else {
@@ -136,10 +137,11 @@ impl DialogManager {
         &self,
         view: &MessageView<'_>,
         pending: &PendingInvite,
-        found: Option<DialogHandle>,
+        lookup: KeyLookup,
         status: u16,
         now_ms: u64,
     ) -> Result<Observation, ManagerError> {
+        let found = lookup.found;
         if status >= 300 {
             let dialogs_ended = self.invite_failed(pending, status, now_ms);
             return Ok(Observation::Failed {
@@ -181,7 +183,10 @@ impl DialogManager {
         } else {
             DialogState::EARLY
         };
-        let origin = Origin::Observed { response: view };
+        let origin = Origin::Observed {
+            response: view,
+            fingerprint: lookup.fingerprint,
+        };
         let dialog = self.create(&pending.invite(&copy), origin, state, now_ms)?;
         pending.add_dialog(dialog, true);
         self.rearm(dialog, now_ms);

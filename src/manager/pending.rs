@@ -563,8 +563,19 @@ impl super::DialogManager {
     /// What a new record of `invite`, in `role`, starts with: no source, tag or charge yet.
     pub(crate) fn new_record(&self, invite: &MessageView<'_>, role: Role) -> NewRecord {
         let from_tag = invite.from_tag().unwrap_or_default();
+        let key = self.pending_key(invite.call_id(), from_tag, role);
+        self.keyed_record(invite, role, key)
+    }
+
+    /// [`Self::new_record`] under `key`, computed by the caller for its own look-up.
+    pub(crate) fn keyed_record(
+        &self,
+        invite: &MessageView<'_>,
+        role: Role,
+        key: Fingerprint,
+    ) -> NewRecord {
         NewRecord {
-            key: self.pending_key(invite.call_id(), from_tag, role),
+            key,
             role,
             via: via_key(self.dialogs.table.fingerprinter(), invite),
             source: None,
@@ -576,8 +587,13 @@ impl super::DialogManager {
 
     /// The record of a received INVITE (this side is its UAS).
     pub(crate) fn uas_record(&self, view: &MessageView<'_>) -> Option<Arc<PendingInvite>> {
+        self.pending_get(self.uas_key(view))
+    }
+
+    /// The key of the record of a received INVITE (this side is its UAS).
+    pub(crate) fn uas_key(&self, view: &MessageView<'_>) -> Fingerprint {
         let from_tag = view.from_tag().unwrap_or_default();
-        self.pending_get(self.pending_key(view.call_id(), from_tag, Role::Uas))
+        self.pending_key(view.call_id(), from_tag, Role::Uas)
     }
 
     /// Records a new INVITE transaction; `Ok(None)` when it is known already (a

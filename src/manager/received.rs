@@ -63,7 +63,9 @@ impl DialogManager {
         if method != Method::Invite {
             return Ok(Verdict::OutOfDialog);
         }
-        if let Some(known) = self.uas_record(view) {
+        // Computed once for the look-up and the new record.
+        let key = self.uas_key(view);
+        if let Some(known) = self.pending_get(key) {
             if known.cseq == view.cseq().number {
                 return Ok(Verdict::Retransmission);
             }
@@ -74,7 +76,7 @@ impl DialogManager {
             // A new INVITE after a final answer, e.g. with credentials after a 401.
             self.pending_remove(known.key);
         }
-        match self.admit_invite(policy, view, source, out.answered(), now_ms) {
+        match self.admit_invite(policy, view, key, source, out.answered(), now_ms) {
             Ok(pending) => {
                 // An admitted INVITE's record always carries the tag chosen for it.
                 let to_tag = pending.to_tag.ok_or(ManagerError::Random)?;
@@ -135,9 +137,9 @@ impl DialogManager {
             // Hop by hop: the transaction layer's business, whatever its To tag (§9.1).
             return Ok(Verdict::Stray);
         }
-        let found = view
+        let lookup = view
             .to_tag()
-            .and_then(|_| self.dialogs.table.lookup(&DialogKey::received(view)));
+            .map(|_| self.dialogs.lookup(&DialogKey::received(view)));
         if method == Method::Invite {
             let key = self.pending_key(
                 view.call_id(),
@@ -146,10 +148,10 @@ impl DialogManager {
             );
             if let Some(pending) = self.pending_get(key).filter(|p| p.cseq == cseq) {
                 pending.responded.store(true, Ordering::Release);
-                return self.invite_response(view, &pending, found, status, source, now_ms);
+                return self.invite_response(view, &pending, lookup, status, source, now_ms);
             }
         }
-        let Some(dialog) = found else {
+        let Some(dialog) = lookup.and_then(|l| l.found) else {
             return Ok(Verdict::Stray);
         };
         self.in_dialog_response(view, dialog, status, now_ms)

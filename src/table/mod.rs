@@ -262,12 +262,21 @@ impl DialogTable {
         key: &DialogKey<'_>,
         init: &NewDialog,
     ) -> Result<DialogHandle, TableError> {
+        self.insert_fingerprinted(self.fingerprinter.fingerprint(key), init)
+    }
+
+    /// [`Self::insert`] of the key whose fingerprint is `fp`, for a caller that computed it
+    /// for the lookup that found no dialog.
+    pub(crate) fn insert_fingerprinted(
+        &self,
+        fp: Fingerprint,
+        init: &NewDialog,
+    ) -> Result<DialogHandle, TableError> {
         if init.local_cseq >= slot::CSEQ_LIMIT
             || init.remote_cseq.is_some_and(|c| c >= slot::CSEQ_LIMIT)
         {
             return Err(TableError::CSeqOutOfRange);
         }
-        let fp = self.fingerprinter.fingerprint(key);
         let guard = self.index.guard();
         if self.index.get(&fp, &guard).is_some() {
             return Err(TableError::Duplicate);
