@@ -122,15 +122,15 @@ impl Fingerprinter {
     }
 }
 
-/// Bytes a [`keyed_hash`] gathers on the stack before hashing them in one write.
+/// Bytes a [`keyed_hash`] gathers on the stack before hashing them in one pass.
 const GATHER: usize = 256;
 
 /// SipHash-1-3-128 under `key` of `parts`, each prefixed with its length (u32, little
 /// endian), so no two different part lists feed the hash the same bytes. The parts are
-/// gathered into one buffer first when they fit: SipHash streams, so the value is the same as
-/// writing them one by one, but a write per small slice costs more than hashing its bytes.
+/// gathered into one buffer first when they fit and hashed word by word ([`crate::siphash`]):
+/// SipHash streams, so the value is the same as writing them one by one, but a write per small
+/// slice costs more than hashing its bytes.
 pub(crate) fn keyed_hash(key: &[u8; 16], parts: &[&[u8]]) -> u128 {
-    let mut h = SipHasher13::new_with_key(key);
     let total: usize = parts.iter().map(|p| 4 + p.len()).sum();
     if total <= GATHER {
         let mut buf = [0u8; GATHER];
@@ -140,12 +140,12 @@ pub(crate) fn keyed_hash(key: &[u8; 16], parts: &[&[u8]]) -> u128 {
             buf[at + 4..at + 4 + part.len()].copy_from_slice(part);
             at += 4 + part.len();
         }
-        h.write(&buf[..at]);
-    } else {
-        for part in parts {
-            h.write(&(part.len() as u32).to_le_bytes());
-            h.write(part);
-        }
+        return crate::siphash::sip13_128(key, &buf[..at]);
+    }
+    let mut h = SipHasher13::new_with_key(key);
+    for part in parts {
+        h.write(&(part.len() as u32).to_le_bytes());
+        h.write(part);
     }
     h.finish128().as_u128()
 }

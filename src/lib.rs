@@ -9,6 +9,7 @@ pub mod manager;
 pub mod metrics;
 pub mod refer;
 pub mod security;
+mod siphash;
 pub mod stack;
 pub mod state;
 mod sync;
