@@ -34,7 +34,7 @@ pub(super) fn tag_param(value: &[u8]) -> Option<Option<&[u8]>> {
     match &uri[close + 1..] {
         [] => Some(None),
         [b';', b't', b'a', b'g', b'=', tag @ ..]
-            if !tag.is_empty() && tag.iter().all(|&b| is_token_byte(b)) =>
+            if !tag.is_empty() && swar::run_len(tag, is_token_byte) == tag.len() =>
         {
             Some(Some(tag))
         }
@@ -55,7 +55,7 @@ pub(super) fn via(value: &[u8]) -> Option<ViaValue<'_>> {
         return None;
     }
     let start = c.position();
-    if c.take_while(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    if c.take_run(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
         .is_empty()
     {
         return None;
@@ -77,12 +77,12 @@ pub(super) fn via(value: &[u8]) -> Option<ViaValue<'_>> {
                 Some(_) => None,
             };
         }
-        let name = c.take_while(is_token_byte);
+        let name = c.take_run(is_token_byte);
         if name.is_empty() {
             return None;
         }
         let param = match c.eat(b'=') {
-            true => match c.take_while(is_param_value_byte) {
+            true => match c.take_run(is_param_value_byte) {
                 [] => return None,
                 v => Some(v),
             },
@@ -92,7 +92,8 @@ pub(super) fn via(value: &[u8]) -> Option<ViaValue<'_>> {
         // As the careful reader: each of these at most once, branch a token, received valued.
         if name.eq_ignore_ascii_case(b"branch") {
             match param {
-                Some(v) if via.branch.is_none() && v.iter().all(|&b| is_token_byte(b)) => {
+                // A parameter value is a token but for the `[`, `]` and `:` of IPv6.
+                Some(v) if via.branch.is_none() && swar::find3(b'[', b']', b':', v).is_none() => {
                     via.branch = Some(v)
                 }
                 _ => return None,

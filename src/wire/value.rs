@@ -46,7 +46,7 @@ pub(crate) fn is_call_id(value: &[u8]) -> bool {
         Some(at) => (&value[..at], Some(&value[at + 1..])),
         None => (value, None),
     };
-    let word = |w: &[u8]| !w.is_empty() && w.iter().all(|&b| is_word_byte(b));
+    let word = |w: &[u8]| !w.is_empty() && swar::run_len(w, is_word_byte) == w.len();
     word(local) && host.is_none_or(word)
 }
 
@@ -101,6 +101,16 @@ impl<'a> Cursor<'a> {
     pub(crate) fn take_while(&mut self, pred: impl Fn(u8) -> bool) -> &'a [u8] {
         let rest = self.buf.get(self.pos..).unwrap_or_default();
         let n = rest.iter().position(|&b| !pred(b)).unwrap_or(rest.len());
+        self.pos += n;
+        &rest[..n]
+    }
+
+    /// [`Self::take_while`] for a class that accepts every ASCII letter and digit, eight
+    /// bytes at a time over letters and digits ([`swar::run_len`]).
+    #[inline]
+    pub(crate) fn take_run(&mut self, class: impl Fn(u8) -> bool) -> &'a [u8] {
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        let n = swar::run_len(rest, class);
         self.pos += n;
         &rest[..n]
     }
