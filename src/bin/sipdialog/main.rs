@@ -125,7 +125,8 @@ struct EndpointArgs {
 struct ServeArgs {
     #[command(flatten)]
     endpoint: EndpointArgs,
-    /// Milliseconds from the INVITE to the 180 Ringing (0: with the 100 Trying).
+    /// Milliseconds from the INVITE to the 180 Ringing (0: at once). A 100 Trying goes first
+    /// only when neither the 180 nor the 200 goes at once.
     #[arg(long, default_value_t = 0)]
     ring_ms: u64,
     /// Milliseconds from the INVITE to the 200 OK.

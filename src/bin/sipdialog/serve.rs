@@ -120,10 +120,13 @@ impl Serve {
             io.unavailable(invite);
             return;
         }
-        if !io.respond_invite(invite, 100, &ResponseParts::default()) {
+        let (ring, answer) = (self.config.ring_ms, self.config.answer_ms);
+        // A 100 only when no response leaves now: the 180 or the 200 sent at once stops the
+        // caller's retransmissions as well (RFC 3261 §8.2.6.1, §17.2.1), one datagram fewer.
+        let at_once = answer == 0 || ring == 0;
+        if !at_once && !io.respond_invite(invite, 100, &ResponseParts::default()) {
             return;
         }
-        let (ring, answer) = (self.config.ring_ms, self.config.answer_ms);
         if ring == 0 && answer > 0 {
             io.respond_invite(invite, 180, &ResponseParts::default());
         } else if ring > 0 && ring < answer {
