@@ -295,3 +295,40 @@ fn a_callees_repeated_2xx_is_acked_again_and_the_call_goes_on() {
         2 * CALLS,
     );
 }
+
+/// The caller hears a 100 Trying only when the callee is slow: a callee that rings at once
+/// makes it moot (the caller's scenario takes a 100 for an unexpected message), and one that
+/// answers after 300 ms gets the caller its 100 first (that scenario requires it).
+#[test]
+fn a_100_trying_only_while_the_callee_keeps_the_caller_waiting() {
+    let at_once = Callee {
+        scenario: "uas",
+        port: 22391,
+        calls: CALLS,
+        extra: &[],
+    };
+    relay(
+        "b2bua_no_trying",
+        22069,
+        "ring_no_trying",
+        &[],
+        &[at_once],
+        CALLS,
+        2 * CALLS,
+    );
+    let slow = Callee {
+        scenario: "callee_slow",
+        port: 22392,
+        calls: CALLS,
+        extra: &[],
+    };
+    relay(
+        "b2bua_trying",
+        22070,
+        "trying_first",
+        &[],
+        &[slow],
+        CALLS,
+        2 * CALLS,
+    );
+}

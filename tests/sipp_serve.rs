@@ -148,3 +148,28 @@ fn calls_survive_packet_loss() {
         &["-lost", "10"],
     );
 }
+
+/// serve sends a 100 Trying only when no response leaves at once: ringing at once (180, then
+/// the 200 after 300 ms) takes none, and the caller's scenario takes a 100 for an unexpected
+/// message; answering after 300 ms with no 180 sends the 100 first (that scenario requires it).
+#[test]
+fn a_100_trying_only_when_serve_keeps_the_caller_waiting() {
+    run(
+        "ring_no_trying",
+        21070,
+        &["--answer-ms", "300"],
+        "ring_no_trying",
+        20,
+        20,
+        &[],
+    );
+    run(
+        "trying_first",
+        21071,
+        &["--ring-ms", "1000", "--answer-ms", "300"],
+        "trying_first",
+        20,
+        20,
+        &[],
+    );
+}

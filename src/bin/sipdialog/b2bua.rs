@@ -5,7 +5,7 @@
 //! upstream never answers gets 408; nothing it keeps outlives the call.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bumpalo::Bump;
@@ -32,6 +32,12 @@ const ALLOW: &[u8] = b"INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, N
 
 /// A scheduled B2BUA action.
 pub enum Action {
+    /// The caller's INVITE `invite` has heard nothing yet while our INVITE `outbound` waits:
+    /// 100 Trying to the caller.
+    Trying {
+        invite: InviteId,
+        outbound: InviteId,
+    },
     /// A request relayed onto `leg` as `cseq` got no answer in 64×T1: 408 to its sender.
     RelayTimeout { leg: DialogHandle, cseq: u32 },
     /// The final NOTIFY of a transfer, once NOTIFY 100 (`trying`) is answered.
@@ -43,13 +49,21 @@ pub enum Action {
     },
 }
 
+/// How long a caller's INVITE waits for its 100 Trying. A callee answering sooner makes it
+/// moot (one datagram fewer); RFC 3261 §17.2.1 wants it within 200 ms of the INVITE.
+const TRYING_MS: u64 = 100;
+
 /// How often a final NOTIFY looks again whether NOTIFY 100 has been answered.
 const NOTIFY_WAIT_MS: u64 = 20;
 
 /// What an outbound call is for, besides the caller's INVITE it may relay.
 enum Origin {
     /// A caller's call; `replaces` names the dialog it replaces once up (RFC 3891).
-    Caller { replaces: Option<Replaced> },
+    /// `heard`: a provisional response went to the caller.
+    Caller {
+        replaces: Option<Replaced>,
+        heard: AtomicBool,
+    },
     /// A transfer the B2BUA carries out for `transferor` (REFER event id `id`): once the
     /// target answers, `keep` (the transferor's peer) is bridged to it.
     Transfer {
@@ -116,10 +130,6 @@ impl B2bua {
             io.unavailable(invite);
             return;
         }
-        if !io.respond_invite(invite, 100, &ResponseParts::default()) {
-            self.legs.unreserve_outbound(true);
-            return;
-        }
         let user = view.request_uri().map_or(&b"b2bua"[..], user_part);
         let user = String::from_utf8_lossy(user);
         let request_uri = format!("sip:{user}@{}", self.upstream);
@@ -139,9 +149,14 @@ impl B2bua {
                     call_id: started.call_id.as_bytes().into(),
                     from_tag: started.from_tag,
                     caller: Some(invite),
-                    data: Origin::Caller { replaces },
+                    data: Origin::Caller {
+                        replaces,
+                        heard: AtomicBool::new(false),
+                    },
                 };
                 self.legs.add_outbound(started.invite, outbound);
+                let outbound = started.invite;
+                io.schedule(io.now + TRYING_MS, Action::Trying { invite, outbound });
             }
             Err(e) => {
                 tracing::warn!(error = ?e, "outbound INVITE not sent");
@@ -178,6 +193,9 @@ impl B2bua {
         };
         match (call.caller, verdict) {
             (Some(invite), Verdict::Provisional { .. }) if status > 100 => {
+                if let Origin::Caller { heard, .. } = &call.data {
+                    heard.store(true, Ordering::Relaxed);
+                }
                 io.respond_invite(invite, status, &parts);
             }
             (
@@ -195,7 +213,7 @@ impl B2bua {
                 }
                 self.legs.take_outbound(ours);
                 match (call.caller, &call.data) {
-                    (Some(invite), Origin::Caller { replaces }) => {
+                    (Some(invite), Origin::Caller { replaces, .. }) => {
                         let manager = &io.shared.manager;
                         match manager.respond_invite(invite, 200, &parts, io.now, io.desk.out) {
                             Ok(Some(inbound)) if self.legs.link(manager, inbound, dialog) => {
@@ -522,6 +540,15 @@ impl Mode for B2bua {
 
     fn on_action(&self, io: &mut Io<'_, Action>, action: Action) {
         match action {
+            Action::Trying { invite, outbound } => {
+                // Still waiting (the final answer takes the entry out) and nothing relayed.
+                let waiting = self.legs.outbound(outbound).is_some_and(|call| {
+                    matches!(&call.data, Origin::Caller { heard, .. } if !heard.load(Ordering::Relaxed))
+                });
+                if waiting {
+                    io.respond_invite(invite, 100, &ResponseParts::default());
+                }
+            }
             Action::RelayTimeout { leg, cseq } => {
                 let manager = &io.shared.manager;
                 self.legs
