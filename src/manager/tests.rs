@@ -112,6 +112,15 @@ fn basic_call_back_to_back_leaves_nothing_behind() {
     // Both keep the INVITE record 64×T1 after the 2xx (alice for late forked 2xx, bob for
     // retransmitted INVITEs), then drop it.
     assert_eq!((alice.pending_invites(), bob.pending_invites()), (1, 1));
+    // What the two records hold meanwhile is what each call of a B2BUA (one record per leg)
+    // holds for 64×T1 (32 s): the default byte budget must let it go on at the rate the
+    // policy documents, not be what stops it.
+    let per_call = alice.invite_record_bytes() + bob.invite_record_bytes();
+    let sustained = crate::security::Policy::default().invite_record_bytes / (per_call * 32);
+    assert!(
+        sustained >= 20_000,
+        "{per_call} bytes a call: the default budget holds {sustained} calls/s"
+    );
     assert_eq!(
         bob.on_received(&inv, 40, &mut b_out).unwrap(),
         Verdict::Retransmission
