@@ -8,12 +8,16 @@
 
 For each, the call rate steps up until a step has a failed call; printed are the highest rate
 with 0 failed calls, the CPU seconds the element under test spent per 1 000 calls at that
-rate (user + system, from /proc), and its memory with N calls held at once (proportional set
-size, so Kamailio's shared memory is counted once over its processes).
+rate (user + system, from /proc), then whether that rate lasts when held for longer than
+64xT1 (32 s), the time a handler keeps a finished INVITE's transaction and records (a short
+step never fills them; `--sustain`; if it fails, the next lower rate is tried once), and its
+memory with N calls held at once (proportional set size, so Kamailio's shared memory is
+counted once over its processes).
 
-Run from the repository root:  python3 benches/load.py            (about 15 minutes)
+Run from the repository root:  python3 benches/load.py            (about 25 minutes)
                                python3 benches/load.py --quick    (a smoke run)
-Needs sipp and kamailio (`.ci/test` installs both); builds the sipdialog binary itself.
+Needs sipp and kamailio (`.ci/test` installs both); builds the sipdialog binary itself
+(SIPDIALOG_BIN=path runs another build of it, for an A/B in one run).
 """
 
 import argparse
@@ -30,7 +34,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "sipdialog")
+BIN = os.environ.get("SIPDIALOG_BIN") or os.path.join(ROOT, "target", "release", "sipdialog")
 UAC = os.path.join(ROOT, "benches", "sipp", "uac_bench.xml")
 UAS = os.path.join(ROOT, "benches", "sipp", "uas_bench.xml")
 KAMAILIO_CFG = os.path.join(ROOT, "tests", "kamailio", "proxy.cfg")
@@ -178,7 +182,7 @@ class Element:
             stop(p)
 
 
-def run(name, rates, seconds, held, hold_rate, root):
+def run(name, rates, seconds, held, hold_rate, root, sustain):
     workdir = tempfile.mkdtemp(prefix=f"{name}-", dir=root)
     best = None
     steps = []
@@ -197,6 +201,20 @@ def run(name, rates, seconds, held, hold_rate, root):
                 break
             best = (rate, per_k)
             time.sleep(3)  # let the previous step's calls (timewait) drain
+        # The best rate held past 64xT1, after the ramp's records drained; then the next
+        # lower one, once, if it failed.
+        sustained = None
+        lower = [r for r in rates if best and r <= best[0]][::-1]
+        for rate in lower[:2] if sustain else []:
+            time.sleep(35)
+            ok, failed, wall = uac_step(workdir, FRONT, rate, sustain, 0)
+            print(f"  {name:9} {rate:6}/s for {sustain}s (sustained): {ok} ok, {failed} failed "
+                  f"({wall:.0f}s)", flush=True)
+            if not failed:
+                sustained = rate
+                break
+        if sustain:
+            time.sleep(35)
         # Memory with `held` calls up at once: calls held long enough that they overlap.
         hold_ms = int(held / hold_rate * 1000) + 10_000
         step_dir = tempfile.mkdtemp(dir=workdir)
@@ -209,15 +227,18 @@ def run(name, rates, seconds, held, hold_rate, root):
         stop(uac, 5)
     finally:
         el.stop()
-    return best, memory, steps
+    return best, memory, steps, sustained
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="three short steps and 5 000 held calls")
     ap.add_argument("--only", nargs="*", default=["sipp-uas", "serve", "b2bua", "kamailio"])
+    ap.add_argument("--rates", type=int, nargs="*", help="the steps' call rates (default 1 000 to 16 000)")
     ap.add_argument("--seconds", type=int, default=10, help="length of each rate step")
     ap.add_argument("--held", type=int, default=50_000, help="calls held at once for the memory figure")
+    ap.add_argument("--sustain", type=int, default=45,
+                    help="seconds the best rate is held at the end (0: skip)")
     ap.add_argument("--trace-errors", action="store_true",
                     help="every SIPp writes what it did not expect to <scenario>_<pid>_errors.log in its step's folder")
     args = ap.parse_args()
@@ -227,15 +248,16 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"{tool} is not installed (.ci/test installs it)")
     subprocess.run(["cargo", "build", "--release", "--bin", "sipdialog"], cwd=ROOT, check=True)
-    rates = [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000, 14000, 16000]
+    rates = args.rates or [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000, 14000, 16000]
     seconds, held, hold_rate = args.seconds, args.held, 2500
     if args.quick:
         rates, seconds, held, hold_rate = [500, 1000, 2000], 3, 5000, 1000
+        args.sustain = 0
     root = tempfile.mkdtemp(prefix="sipdialog-load-")
     results = {}
     for name in args.only:
         print(f"{name}:", flush=True)
-        results[name] = run(name, rates, seconds, held, hold_rate, root)
+        results[name] = run(name, rates, seconds, held, hold_rate, root, args.sustain)
     cpu = "unknown"
     for line in open("/proc/cpuinfo"):
         if line.startswith("model name"):
@@ -243,13 +265,15 @@ def main():
             break
     print(f"\nload on loopback, {datetime.date.today()}, {os.cpu_count()} cores ({cpu}), "
           f"{platform.system()} {platform.release()}; steps of {seconds}s; logs in {root}")
-    print(f"| handler | highest rate with 0 failed calls | CPU s per 1 000 calls | memory (PSS) with {held} calls held |")
-    print("|---|---|---|---|")
+    print(f"| handler | highest rate with 0 failed calls | CPU s per 1 000 calls | memory (PSS) with {held} calls held "
+          f"| held {args.sustain}s with 0 failed |")
+    print("|---|---|---|---|---|")
     base = results.get("sipp-uas", (None,))[0]
-    for name, (best, memory, _) in results.items():
+    for name, (best, memory, _, sustained) in results.items():
         rate = f"{best[0]} calls/s" if best else "none clean"
         cpu_k = f"{best[1]:.3f}" if best else "—"
-        print(f"| {name} | {rate} | {cpu_k} | {memory:.0f} MiB |")
+        held_for = f"{sustained} calls/s" if sustained else ("none" if args.sustain else "not run")
+        print(f"| {name} | {rate} | {cpu_k} | {memory:.0f} MiB | {held_for} |")
     for name in ("serve", "b2bua"):
         if name in results and results[name][0] and base:
             print(f"{name}: {results[name][0][0] / base[0]:.2f}x the rate of SIPp's uas")
