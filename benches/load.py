@@ -214,7 +214,7 @@ def run(name, rates, seconds, held, hold_rate, root, sustain):
                 sustained = rate
                 break
         if sustain:
-            time.sleep(35)
+            time.sleep(35)  # and its records drained before the memory step
         # Memory with `held` calls up at once: calls held long enough that they overlap.
         hold_ms = int(held / hold_rate * 1000) + 10_000
         step_dir = tempfile.mkdtemp(dir=workdir)
@@ -238,7 +238,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=10, help="length of each rate step")
     ap.add_argument("--held", type=int, default=50_000, help="calls held at once for the memory figure")
     ap.add_argument("--sustain", type=int, default=45,
-                    help="seconds the best rate is held at the end (0: skip)")
+                    help="seconds the best rate is held after the ramp (0: skip)")
     ap.add_argument("--trace-errors", action="store_true",
                     help="every SIPp writes what it did not expect to <scenario>_<pid>_errors.log in its step's folder")
     args = ap.parse_args()
