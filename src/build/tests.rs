@@ -562,9 +562,9 @@ fn received_views_carry_the_via_a_fresh_decode_gives() {
 Content-Length: 0\r\n\r\n",
         );
         for source in sources {
-            let view = MessageView::parse(&bytes).unwrap();
+            let mut received = MessageView::parse(&bytes).unwrap();
             let mut out = Vec::new();
-            let received = as_received(view, source, &mut out);
+            as_received(&mut received, source, &mut out);
             let shown = format!("{received:?}");
             let viewed = received.as_bytes().to_vec();
             let fresh = MessageView::parse(&viewed).unwrap().with_decoded_via();

@@ -217,22 +217,26 @@ pub fn stamped<'b>(
 
 /// A received request as every layer after the transport reads it: its top Via stamped for
 /// `source` when it does not lead back there (the copy written into `out`), and decoded,
-/// once either way. A request whose Via cannot be stamped is returned as it is.
+/// once either way, in place. A request whose Via cannot be stamped is left as it is.
 pub(crate) fn as_received<'a>(
-    request: MessageView<'a>,
+    request: &mut MessageView<'a>,
     source: SocketAddr,
     out: &'a mut Vec<u8>,
-) -> MessageView<'a> {
+) {
     out.clear();
-    match stamp(&request, source, out) {
-        Ok(Stamp::Kept(via)) => request.with_via(via),
+    match stamp(request, source, out) {
+        Ok(Stamp::Kept(via)) => request.set_via(via),
         Ok(Stamp::Written {
             at,
             raw_len,
             fields,
             rport,
-        }) => moved(&request, out, (at, raw_len), fields, rport).unwrap_or(request),
-        Err(_) => request,
+        }) => {
+            if let Ok(moved) = moved(request, out, (at, raw_len), fields, rport) {
+                *request = moved;
+            }
+        }
+        Err(_) => {}
     }
 }
 

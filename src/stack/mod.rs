@@ -202,7 +202,7 @@ impl Stack {
         }
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         let limits = self.manager.scan_limits();
-        let view = match MessageView::parse_with(bytes, &limits) {
+        let mut view = match MessageView::parse_with(bytes, &limits) {
             Ok(view) => view,
             Err(e) => {
                 self.counters.malformed.fetch_add(1, Ordering::Relaxed);
@@ -229,11 +229,10 @@ impl Stack {
         } = self;
         // Answers, now or later, go back where the request came from. The top Via is decoded
         // once here for the transaction layer, the manager and the answer's destination.
-        let view = match view.is_request() {
-            true => build::as_received(view, src, stamped),
-            false => view,
+        if view.is_request() {
+            build::as_received(&mut view, src, stamped);
         }
-        .with_decoded_via();
+        view.decode_via();
         let received = match view.is_request() {
             true => transact_request(manager, txns, transmits, out, counters, &view, src, now),
             false => Some(txns.on_response(&view, now, transmits)),

@@ -748,8 +748,13 @@ impl<'a> MessageView<'a> {
     /// This view with `via` as its decoded top Via: for the one who decoded it already (the
     /// stamping of a received request).
     pub(crate) fn with_via(mut self, via: Via<'a>) -> MessageView<'a> {
-        self.decoded_via = Some(via);
+        self.set_via(via);
         self
+    }
+
+    /// [`MessageView::with_via`] in place.
+    pub(crate) fn set_via(&mut self, via: Via<'a>) {
+        self.decoded_via = Some(via);
     }
 
     /// This view with its top Via decoded and kept, so that the layers it is handed to
@@ -766,10 +771,16 @@ impl<'a> MessageView<'a> {
     /// ```
     #[must_use]
     pub fn with_decoded_via(mut self) -> MessageView<'a> {
+        self.decode_via();
+        self
+    }
+
+    /// [`MessageView::with_decoded_via`] in place: a view is some 480 bytes, and every move
+    /// of one on the receive path is a copy.
+    pub(crate) fn decode_via(&mut self) {
         if self.decoded_via.is_none() {
             self.decoded_via = self.top_via().ok().flatten();
         }
-        self
     }
 
     /// The raw value of the first Via header (all its comma-joined elements).
