@@ -43,6 +43,8 @@ TICK = os.sysconf("SC_CLK_TCK")
 BUFF = ["-buff_size", "4194304"]
 # Extra SIPp arguments for every SIPp started (`--trace-errors` adds `-trace_err`).
 EXTRA = []
+# 64xT1 (32 s) and a margin: how long a finished call's INVITE records and transactions stay.
+DRAIN = 35
 
 
 def children(pid):
@@ -206,7 +208,7 @@ def run(name, rates, seconds, held, hold_rate, root, sustain):
         sustained = None
         lower = [r for r in rates if best and r <= best[0]][::-1]
         for rate in lower[:2] if sustain else []:
-            time.sleep(35)
+            time.sleep(DRAIN)
             ok, failed, wall = uac_step(workdir, FRONT, rate, sustain, 0)
             print(f"  {name:9} {rate:6}/s for {sustain}s (sustained): {ok} ok, {failed} failed "
                   f"({wall:.0f}s)", flush=True)
@@ -214,7 +216,7 @@ def run(name, rates, seconds, held, hold_rate, root, sustain):
                 sustained = rate
                 break
         if sustain:
-            time.sleep(35)  # and its records drained before the memory step
+            time.sleep(DRAIN)  # and its records drained before the memory step
         # Memory with `held` calls up at once: calls held long enough that they overlap.
         hold_ms = int(held / hold_rate * 1000) + 10_000
         step_dir = tempfile.mkdtemp(dir=workdir)

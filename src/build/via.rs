@@ -259,10 +259,11 @@ fn moved<'b>(
         received: out.get(fields.received),
         rport,
     };
-    request
+    let mut view = request
         .with_top_via_replaced(out, at, raw_len, new_len)
-        .map(|view| view.with_via(via))
-        .ok_or(invalid)
+        .ok_or(invalid)?;
+    view.set_via(via);
+    Ok(view)
 }
 
 /// A stateless answer to a request the scanner refused (RFC 3261 §8.2.6: Via values, From,

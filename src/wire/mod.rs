@@ -745,14 +745,8 @@ impl<'a> MessageView<'a> {
         Via::from_value(&v).map(Some)
     }
 
-    /// This view with `via` as its decoded top Via: for the one who decoded it already (the
+    /// Keeps `via` as this view's decoded top Via: for the one who decoded it already (the
     /// stamping of a received request).
-    pub(crate) fn with_via(mut self, via: Via<'a>) -> MessageView<'a> {
-        self.set_via(via);
-        self
-    }
-
-    /// [`MessageView::with_via`] in place.
     pub(crate) fn set_via(&mut self, via: Via<'a>) {
         self.decoded_via = Some(via);
     }
