@@ -5,9 +5,9 @@
 //! values built from the pieces that decide the shape, and the `wire_parse` fuzz target
 //! checks the scanner as a whole against an independent extractor.
 
-use super::header::{is_param_value_byte, is_token_byte};
+use super::header::is_token_byte;
 use super::swar;
-use super::value::{lws_prefix, Cursor, ViaValue};
+use super::value::{lws_prefix, ViaValue};
 
 /// The tag of `<uri>`, `<uri>;tag=token` and the same after a quoted display name without
 /// escapes (`Ok` of `value::tag_param`).
@@ -42,74 +42,96 @@ pub(super) fn tag_param(value: &[u8]) -> Option<Option<&[u8]>> {
     }
 }
 
-/// The top Via element written as `SIP/2.0/TRANSPORT host[:port](;name[=value])*`, followed
-/// by the end of the value or a comma (`Ok` of `value::via`).
+/// The top Via element written as `SIP/2.0/TRANSPORT host[:port](;name[=token])*`, followed
+/// by the end of the value or a comma (`Ok` of `value::via`). Quoted or IPv6 parameter values
+/// are left to the careful reader.
 #[inline]
 pub(super) fn via(value: &[u8]) -> Option<ViaValue<'_>> {
-    let mut c = Cursor::new(value);
-    c.skip_lws();
-    if !b"SIP/2.0/".iter().all(|&b| c.eat(b))
-        || c.take_while(is_token_byte).is_empty()
-        || !c.eat(b' ')
-    {
+    // One byte-class table lookup per byte: runs here are short, and a word-at-a-time class
+    // test costs more than it saves on them.
+    let run = |from: usize, class: fn(u8) -> bool| {
+        from + value.get(from..).map_or(0, |rest| {
+            rest.iter().position(|&b| !class(b)).unwrap_or(rest.len())
+        })
+    };
+    let at = lws_prefix(value);
+    if value.get(at..at + 8) != Some(b"SIP/2.0/") {
         return None;
     }
-    let start = c.position();
-    if c.take_run(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        .is_empty()
-    {
+    let transport_end = run(at + 8, is_token_byte);
+    if transport_end == at + 8 || value.get(transport_end) != Some(&b' ') {
         return None;
     }
-    if c.eat(b':') && c.take_while(|b| b.is_ascii_digit()).is_empty() {
+    let host_start = transport_end + 1;
+    let mut at = run(host_start, is_host_byte);
+    if at == host_start {
         return None;
+    }
+    if value.get(at) == Some(&b':') {
+        let port_end = run(at + 1, |b| b.is_ascii_digit());
+        if port_end == at + 1 {
+            return None;
+        }
+        at = port_end;
     }
     let mut via = ViaValue {
-        sent_by: &value[start..c.position()],
+        sent_by: &value[host_start..at],
         branch: None,
         received: None,
         rport: None,
-        end: c.position(),
+        end: at,
     };
     loop {
-        if !c.eat(b';') {
-            return match c.peek() {
-                None | Some(b',') => Some(via),
-                Some(_) => None,
-            };
+        match value.get(at) {
+            Some(b';') => {}
+            None | Some(b',') => return Some(via),
+            Some(_) => return None,
         }
-        let name = c.take_run(is_token_byte);
-        if name.is_empty() {
+        let name_start = at + 1;
+        let name_end = run(name_start, is_token_byte);
+        if name_end == name_start {
             return None;
         }
-        let param = match c.eat(b'=') {
-            true => match c.take_run(is_param_value_byte) {
-                [] => return None,
-                v => Some(v),
-            },
-            false => None,
-        };
-        via.end = c.position();
-        // As the careful reader: each of these at most once, branch a token, received valued.
-        if name.eq_ignore_ascii_case(b"branch") {
-            match param {
-                // A parameter value is a token but for the `[`, `]` and `:` of IPv6.
-                Some(v) if via.branch.is_none() && swar::find3(b'[', b']', b':', v).is_none() => {
-                    via.branch = Some(v)
+        let name = &value[name_start..name_end];
+        at = name_end;
+        let param = match value.get(at) {
+            Some(b'=') => {
+                let value_end = run(at + 1, is_token_byte);
+                if value_end == at + 1 {
+                    return None;
                 }
-                _ => return None,
+                let param = &value[at + 1..value_end];
+                at = value_end;
+                Some(param)
             }
-        } else if name.eq_ignore_ascii_case(b"received") {
-            match param {
+            _ => None,
+        };
+        via.end = at;
+        // As the careful reader: each of these at most once, received valued.
+        match name.len() {
+            6 if name.eq_ignore_ascii_case(b"branch") => match param {
+                Some(v) if via.branch.is_none() => via.branch = Some(v),
+                _ => return None,
+            },
+            8 if name.eq_ignore_ascii_case(b"received") => match param {
                 Some(v) if via.received.is_none() => via.received = Some(v),
                 _ => return None,
+            },
+            5 if name.eq_ignore_ascii_case(b"rport") => {
+                if via.rport.is_some() {
+                    return None;
+                }
+                via.rport = Some(param);
             }
-        } else if name.eq_ignore_ascii_case(b"rport") {
-            if via.rport.is_some() {
-                return None;
-            }
-            via.rport = Some(param);
+            _ => {}
         }
     }
+}
+
+/// A byte of a host name or IPv4 address.
+#[inline]
+fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'.'
 }
 
 #[cfg(test)]

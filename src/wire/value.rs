@@ -105,16 +105,6 @@ impl<'a> Cursor<'a> {
         &rest[..n]
     }
 
-    /// [`Self::take_while`] for a class that accepts every ASCII letter and digit, eight
-    /// bytes at a time over letters and digits ([`swar::run_len`]).
-    #[inline]
-    pub(crate) fn take_run(&mut self, class: impl Fn(u8) -> bool) -> &'a [u8] {
-        let rest = self.buf.get(self.pos..).unwrap_or_default();
-        let n = swar::run_len(rest, class);
-        self.pos += n;
-        &rest[..n]
-    }
-
     /// A quoted string, quotes included; `None` if it is not terminated or holds a CR or LF
     /// that is not part of a fold (RFC 3261 §25.1: qdtext and quoted-pair exclude them).
     pub(crate) fn take_quoted(&mut self) -> Option<&'a [u8]> {
@@ -319,26 +309,30 @@ fn decimal_digits(digits: &[u8]) -> Option<u64> {
 /// the standard parser (IPv6 and errors). Where it answers, it answers as `Ipv4Addr`'s
 /// `FromStr` does (tested).
 pub(crate) fn ipv4(text: &[u8]) -> Option<std::net::Ipv4Addr> {
+    if !(7..=15).contains(&text.len()) {
+        return None;
+    }
     let mut octets = [0u8; 4];
-    let mut parts = text.split(|&b| b == b'.');
-    for octet in &mut octets {
-        let digits = parts.next()?;
-        if digits.is_empty() || digits.len() > 3 || (digits.len() > 1 && digits[0] == b'0') {
-            return None;
-        }
-        let mut n = 0u16;
-        for &d in digits {
-            if !d.is_ascii_digit() {
-                return None;
+    let (mut done, mut n, mut digits) = (0usize, 0u16, 0u8);
+    for &b in text {
+        match b {
+            // A second digit after a leading zero, or a fourth digit, is refused.
+            b'0'..=b'9' if digits < 3 && !(digits == 1 && n == 0) => {
+                n = n * 10 + u16::from(b - b'0');
+                digits += 1;
             }
-            n = n * 10 + u16::from(d - b'0');
+            b'.' if digits > 0 && done < 3 => {
+                octets[done] = u8::try_from(n).ok()?;
+                (done, n, digits) = (done + 1, 0, 0);
+            }
+            _ => return None,
         }
-        *octet = u8::try_from(n).ok()?;
     }
-    match parts.next() {
-        None => Some(std::net::Ipv4Addr::from(octets)),
-        Some(_) => None,
+    if done != 3 || digits == 0 {
+        return None;
     }
+    octets[3] = u8::try_from(n).ok()?;
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 /// An IP address as text: a dotted quad in one pass ([`ipv4`]), the standard parser (costlier)
