@@ -15,6 +15,10 @@ const PAGE_ENTRIES: usize = 4096;
 #[derive(Default)]
 pub(crate) struct ColdEntry {
     pub info: ArcSwapOption<DialogInfo>,
+    /// The generation of the slot's dialog whose info is installed, plus one (0: none): what
+    /// [`ColdTable::entry_of`] checks, with one atomic load where loading the info through
+    /// `arc-swap` costs a full barrier.
+    owner: AtomicU64,
     /// The deadline of the timer entry that is current for this dialog; entries carrying
     /// another deadline are stale and skipped.
     pub armed_at: AtomicU64,
@@ -61,12 +65,7 @@ impl ColdTable {
     /// wanted: checked as [`ColdTable::get`] checks it, without taking a reference to the info.
     pub(crate) fn entry_of(&self, handle: DialogHandle) -> Option<&ColdEntry> {
         let entry = self.entry(handle.index(), false)?;
-        let live = entry
-            .info
-            .load()
-            .as_ref()
-            .is_some_and(|info| info.handle() == handle);
-        live.then_some(entry)
+        (entry.owner.load(Ordering::Acquire) == owner_of(handle)).then_some(entry)
     }
 
     /// Installs a new dialog's info, resetting the slot's deadlines.
@@ -75,22 +74,105 @@ impl ColdTable {
         entry.armed_at.store(0, Ordering::Relaxed);
         entry.ack_deadline.store(0, Ordering::Relaxed);
         entry.bye_deadline.store(0, Ordering::Relaxed);
-        entry.pending_target.store(None);
+        drop_pending_target(entry);
+        let owner = owner_of(info.handle());
         entry.info.store(Some(Arc::new(info)));
+        entry.owner.store(owner, Ordering::Release);
         Some(entry)
     }
 
     /// Drops the info of a dialog that left the table (only if it is still this dialog's).
     pub(crate) fn clear(&self, handle: DialogHandle) {
         if let Some(entry) = self.entry(handle.index(), false) {
+            let owner = owner_of(handle);
+            // Only this dialog's: a newer one may hold the slot already.
+            let _ = entry
+                .owner
+                .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed);
             let current = entry.info.load();
             if current.as_ref().is_some_and(|i| i.handle() == handle) {
                 drop(current);
                 entry
                     .info
                     .rcu(|cur| cur.clone().filter(|i| i.handle() != handle));
-                entry.pending_target.store(None);
+                drop_pending_target(entry);
             }
         }
+    }
+}
+
+/// What [`ColdEntry::owner`] holds while `handle`'s info is installed.
+fn owner_of(handle: DialogHandle) -> u64 {
+    u64::from(handle.generation()) + 1
+}
+
+/// Empties the entry's proposed target. Nearly always empty already: a load costs a few
+/// instructions where a store makes `arc-swap` visit every thread's list of reads.
+fn drop_pending_target(entry: &ColdEntry) {
+    if entry.pending_target.load().is_some() {
+        entry.pending_target.store(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialog::{InfoParts, Role};
+    use crate::id::DialogKey;
+    use crate::state::DialogState;
+    use crate::table::{DialogTable, NewDialog};
+
+    fn info(handle: DialogHandle) -> DialogInfo {
+        let parts = InfoParts {
+            role: Role::Uas,
+            secure: false,
+            invite_cseq: 1,
+            invite: None,
+            call_id: b"c",
+            local_tag: b"l",
+            remote_tag: b"r",
+            local_uri: b"<sip:a@b>",
+            remote_uri: b"<sip:c@d>",
+            remote_target: b"sip:c@192.0.2.1",
+            local_target: b"sip:a@192.0.2.2",
+            peer: None,
+            charge: None,
+        };
+        DialogInfo::new(handle, &parts, Box::default())
+    }
+
+    /// A slot's entry answers for the dialog installed in it, and for no earlier or later
+    /// dialog of the same slot.
+    #[test]
+    fn an_entry_answers_for_its_own_dialog_only() {
+        let table = DialogTable::with_capacity(1).unwrap();
+        let cold = ColdTable::new(1);
+        let init = NewDialog {
+            state: DialogState::EARLY,
+            local_cseq: 1,
+            remote_cseq: None,
+            now_ms: 0,
+        };
+        let key = |tag: &'static [u8]| DialogKey {
+            call_id: b"c",
+            local_tag: tag,
+            remote_tag: b"r",
+        };
+        let old = table.insert(&key(b"1"), &init).unwrap();
+        assert!(cold.entry_of(old).is_none(), "nothing installed yet");
+        cold.install(info(old)).unwrap();
+        assert!(cold.entry_of(old).is_some());
+        table.remove(old).unwrap();
+        let new = table.insert(&key(b"2"), &init).unwrap();
+        assert_eq!(new.index(), old.index());
+        cold.install(info(new)).unwrap();
+        // The old dialog's late clear leaves the new one alone.
+        cold.clear(old);
+        assert!(cold.entry_of(old).is_none());
+        assert!(cold.entry_of(new).is_some());
+        assert!(cold.get(new).is_some());
+        cold.clear(new);
+        assert!(cold.entry_of(new).is_none());
+        assert!(cold.get(new).is_none());
     }
 }

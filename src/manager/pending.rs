@@ -680,6 +680,11 @@ impl super::DialogManager {
     }
 
     fn drop_copy(&self, pending: &PendingInvite) {
+        // A load first: the second call finds it gone, and a swap would visit every thread's
+        // list of `arc-swap` reads for nothing.
+        if pending.copy.load().is_none() {
+            return;
+        }
         if let Some(copy) = pending.copy.swap(None) {
             self.pending_bytes.fetch_sub(copy.cost(), Ordering::Relaxed);
         }
