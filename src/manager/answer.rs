@@ -279,6 +279,12 @@ impl DialogManager {
         claimed: bool,
         now_ms: u64,
     ) -> Result<DialogHandle, ManagerError> {
+        // Made by an earlier 1xx: the record lists it, so no look-up by key is needed.
+        if let Some(dialog) = pending.first_dialog() {
+            if self.dialogs.table.state(dialog).is_ok() {
+                return Ok(dialog);
+            }
+        }
         let to_tag = pending.to_tag.as_ref().map(Tag::as_bytes);
         let key = DialogKey {
             call_id: view.call_id(),

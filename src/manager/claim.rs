@@ -55,6 +55,15 @@ impl<T> FinalAnswer<T> {
         true
     }
 
+    /// The first dialog added, if any is still listed.
+    pub fn first(&self) -> Option<T>
+    where
+        T: Copy,
+    {
+        let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        members.first().copied()
+    }
+
     /// The dialogs added so far, taken out.
     pub fn take(&self) -> SmallVec<[T; 2]> {
         std::mem::take(&mut *self.members.lock().unwrap_or_else(|e| e.into_inner()))

@@ -540,6 +540,11 @@ impl PendingInvite {
         self.answer.add(dialog, claimed || self.role != Role::Uas)
     }
 
+    /// The first dialog of this INVITE, while it is listed (a UAS's INVITE has one).
+    pub(crate) fn first_dialog(&self) -> Option<DialogHandle> {
+        self.answer.first()
+    }
+
     /// The dialogs of this INVITE, taken out (for ending them all).
     pub(crate) fn take_dialogs(&self) -> SmallVec<[DialogHandle; 2]> {
         self.answer.take()
