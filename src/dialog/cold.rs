@@ -84,14 +84,12 @@ impl ColdTable {
     /// Drops the info of a dialog that left the table (only if it is still this dialog's).
     pub(crate) fn clear(&self, handle: DialogHandle) {
         if let Some(entry) = self.entry(handle.index(), false) {
-            let owner = owner_of(handle);
             // Only this dialog's: a newer one may hold the slot already.
-            let _ = entry
+            let ours = entry
                 .owner
-                .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed);
-            let current = entry.info.load();
-            if current.as_ref().is_some_and(|i| i.handle() == handle) {
-                drop(current);
+                .compare_exchange(owner_of(handle), 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok();
+            if ours {
                 entry
                     .info
                     .rcu(|cur| cur.clone().filter(|i| i.handle() != handle));

@@ -375,6 +375,12 @@ pub(crate) fn is_token_byte(b: u8) -> bool {
     CLASSES[b as usize] & TOKEN_BIT != 0
 }
 
+/// Whether `b` may appear in a host name or an IPv4 address (the sent-by of a Via).
+#[inline]
+pub(crate) fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'.'
+}
+
 /// Whether `b` is a `word` character (Call-ID).
 #[inline]
 pub(crate) fn is_word_byte(b: u8) -> bool {

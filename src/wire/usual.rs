@@ -5,7 +5,7 @@
 //! values built from the pieces that decide the shape, and the `wire_parse` fuzz target
 //! checks the scanner as a whole against an independent extractor.
 
-use super::header::is_token_byte;
+use super::header::{is_host_byte, is_token_byte};
 use super::swar;
 use super::value::{lws_prefix, ViaValue};
 
@@ -126,12 +126,6 @@ pub(super) fn via(value: &[u8]) -> Option<ViaValue<'_>> {
             _ => {}
         }
     }
-}
-
-/// A byte of a host name or IPv4 address.
-#[inline]
-fn is_host_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-' || b == b'.'
 }
 
 #[cfg(test)]

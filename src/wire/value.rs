@@ -4,7 +4,7 @@
 
 use super::{swar, usual};
 
-use super::header::{is_param_value_byte, is_token_byte, is_word_byte};
+use super::header::{is_host_byte, is_param_value_byte, is_token_byte, is_word_byte};
 
 /// The length of the LWS at the start of a raw value: SP, HT and folds. Inside a value an LF
 /// only ever starts a fold (the line splitter guarantees SP or HT after it); a CR is white
@@ -397,7 +397,7 @@ pub(super) fn careful_via(value: &[u8]) -> Result<ViaValue<'_>, ()> {
         }
         inner
     } else {
-        c.take_while(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        c.take_while(is_host_byte)
     };
     if host.is_empty() {
         return Err(());
