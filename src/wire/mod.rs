@@ -6,14 +6,17 @@
 //! Referred-By, Subscription-State). It never allocates and never panics on any input; every
 //! refusal is a [`WireError`] that maps to a SIP status.
 
+mod block;
 mod error;
 mod header;
+mod line_ends;
 mod salvage;
 mod start_line;
 mod swar;
 mod usual;
 pub(crate) mod value;
 
+use block::Raw;
 pub use error::WireError;
 pub use header::{HeaderIter, HeaderName, RawHeader};
 pub use salvage::{Salvaged, MAX_SALVAGE_BYTES};
@@ -94,25 +97,30 @@ impl<'a> Via<'a> {
 
     /// The host of the sent-by, brackets of an IPv6 reference removed.
     pub fn host(&self) -> &'a [u8] {
-        let host = match self.sent_by.iter().rposition(|&b| b == b']') {
-            Some(close) => &self.sent_by[..close],
-            None => match self.sent_by.iter().rposition(|&b| b == b':') {
-                Some(colon) => &self.sent_by[..colon],
-                None => self.sent_by,
-            },
-        };
-        let host = host.strip_prefix(b"[").unwrap_or(host);
-        value::trim_lws(host)
+        self.host_and_port().0
     }
 
     /// The port of the sent-by, if written.
     pub fn port(&self) -> Option<u16> {
-        let after_host = match self.sent_by.iter().rposition(|&b| b == b']') {
-            Some(close) => &self.sent_by[close + 1..],
-            None => self.sent_by,
+        self.host_and_port().1
+    }
+
+    /// [`Via::host`] and [`Via::port`] from one backward walk: the last `]` ends an IPv6
+    /// reference, and the port's colon is the last `:` after it.
+    fn host_and_port(&self) -> (&'a [u8], Option<u16>) {
+        let s = self.sent_by;
+        let (host, port) = match s.iter().rposition(|&b| b == b':' || b == b']') {
+            // An IPv6 reference with no port after it.
+            Some(i) if s[i] == b']' => (&s[..i], None),
+            Some(colon) => match s[..colon].iter().rposition(|&b| b == b']') {
+                Some(close) => (&s[..close], Some(&s[colon + 1..])),
+                None => (&s[..colon], Some(&s[colon + 1..])),
+            },
+            None => (s, None),
         };
-        let colon = after_host.iter().rposition(|&b| b == b':')?;
-        value::decimal(&after_host[colon + 1..]).and_then(|p| u16::try_from(p).ok())
+        let host = host.strip_prefix(b"[").unwrap_or(host);
+        let port = port.and_then(|p| value::decimal(p).and_then(|p| u16::try_from(p).ok()));
+        (value::trim_lws(host), port)
     }
 
     /// Where a response to a request with this top Via goes over UDP (RFC 3261 §18.2.2, RFC
@@ -131,10 +139,11 @@ impl<'a> Via<'a> {
     /// assert_eq!(via.response_destination(), "192.0.2.7:40000".parse().ok());
     /// ```
     pub fn response_destination(&self) -> Option<std::net::SocketAddr> {
-        let ip = value::ip_addr(self.received.unwrap_or_else(|| self.host()))?;
+        let (host, port) = self.host_and_port();
+        let ip = value::ip_addr(self.received.unwrap_or(host))?;
         let port = match self.rport {
             Some(Some(port)) => port,
-            _ => self.port().unwrap_or(5060),
+            _ => port.unwrap_or(5060),
         };
         Some(std::net::SocketAddr::new(ip, port))
     }
@@ -265,14 +274,6 @@ pub struct RouteTally {
     pub commas: u32,
 }
 
-impl RouteTally {
-    fn add(&mut self, value: &[u8]) {
-        self.lines += 1;
-        self.bytes = self.bytes.saturating_add(value.len() as u32);
-        self.commas += memchr::memchr_iter(b',', value).count() as u32;
-    }
-}
-
 /// First values of the headers only the cold paths read (REFER, NOTIFY, routing), kept raw:
 /// their accessors trim them, so a message nobody asks about pays nothing for them.
 #[derive(Clone, Copy, Debug, Default)]
@@ -295,59 +296,6 @@ struct Routes {
     route: RouteTally,
     /// Via lines, when known (a scan counts them, as does the writer of a copy we keep).
     via_lines: Option<u32>,
-}
-
-/// Raw values gathered in one pass over the header block, parsed afterwards.
-#[derive(Default)]
-struct Raw<'a> {
-    call_id: Option<&'a [u8]>,
-    from: Option<&'a [u8]>,
-    to: Option<&'a [u8]>,
-    cseq: Option<&'a [u8]>,
-    via: Option<&'a [u8]>,
-    max_forwards: Option<&'a [u8]>,
-    content_length: Option<&'a [u8]>,
-    cold: ColdHeaders<'a>,
-    routes: Routes,
-    via_lines: u32,
-}
-
-impl<'a> Raw<'a> {
-    fn record(&mut self, h: RawHeader<'a>) -> Result<(), WireError> {
-        match h.kind {
-            HeaderName::RecordRoute => self.routes.record_route.add(h.value),
-            HeaderName::Route => self.routes.route.add(h.value),
-            HeaderName::Via => self.via_lines += 1,
-            _ => {}
-        }
-        let (slot, unique) = match h.kind {
-            HeaderName::CallId => (&mut self.call_id, true),
-            HeaderName::From => (&mut self.from, true),
-            HeaderName::To => (&mut self.to, true),
-            HeaderName::CSeq => (&mut self.cseq, true),
-            HeaderName::MaxForwards => (&mut self.max_forwards, true),
-            HeaderName::ContentLength => (&mut self.content_length, true),
-            HeaderName::Via => (&mut self.via, false),
-            HeaderName::Contact => (&mut self.cold.contact, false),
-            HeaderName::RecordRoute => (&mut self.cold.record_route, false),
-            HeaderName::Route => (&mut self.cold.route, false),
-            HeaderName::Event => (&mut self.cold.event, false),
-            HeaderName::ReferTo => (&mut self.cold.refer_to, false),
-            HeaderName::Replaces => (&mut self.cold.replaces, false),
-            HeaderName::ReferredBy => (&mut self.cold.referred_by, false),
-            HeaderName::SubscriptionState => (&mut self.cold.subscription_state, false),
-            HeaderName::ContentType => (&mut self.cold.content_type, false),
-            _ => return Ok(()),
-        };
-        match slot {
-            Some(_) if unique => Err(WireError::DuplicateHeader(h.kind)),
-            Some(_) => Ok(()),
-            None => {
-                *slot = Some(h.value);
-                Ok(())
-            }
-        }
-    }
 }
 
 fn required(value: Option<&[u8]>, name: HeaderName) -> Result<&[u8], WireError> {
@@ -391,18 +339,13 @@ impl<'a> MessageView<'a> {
         let start_line = start_line::parse(line)?;
 
         let mut raw = Raw::default();
-        let mut iter = HeaderIter::new(bytes, headers_start, limits.max_line);
-        let mut count = 0;
-        while let Some(header) = iter.next_field()? {
-            count += 1;
-            if count > limits.max_headers {
-                return Err(WireError::TooManyHeaders {
-                    max: limits.max_headers,
-                });
-            }
-            raw.record(header)?;
-        }
-        let body_start = iter.body_start().unwrap_or(bytes.len());
+        let body_start = block::scan(
+            bytes,
+            headers_start,
+            limits.max_line,
+            limits.max_headers,
+            &mut raw,
+        )?;
 
         let call_id = value::trim_lws(required(raw.call_id, HeaderName::CallId)?);
         let from = required(raw.from, HeaderName::From)?;

@@ -66,48 +66,6 @@ pub(crate) fn find3(a: u8, b: u8, c: u8, hay: &[u8]) -> Option<usize> {
     )
 }
 
-/// High bit set in each byte of `word` that is an ASCII letter or digit (exact in every
-/// byte: the sums below stay inside their byte).
-#[inline(always)]
-fn alnum_mask(word: u64) -> u64 {
-    let ascii = !word & HI;
-    let low7 = word & !HI;
-    // Setting bit 5 maps A–Z onto a–z and nothing else onto them.
-    let lower = low7 | (0x20 * LO);
-    (in_range(low7, b'0', b'9') | in_range(lower, b'a', b'z')) & ascii
-}
-
-/// High bit set in each byte of `word` (every byte below 0x80) that lies in `lo..=hi`.
-#[inline(always)]
-fn in_range(word: u64, lo: u8, hi: u8) -> u64 {
-    let at_least = word + u64::from(0x80 - lo) * LO;
-    let above = word + u64::from(0x7f - hi) * LO;
-    at_least & !above & HI
-}
-
-/// The length of the run of bytes at the start of `hay` that `class` accepts, for a class
-/// that accepts every ASCII letter and digit (`token`, `word`, a parameter value): letters
-/// and digits, most of a tag, branch or Call-ID, are passed eight at a time, the other bytes
-/// one by one.
-#[inline]
-pub(crate) fn run_len(hay: &[u8], class: impl Fn(u8) -> bool) -> usize {
-    let mut i = 0;
-    loop {
-        while let Some(word) = word_at(hay, i) {
-            let other = alnum_mask(word) ^ HI;
-            if other != 0 {
-                i += (other.trailing_zeros() / 8) as usize;
-                break;
-            }
-            i += 8;
-        }
-        match hay.get(i) {
-            Some(&b) if class(b) => i += 1,
-            _ => return i,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,33 +81,12 @@ mod tests {
         }
 
         #[test]
-        fn runs_end_where_the_class_does(hay in proptest::collection::vec(
-            prop_oneof![any::<u8>(), b'0'..=b'9', b'a'..=b'z', b'A'..=b'Z', Just(b'-')], 0..80)) {
-            use crate::wire::header::{is_param_value_byte, is_token_byte, is_word_byte};
-            let by_byte = |class: fn(u8) -> bool| hay.iter().position(|&b| !class(b)).unwrap_or(hay.len());
-            prop_assert_eq!(run_len(&hay, is_token_byte), by_byte(is_token_byte));
-            prop_assert_eq!(run_len(&hay, is_word_byte), by_byte(is_word_byte));
-            prop_assert_eq!(run_len(&hay, is_param_value_byte), by_byte(is_param_value_byte));
-        }
-
-        #[test]
         fn finds_bytes_behind_a_borrow(prefix in proptest::collection::vec(1u8..=255, 0..16), a: u8) {
             // A match right after bytes that borrow (0x00 ^ a, a + 1…) is still found first.
             let mut hay = prefix.clone();
             hay.push(a);
             hay.extend_from_slice(&[a.wrapping_add(1), a, 0, a]);
             prop_assert_eq!(find(a, &hay), memchr::memchr(a, &hay));
-        }
-    }
-
-    /// Every byte value, alone and inside a run of letters, is judged as the class judges it.
-    #[test]
-    fn alnum_words_are_exact_for_every_byte() {
-        for b in 0..=255u8 {
-            let mut hay = *b"abcXYZ09abcdefgh";
-            hay[5] = b;
-            let want = if b.is_ascii_alphanumeric() { 16 } else { 5 };
-            assert_eq!(run_len(&hay, |x| x.is_ascii_alphanumeric()), want, "{b:#x}");
         }
     }
 }

@@ -285,3 +285,36 @@ From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCSeq: 1 INVITE\r\n";
     .count();
     assert_eq!(one, 2);
 }
+
+proptest::proptest! {
+    /// The one-walk split of a sent-by answers as the two walks each (the last `]`, then the
+    /// last `:` after it) did.
+    #[test]
+    fn sent_by_splits_as_the_separate_walks_did(
+        sent_by in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just(b'['), proptest::strategy::Just(b']'),
+                proptest::strategy::Just(b':'), proptest::strategy::Just(b'1'),
+                proptest::strategy::Just(b'a'), proptest::strategy::Just(b' ')],
+            0..10),
+    ) {
+        let via = Via { sent_by: &sent_by, branch: None, received: None, rport: None };
+        let close = sent_by.iter().rposition(|&b| b == b']');
+        let host = match close {
+            Some(close) => &sent_by[..close],
+            None => match sent_by.iter().rposition(|&b| b == b':') {
+                Some(colon) => &sent_by[..colon],
+                None => &sent_by[..],
+            },
+        };
+        let host = value::trim_lws(host.strip_prefix(b"[").unwrap_or(host));
+        let after_host = close.map_or(&sent_by[..], |c| &sent_by[c + 1..]);
+        let port = after_host
+            .iter()
+            .rposition(|&b| b == b':')
+            .and_then(|colon| value::decimal(&after_host[colon + 1..]))
+            .and_then(|p| u16::try_from(p).ok());
+        proptest::prop_assert_eq!(via.host(), host);
+        proptest::prop_assert_eq!(via.port(), port);
+    }
+}

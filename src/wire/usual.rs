@@ -5,7 +5,7 @@
 //! values built from the pieces that decide the shape, and the `wire_parse` fuzz target
 //! checks the scanner as a whole against an independent extractor.
 
-use super::header::{is_host_byte, is_token_byte};
+use super::header::{is_host_byte, is_token, is_token_byte};
 use super::swar;
 use super::value::{lws_prefix, ViaValue};
 
@@ -33,11 +33,7 @@ pub(super) fn tag_param(value: &[u8]) -> Option<Option<&[u8]>> {
     }
     match &uri[close + 1..] {
         [] => Some(None),
-        [b';', b't', b'a', b'g', b'=', tag @ ..]
-            if !tag.is_empty() && swar::run_len(tag, is_token_byte) == tag.len() =>
-        {
-            Some(Some(tag))
-        }
+        [b';', b't', b'a', b'g', b'=', tag @ ..] if is_token(tag) => Some(Some(tag)),
         _ => None,
     }
 }

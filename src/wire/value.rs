@@ -4,7 +4,7 @@
 
 use super::{swar, usual};
 
-use super::header::{is_host_byte, is_param_value_byte, is_token_byte, is_word_byte};
+use super::header::{is_host_byte, is_param_value_byte, is_token_byte, is_word};
 
 /// The length of the LWS at the start of a raw value: SP, HT and folds. Inside a value an LF
 /// only ever starts a fold (the line splitter guarantees SP or HT after it); a CR is white
@@ -34,10 +34,24 @@ fn lws_suffix(bytes: &[u8]) -> usize {
 }
 
 /// `value` without leading and trailing LWS (folds included).
+#[inline]
 pub(crate) fn trim_lws(value: &[u8]) -> &[u8] {
-    let start = lws_prefix(value);
-    let end = value.len() - lws_suffix(&value[start..]);
-    &value[start..end]
+    // The usual value: one SP after the colon, none at the end. Anything else (and any byte
+    // that may start LWS, a CR included) takes the general path.
+    let may_start_lws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let usual = match value {
+        [b' ', second, ..] if !may_start_lws(second) => Some(&value[1..]),
+        [first, ..] if !may_start_lws(first) => Some(value),
+        _ => None,
+    };
+    match usual {
+        Some(v) if !matches!(v.last(), Some(b' ' | b'\t' | b'\n')) => v,
+        _ => {
+            let start = lws_prefix(value);
+            let end = value.len() - lws_suffix(&value[start..]);
+            &value[start..end]
+        }
+    }
 }
 
 /// Whether a trimmed Call-ID is `word ["@" word]` (RFC 3261 §25.1).
@@ -46,8 +60,7 @@ pub(crate) fn is_call_id(value: &[u8]) -> bool {
         Some(at) => (&value[..at], Some(&value[at + 1..])),
         None => (value, None),
     };
-    let word = |w: &[u8]| !w.is_empty() && swar::run_len(w, is_word_byte) == w.len();
-    word(local) && host.is_none_or(word)
+    is_word(local) && host.is_none_or(is_word)
 }
 
 /// One `;name[=value]` parameter.
@@ -313,26 +326,45 @@ pub(crate) fn ipv4(text: &[u8]) -> Option<std::net::Ipv4Addr> {
         return None;
     }
     let mut octets = [0u8; 4];
-    let (mut done, mut n, mut digits) = (0usize, 0u16, 0u8);
-    for &b in text {
-        match b {
-            // A second digit after a leading zero, or a fourth digit, is refused.
-            b'0'..=b'9' if digits < 3 && !(digits == 1 && n == 0) => {
-                n = n * 10 + u16::from(b - b'0');
-                digits += 1;
+    let mut at = 0;
+    for (k, octet) in octets.iter_mut().enumerate() {
+        if k > 0 {
+            if text.get(at) != Some(&b'.') {
+                return None;
             }
-            b'.' if digits > 0 && done < 3 => {
-                octets[done] = u8::try_from(n).ok()?;
-                (done, n, digits) = (done + 1, 0, 0);
-            }
-            _ => return None,
+            at += 1;
         }
+        let (value, digits) = decimal_octet(text.get(at..)?)?;
+        *octet = value;
+        at += digits;
     }
-    if done != 3 || digits == 0 {
+    if at != text.len() {
         return None;
     }
-    octets[3] = u8::try_from(n).ok()?;
     Some(std::net::Ipv4Addr::from(octets))
+}
+
+/// The decimal octet at the start of `text` and its length in digits: one to three digits,
+/// no leading zero, at most 255.
+#[inline(always)]
+fn decimal_octet(text: &[u8]) -> Option<(u8, usize)> {
+    let digit = |i: usize| {
+        text.get(i)
+            .map(|b| b.wrapping_sub(b'0'))
+            .filter(|&d| d < 10)
+    };
+    let first = digit(0)?;
+    let Some(second) = digit(1) else {
+        return Some((first, 1));
+    };
+    if first == 0 {
+        return None;
+    }
+    let two = u16::from(first) * 10 + u16::from(second);
+    match digit(2) {
+        Some(third) => Some((u8::try_from(two * 10 + u16::from(third)).ok()?, 3)),
+        None => Some((two as u8, 2)),
+    }
 }
 
 /// An IP address as text: a dotted quad in one pass ([`ipv4`]), the standard parser (costlier)
@@ -513,6 +545,17 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+        /// The usual-shape shortcut of `trim_lws` trims as the general path does.
+        #[test]
+        fn trim_lws_trims_as_the_general_path_does(
+            value in proptest::collection::vec(
+                prop_oneof![Just(b' '), Just(b'\t'), Just(b'\r'), Just(b'\n'), Just(b'a')], 0..8),
+        ) {
+            let start = lws_prefix(&value);
+            let end = value.len() - lws_suffix(&value[start..]);
+            prop_assert_eq!(trim_lws(&value), &value[start..end]);
+        }
 
         /// The comma search that skips the walk splits a list as the walk alone does.
         #[test]
