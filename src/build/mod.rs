@@ -16,7 +16,7 @@ use core::fmt;
 
 use memchr::memchr3;
 
-use crate::wire::{HeaderName, Method};
+use crate::wire::{is_token, HeaderName, Method};
 
 pub use request::{ack_for_2xx, ack_for_failure, cancel, initial_invite, request};
 pub use response::{reason_phrase, response};
@@ -198,20 +198,6 @@ fn check_nonempty(value: &[u8], header: &'static str) -> Result<(), BuildError> 
         return Err(BuildError::InvalidValue { header });
     }
     check(value, header)
-}
-
-/// Whether `b` is an RFC 3261 `token` character.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
-}
-
-/// Whether `value` is a non-empty token (tags, header names).
-fn is_token(value: &[u8]) -> bool {
-    !value.is_empty() && value.iter().all(|&b| is_token_byte(b))
 }
 
 /// `Ok` for a URI that can stand in a request line or inside `<>`: not empty, and no white

@@ -18,6 +18,7 @@ pub(crate) mod value;
 
 use block::Raw;
 pub use error::WireError;
+pub(crate) use header::is_token;
 pub use header::{HeaderIter, HeaderName, RawHeader};
 pub use salvage::{Salvaged, MAX_SALVAGE_BYTES};
 pub use start_line::{Method, StartLine};
