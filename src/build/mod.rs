@@ -19,6 +19,7 @@ use memchr::memchr3;
 use crate::wire::{is_token, HeaderName, Method};
 
 pub use request::{ack_for_2xx, ack_for_failure, cancel, initial_invite, request};
+pub(crate) use request::{ack_for_2xx_marked, initial_invite_marked, request_marked, Marks};
 pub use response::{reason_phrase, response};
 pub(crate) use via::as_received;
 pub use via::{error_response, stamp_received, stamped};
@@ -172,10 +173,10 @@ impl std::error::Error for BuildError {}
 
 /// Runs `write` on `out` and truncates back to the original length if it fails, so a failed
 /// build leaves no half message behind.
-fn guarded(
+fn guarded<T>(
     out: &mut Vec<u8>,
-    write: impl FnOnce(&mut Vec<u8>) -> Result<(), BuildError>,
-) -> Result<(), BuildError> {
+    write: impl FnOnce(&mut Vec<u8>) -> Result<T, BuildError>,
+) -> Result<T, BuildError> {
     let len = out.len();
     let result = write(out);
     if result.is_err() {

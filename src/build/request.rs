@@ -53,7 +53,26 @@ pub fn request(
     parts: &RequestParts<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), BuildError> {
+    request_marked(dialog, parts, out).map(drop)
+}
+
+/// [`request`], and where it wrote what an outbox hands on with it.
+pub(crate) fn request_marked(
+    dialog: &DialogParts<'_>,
+    parts: &RequestParts<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Marks, BuildError> {
     write_request(dialog, parts, needs_remote_tag(parts.method), out)
+}
+
+/// Where a request written here has its Request-URI, its first Route value (from after
+/// `Route:` to the end of the line) and its top Via value, as offsets from its first byte: an
+/// outbox reads the next hop and the branch there instead of searching the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Marks {
+    pub(crate) request_uri: (usize, usize),
+    pub(crate) first_route: Option<(usize, usize)>,
+    pub(crate) via: (usize, usize),
 }
 
 /// An INVITE outside any dialog (RFC 3261 §8.1.1): `dialog` names the parties with our tag
@@ -64,6 +83,15 @@ pub fn initial_invite(
     parts: &RequestParts<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), BuildError> {
+    initial_invite_marked(dialog, parts, out).map(drop)
+}
+
+/// [`initial_invite`], and where it wrote what an outbox hands on with it.
+pub(crate) fn initial_invite_marked(
+    dialog: &DialogParts<'_>,
+    parts: &RequestParts<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Marks, BuildError> {
     if parts.method != Method::Invite {
         return Err(BuildError::UnsupportedMethod(parts.method));
     }
@@ -78,7 +106,7 @@ fn write_request(
     parts: &RequestParts<'_>,
     needs_remote_tag: bool,
     out: &mut Vec<u8>,
-) -> Result<(), BuildError> {
+) -> Result<Marks, BuildError> {
     let method = parts
         .method
         .as_str()
@@ -95,6 +123,7 @@ fn write_request(
         parts.body,
         parts.extra_headers,
     )?;
+    let start = out.len();
     guarded(out, |out| {
         let first_hop = dialog.route_set.first().map(|e| route_uri(e));
         let strict = match first_hop {
@@ -103,15 +132,22 @@ fn write_request(
         };
         out.extend_from_slice(method.as_bytes());
         out.push(b' ');
+        let uri_start = out.len() - start;
         match strict {
             Some(uri) => put_request_uri(out, uri),
             None => out.extend_from_slice(dialog.remote_target),
         }
-        out.extend_from_slice(b" SIP/2.0\r\n");
-        put_header(out, "Via", parts.via);
+        let request_uri = (uri_start, out.len() - start);
+        out.extend_from_slice(b" SIP/2.0\r\nVia: ");
+        let via = (out.len() - start, out.len() - start + parts.via.len());
+        out.extend_from_slice(parts.via);
+        out.extend_from_slice(b"\r\n");
         put_name(out, "Max-Forwards");
         put_u64(out, u64::from(parts.max_forwards));
         out.extend_from_slice(b"\r\n");
+        // The first Route value as a reader of the message would take it: from after the
+        // colon (its space included) to the end of the line.
+        let routes_start = out.len() - start;
         match strict {
             Some(_) => {
                 for entry in dialog.route_set.iter().skip(1) {
@@ -128,6 +164,11 @@ fn write_request(
                 }
             }
         }
+        let first_route = (out.len() - start > routes_start).then(|| {
+            let value = routes_start + b"Route:".len();
+            let line = &out[start + value..];
+            (value, value + memchr(b'\r', line).unwrap_or(line.len()))
+        });
         put_tagged(out, "From", dialog.local_uri, dialog.local_tag);
         put_tagged(out, "To", dialog.remote_uri, dialog.remote_tag);
         put_header(out, "Call-ID", dialog.call_id);
@@ -143,7 +184,11 @@ fn write_request(
             parts.body,
             parts.extra_headers,
         );
-        Ok(())
+        Ok(Marks {
+            request_uri,
+            first_route,
+            via,
+        })
     })
 }
 
@@ -155,6 +200,16 @@ pub fn ack_for_2xx(
     via: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), BuildError> {
+    ack_for_2xx_marked(dialog, invite_cseq, via, out).map(drop)
+}
+
+/// [`ack_for_2xx`], and where it wrote what an outbox hands on with it.
+pub(crate) fn ack_for_2xx_marked(
+    dialog: &DialogParts<'_>,
+    invite_cseq: u32,
+    via: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Marks, BuildError> {
     let parts = RequestParts {
         method: Method::Ack,
         cseq: invite_cseq,
@@ -165,7 +220,7 @@ pub fn ack_for_2xx(
         body: b"",
         extra_headers: &[],
     };
-    request(dialog, &parts, out)
+    request_marked(dialog, &parts, out)
 }
 
 /// CANCEL for an INVITE this UA sent (§9.1): same Request-URI, Call-ID, From, To (as sent: no

@@ -198,8 +198,8 @@ impl Calls<'_> {
             body: call.body,
             extra_headers: &extra,
         };
-        out.push(Meta::request(None), |buf| {
-            build::initial_invite(&parties, &parts, buf)
+        out.push_request(Meta::request(None), |buf| {
+            build::initial_invite_marked(&parties, &parts, buf)
         })?;
         // Recorded as `on_sent` would, from the parts rather than by scanning what was written.
         let via = parts.via;

@@ -323,8 +323,8 @@ impl DialogManager {
                 body: &[],
                 extra_headers: &[],
             };
-            out.push(Meta::request(Some(dialog)), |buf| {
-                build::request(&parts, &request, buf)
+            out.push_request(Meta::request(Some(dialog)), |buf| {
+                build::request_marked(&parts, &request, buf)
             })?;
         }
         Ok(())

@@ -227,8 +227,8 @@ impl DialogManager {
             body: body.body,
             extra_headers: body.extra_headers,
         };
-        out.push(Meta::request(Some(dialog)).delivered(delivery), |buf| {
-            build::request(&info.parts(), &parts, buf)
+        out.push_request(Meta::request(Some(dialog)).delivered(delivery), |buf| {
+            build::request_marked(&info.parts(), &parts, buf)
         })?;
         Ok(cseq)
     }
@@ -257,10 +257,10 @@ impl DialogManager {
         let mut via = [0u8; 128];
         let via_len = self.via(out.owner(), dialog, invite_cseq, b'a', &mut via);
         // An ACK is never resent by the transport: the 2xx it answers is (§13.2.2.4).
-        out.push(
+        out.push_request(
             Meta::request(Some(dialog)).delivered(Delivery::Once),
             |buf| {
-                build::ack_for_2xx(
+                build::ack_for_2xx_marked(
                     &info.parts(),
                     invite_cseq,
                     via.get(..via_len).unwrap_or_default(),

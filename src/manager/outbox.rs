@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use memchr::{memchr, memmem, memrchr};
 
-use crate::build::BuildError;
+use crate::build::{BuildError, Marks};
 use crate::table::DialogHandle;
 use crate::txn::TxnId;
 use crate::wire::Method;
@@ -231,24 +231,44 @@ impl Outbox {
         meta: Meta,
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), BuildError>,
     ) -> Result<(), BuildError> {
+        self.push_marked(meta, |buf| write(buf).map(|()| None))
+    }
+
+    /// [`Outbox::push`] of a request written by a builder that says where it put its
+    /// Request-URI, first Route and top Via ([`Marks`]): the next hop and the branch are read
+    /// there, not searched for.
+    pub(crate) fn push_request(
+        &mut self,
+        meta: Meta,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<Marks, BuildError>,
+    ) -> Result<(), BuildError> {
+        self.push_marked(meta, |buf| write(buf).map(Some))
+    }
+
+    fn push_marked(
+        &mut self,
+        meta: Meta,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<Option<Marks>, BuildError>,
+    ) -> Result<(), BuildError> {
         let start = self.buf.len();
-        if let Err(e) = write(&mut self.buf) {
-            self.buf.truncate(start);
-            return Err(e);
-        }
+        let marks = match write(&mut self.buf) {
+            Ok(marks) => marks,
+            Err(e) => {
+                self.buf.truncate(start);
+                return Err(e);
+            }
+        };
         let written = self.buf.get(start..).unwrap_or_default();
         let (kind, hop, branch, txn, destination) = if meta.request {
             let method = written
                 .get(..memchr(b' ', written).unwrap_or(0))
                 .map_or(Method::Extension, Method::from_bytes);
             let kind = Kind::Request(method);
-            (
-                kind,
-                next_hop(written),
-                top_branch(written),
-                None,
-                meta.destination,
-            )
+            let (hop, branch) = match marks {
+                Some(marks) => (marked_hop(written, &marks), marked_branch(written, &marks)),
+                None => (next_hop(written), top_branch(written)),
+            };
+            (kind, hop, branch, None, meta.destination)
         } else {
             let status = written
                 .get(8..11)
@@ -309,6 +329,35 @@ fn next_hop(message: &[u8]) -> Option<(usize, usize)> {
     Some((start, start + uri.len()))
 }
 
+/// [`next_hop`] from the builder's marks: the URI of the first Route value, else the
+/// Request-URI.
+fn marked_hop(message: &[u8], marks: &Marks) -> Option<(usize, usize)> {
+    match marks.first_route {
+        Some((start, end)) => {
+            let value = message.get(start..end)?;
+            let uri = crate::dialog::contact_uri(value)?;
+            let at = start + (uri.as_ptr() as usize).checked_sub(value.as_ptr() as usize)?;
+            Some((at, at + uri.len()))
+        }
+        None => Some(marks.request_uri),
+    }
+}
+
+/// [`top_branch`] from the builder's marks: the branch within the top Via value.
+fn marked_branch(message: &[u8], marks: &Marks) -> Option<(usize, usize)> {
+    let (start, end) = marks.via;
+    let (from, to) = branch_within(message.get(start..end)?)?;
+    Some((start + from, start + to))
+}
+
+/// Where the `branch` parameter's value lies in one Via line or value.
+fn branch_within(line: &[u8]) -> Option<(usize, usize)> {
+    let start = finder!(b";branch=").find(line)? + b";branch=".len();
+    let value = line.get(start..)?;
+    let end = start + memchr::memchr3(b';', b' ', b',', value).unwrap_or(value.len());
+    Some((start, end))
+}
+
 /// The branch of the first Via the builder wrote (`Via: …;branch=…` on one line).
 fn top_branch(message: &[u8]) -> Option<(usize, usize)> {
     // Our Via is the first header line; anything else is searched for.
@@ -318,16 +367,67 @@ fn top_branch(message: &[u8]) -> Option<(usize, usize)> {
         false => finder!(b"\r\nVia: ").find(message)? + 2,
     };
     let line_end = via + finder!(b"\r\n").find(message.get(via..)?)?;
-    let line = message.get(via..line_end)?;
-    let start = via + finder!(b";branch=").find(line)? + b";branch=".len();
-    let value = message.get(start..line_end)?;
-    let end = start + memchr::memchr3(b';', b' ', b',', value).unwrap_or(value.len());
-    Some((start, end))
+    let (start, end) = branch_within(message.get(via..line_end)?)?;
+    Some((via + start, via + end))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{next_hop, top_branch};
+    use super::{marked_branch, marked_hop, next_hop, top_branch};
+    use crate::build::{request_marked, DialogParts, RequestParts};
+    use crate::wire::Method;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Where the builder says the next hop and the branch are is where a search of what
+        /// it wrote finds them: no route set, loose and strict first hops, one or more
+        /// entries, a body that mentions Route.
+        #[test]
+        fn the_marks_point_where_the_search_finds(
+            routes in proptest::collection::vec(
+                prop_oneof![
+                    Just(&b"<sip:p1.example.com;lr>"[..]),
+                    Just(&b"<sip:p2.example.com>"[..]),
+                    Just(&b"\"Edge\" <sip:192.0.2.9:5070;lr;transport=udp>"[..]),
+                    Just(&b"<sip:p3.example.com;lr>;x=1"[..]),
+                ],
+                0..4,
+            ),
+            via in prop_oneof![
+                Just(&b"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKnashds7"[..]),
+                Just(&b"SIP/2.0/UDP h;rport;branch=z9hG4bK1;x"[..]),
+                Just(&b"SIP/2.0/UDP h;received=1.2.3.4"[..]),
+            ],
+            body in prop_oneof![Just(&b""[..]), Just(&b"Route: <sip:body>\r\n"[..])],
+        ) {
+            let route_set: Vec<Box<[u8]>> = routes.iter().map(|r| r.to_vec().into()).collect();
+            let dialog = DialogParts {
+                call_id: b"c1",
+                local_uri: b"<sip:a@a.example>",
+                local_tag: b"1",
+                remote_uri: b"<sip:b@b.example>",
+                remote_tag: b"2",
+                remote_target: b"sip:b@192.0.2.4:5062",
+                route_set: &route_set,
+            };
+            let parts = RequestParts {
+                method: Method::Info,
+                cseq: 2,
+                via,
+                max_forwards: 70,
+                contact: None,
+                content_type: (!body.is_empty()).then_some(&b"text/plain"[..]),
+                body,
+                extra_headers: &[],
+            };
+            let mut out = b"earlier message".to_vec();
+            let start = out.len();
+            let marks = request_marked(&dialog, &parts, &mut out).unwrap();
+            let written = &out[start..];
+            prop_assert_eq!(marked_hop(written, &marks), next_hop(written));
+            prop_assert_eq!(marked_branch(written, &marks), top_branch(written));
+        }
+    }
 
     #[test]
     fn the_branch_is_read_off_the_first_via() {
