@@ -540,8 +540,10 @@ fn out_of_dialog_message_has_untagged_to() {
 /// the bytes it views would give: the stamped fields come from where they were written.
 #[test]
 fn received_views_carry_the_via_a_fresh_decode_gives() {
-    let vias: [&[u8]; 6] = [
+    let vias: [&[u8]; 8] = [
         b"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa",
+        b"SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKf",
+        b"SIP/2.0/UDP 192.0.2.1:5077;rport;branch=z9hG4bKg",
         b"SIP/2.0/UDP 10.0.0.7;rport;branch=z9hG4bKb;ttl=4",
         b"SIP/2.0/UDP 10.0.0.7:5070;Received=1.2.3.4;BRANCH=z9hG4bKc;rport=99",
         b"SIP/2.0/UDP [2001:db8::1]:5060 ; branch = z9hG4bKd , SIP/2.0/UDP p:5060;branch=z9hG4bKp",
@@ -565,9 +567,21 @@ Content-Length: 0\r\n\r\n",
             let mut received = MessageView::parse(&bytes).unwrap();
             let mut out = Vec::new();
             as_received(&mut received, source, &mut out);
-            let shown = format!("{received:?}");
             let viewed = received.as_bytes().to_vec();
-            let fresh = MessageView::parse(&viewed).unwrap().with_decoded_via();
+            let mut fresh = MessageView::parse(&viewed).unwrap().with_decoded_via();
+            // Answers go where the stamped Via says, read without reading it again.
+            let reply = received.reply_to(source);
+            let top = fresh.top_via().unwrap().unwrap();
+            if top.response_destination().is_some() || reply.is_some() {
+                assert_eq!(
+                    reply,
+                    top.response_destination(),
+                    "{}",
+                    String::from_utf8_lossy(via)
+                );
+                fresh.set_reply_port(reply.unwrap().port());
+            }
+            let shown = format!("{received:?}");
             assert_eq!(
                 shown,
                 format!("{fresh:?}"),
@@ -581,5 +595,5 @@ Content-Length: 0\r\n\r\n",
             compared += 1;
         }
     }
-    assert_eq!(compared, 18);
+    assert_eq!(compared, 24);
 }

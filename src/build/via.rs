@@ -14,19 +14,30 @@ use crate::wire::{MessageView, Salvaged, Via};
 /// already there: only the receiver may write one, so the sender's is a forgery aimed at a
 /// third party), and `rport` when the sender asked for it. `None` when the Via already
 /// leads back to the source.
-fn stamp_for(via: &ViaValue<'_>, source: SocketAddr) -> Option<(IpAddr, Option<u16>)> {
+///
+/// Also the port answers go to at `source` once stamped: the `rport` when asked for, else the
+/// sent-by port, else 5060.
+fn stamp_for(via: &ViaValue<'_>, source: SocketAddr) -> (Option<(IpAddr, Option<u16>)>, u16) {
     let view = crate::wire::Via {
         sent_by: via.sent_by,
         branch: None,
         received: None,
         rport: None,
     };
-    let host_is_source = crate::wire::value::ip_addr(view.host()) == Some(source.ip());
+    let (host, port) = view.host_and_port();
+    let host_is_source = crate::wire::value::ip_addr(host) == Some(source.ip());
     let rport = via.rport.is_some();
+    let reply_port = match rport {
+        true => source.port(),
+        false => port.unwrap_or(5060),
+    };
     if host_is_source && via.received.is_none() && via.rport.is_none() {
-        return None;
+        return (None, reply_port);
     }
-    Some((source.ip(), rport.then_some(source.port())))
+    (
+        Some((source.ip(), rport.then_some(source.port()))),
+        reply_port,
+    )
 }
 
 /// Where [`put_stamped`] wrote the stamped element's fields, as ranges of its output.
@@ -107,8 +118,8 @@ fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
 
 /// What stamping a request did.
 enum Stamp<'r> {
-    /// Nothing: its Via leads back to the source already (here decoded).
-    Kept(Via<'r>),
+    /// Nothing: its Via leads back to the source already (here decoded), at this port.
+    Kept(Via<'r>, u16),
     /// The stamped copy is in the output; its Via value replaced the one at `at`
     /// (`raw_len` bytes) in the request.
     Written {
@@ -116,6 +127,8 @@ enum Stamp<'r> {
         raw_len: usize,
         fields: StampedAt,
         rport: Option<Option<u16>>,
+        /// The port answers go to at the source.
+        reply_port: u16,
     },
 }
 
@@ -130,8 +143,11 @@ fn stamp<'r>(
     let invalid = BuildError::InvalidValue { header: "Via" };
     let raw = request.top_via_raw().ok_or(missing)?;
     let via = crate::wire::value::via(raw).map_err(|()| invalid)?;
-    let Some(stamp) = stamp_for(&via, source) else {
-        return Via::from_value(&via).map(Stamp::Kept).map_err(|_| invalid);
+    let (stamp, reply_port) = stamp_for(&via, source);
+    let Some(stamp) = stamp else {
+        return Via::from_value(&via)
+            .map(|via| Stamp::Kept(via, reply_port))
+            .map_err(|_| invalid);
     };
     let bytes = request.as_bytes();
     let at = (raw.as_ptr() as usize)
@@ -146,6 +162,7 @@ fn stamp<'r>(
         raw_len: raw.len(),
         fields,
         rport: stamp.1.map(Some),
+        reply_port,
     })
 }
 
@@ -205,12 +222,13 @@ pub fn stamped<'b>(
 ) -> Result<Option<MessageView<'b>>, BuildError> {
     out.clear();
     match stamp(request, source, out)? {
-        Stamp::Kept(_) => Ok(None),
+        Stamp::Kept(..) => Ok(None),
         Stamp::Written {
             at,
             raw_len,
             fields,
             rport,
+            ..
         } => moved(request, out, (at, raw_len), fields, rport).map(Some),
     }
 }
@@ -225,15 +243,20 @@ pub(crate) fn as_received<'a>(
 ) {
     out.clear();
     match stamp(request, source, out) {
-        Ok(Stamp::Kept(via)) => request.set_via(via),
+        Ok(Stamp::Kept(via, reply_port)) => {
+            request.set_via(via);
+            request.set_reply_port(reply_port);
+        }
         Ok(Stamp::Written {
             at,
             raw_len,
             fields,
             rport,
+            reply_port,
         }) => {
             if let Ok(moved) = moved(request, out, (at, raw_len), fields, rport) {
                 *request = moved;
+                request.set_reply_port(reply_port);
             }
         }
         Err(_) => {}
@@ -308,7 +331,7 @@ pub fn error_response(
         out.extend_from_slice(reason.as_bytes());
         out.extend_from_slice(b"\r\n");
         for (i, raw) in salvaged.vias().iter().enumerate() {
-            let stamp = source.filter(|_| i == 0).and_then(|s| stamp_for(&top, s));
+            let stamp = source.filter(|_| i == 0).and_then(|s| stamp_for(&top, s).0);
             match stamp {
                 Some(stamp) => {
                     put_name(out, "Via");

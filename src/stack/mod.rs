@@ -342,13 +342,7 @@ fn transact_request(
 ) -> Option<Received> {
     // Where answers go (RFC 3261 §18.2.2): a new transaction worked it out from the stamped
     // Via already; anything else reads it here.
-    let reply_to = |view: &MessageView<'_>| {
-        view.top_via()
-            .ok()
-            .flatten()
-            .and_then(|via| via.response_destination())
-            .unwrap_or(src)
-    };
+    let reply_to = |view: &MessageView<'_>| view.reply_to(src).unwrap_or(src);
     let received = match txns.on_request(view, src, Transport::Unreliable, now, transmits) {
         Ok(received) => received,
         Err(TxnError::Full) => {

@@ -40,12 +40,7 @@ impl Transactions {
         }
         self.room(0)?;
         let peer = match transport {
-            Transport::Unreliable => view
-                .top_via()
-                .ok()
-                .flatten()
-                .and_then(|via| via.response_destination())
-                .unwrap_or(source),
+            Transport::Unreliable => view.reply_to(source).unwrap_or(source),
             Transport::Reliable => source,
         };
         let family = match method {

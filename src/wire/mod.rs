@@ -108,7 +108,7 @@ impl<'a> Via<'a> {
 
     /// [`Via::host`] and [`Via::port`] from one backward walk: the last `]` ends an IPv6
     /// reference, and the port's colon is the last `:` after it.
-    fn host_and_port(&self) -> (&'a [u8], Option<u16>) {
+    pub(crate) fn host_and_port(&self) -> (&'a [u8], Option<u16>) {
         let s = self.sent_by;
         let (host, port) = match s.iter().rposition(|&b| b == b':' || b == b']') {
             // An IPv6 reference with no port after it.
@@ -198,6 +198,9 @@ pub struct MessageView<'a> {
     /// The top Via decoded, once someone asked for it to be kept
     /// ([`MessageView::with_decoded_via`]): every later [`MessageView::top_via`] reads it.
     decoded_via: Option<Via<'a>>,
+    /// For a request stamped on receipt ([`crate::build::as_received`]): the port its
+    /// answers go to, at the address it came from.
+    reply_port: Option<u16>,
     /// A copy we wrote ourselves (`OwnRequest`) in canonical form: iterating its headers
     /// then reads its lines without a scan ([`canonical_lines`]).
     canonical: bool,
@@ -430,6 +433,7 @@ impl<'a> MessageView<'a> {
                 ..raw.routes
             },
             decoded_via: None,
+            reply_port: None,
             canonical: false,
         })
     }
@@ -491,6 +495,7 @@ impl<'a> MessageView<'a> {
                 via_lines,
             },
             decoded_via: None,
+            reply_port: None,
             canonical,
         }
     }
@@ -596,6 +601,7 @@ impl<'a> MessageView<'a> {
             },
             routes: self.routes,
             decoded_via: None,
+            reply_port: None,
             canonical: false,
         })
     }
@@ -691,6 +697,22 @@ impl<'a> MessageView<'a> {
 
     /// Keeps `via` as this view's decoded top Via: for the one who decoded it already (the
     /// stamping of a received request).
+    /// Where answers to this request go, received from `source`: for a request stamped on
+    /// receipt, `source`'s address at the port its Via asked for (what
+    /// [`Via::response_destination`] reads off the stamped Via, without reading it again);
+    /// otherwise what the top Via says.
+    pub(crate) fn reply_to(&self, source: std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+        match self.reply_port {
+            Some(port) => Some(std::net::SocketAddr::new(source.ip(), port)),
+            None => self.top_via().ok().flatten()?.response_destination(),
+        }
+    }
+
+    /// Records the port answers go to, once the top Via is stamped for the source.
+    pub(crate) fn set_reply_port(&mut self, port: u16) {
+        self.reply_port = Some(port);
+    }
+
     pub(crate) fn set_via(&mut self, via: Via<'a>) {
         self.decoded_via = Some(via);
     }
