@@ -38,6 +38,29 @@ pub(super) fn tag_param(value: &[u8]) -> Option<Option<&[u8]>> {
     }
 }
 
+/// A CSeq written `number SP method`, after at most one SP, with at most ten digits (`Ok` of
+/// `value::cseq`).
+#[inline]
+pub(super) fn cseq(value: &[u8]) -> Option<(u64, &[u8])> {
+    let value = value.strip_prefix(b" ").unwrap_or(value);
+    let digits = value
+        .iter()
+        .take(11)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if !(1..=10).contains(&digits) || value.get(digits) != Some(&b' ') {
+        return None;
+    }
+    let method = &value[digits + 1..];
+    if !is_token(method) {
+        return None;
+    }
+    let number = value[..digits]
+        .iter()
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    Some((number, method))
+}
+
 /// The top Via element written as `SIP/2.0/TRANSPORT host[:port](;name[=token])*`, followed
 /// by the end of the value or a comma (`Ok` of `value::via`). Quoted or IPv6 parameter values
 /// are left to the careful reader.
@@ -126,13 +149,29 @@ pub(super) fn via(value: &[u8]) -> Option<ViaValue<'_>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::value::{careful_tag_param, careful_via};
+    use super::super::value::{careful_cseq, careful_tag_param, careful_via, CSeqValue};
     use super::*;
     use proptest::prelude::*;
 
     const TAG_PIECES: &[&[u8]] = &[
         b"\"", b"<", b">", b";tag=", b";TAG=", b"tag", b" ", b"\t", b"\r\n ", b"\r", b"\\", b",",
         b";", b"=", b"sip:a@b", b"Alice", b"x1",
+    ];
+
+    const CSEQ_PIECES: &[&[u8]] = &[
+        b" ",
+        b"\t",
+        b"\r\n ",
+        b"0",
+        b"1",
+        b"42",
+        b"99999999999",
+        b"2147483648",
+        b"INVITE",
+        b"BYE",
+        b"X-Y",
+        b"@",
+        b",",
     ];
 
     const VIA_PIECES: &[&[u8]] = &[
@@ -215,6 +254,19 @@ mod tests {
         }
 
         #[test]
+        fn the_usual_cseq_reader_agrees_with_the_careful_one(
+            pieces in proptest::collection::vec(proptest::sample::select(CSEQ_PIECES), 0..6),
+        ) {
+            let value = pieces.concat();
+            if let Some((number, method)) = cseq(&value) {
+                match careful_cseq(&value) {
+                    CSeqValue::Ok(n, m) => prop_assert_eq!((n, m), (number, method), "{}", lossy(&value)),
+                    _ => prop_assert!(false, "careful refused {}", lossy(&value)),
+                }
+            }
+        }
+
+        #[test]
         fn the_usual_via_reader_agrees_with_the_careful_one(
             sent_by in prop_oneof![
                 4 => Just(b"192.0.2.1".to_vec()),
@@ -272,6 +324,8 @@ mod tests {
         ] {
             assert_eq!(tag_param(other), None);
         }
+        assert_eq!(cseq(b" 314159 INVITE"), Some((314159, &b"INVITE"[..])));
+        assert_eq!(cseq(b"1 BYE"), Some((1, &b"BYE"[..])));
         for v in [
             &b" SIP/2.0/UDP 198.51.100.7:5060;rport;branch=z9hG4bK1"[..],
             b"SIP/2.0/TCP h.example;received=192.0.2.9;rport=5070;branch=z9hG4bK2,SIP/2.0/UDP x",

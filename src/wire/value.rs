@@ -278,6 +278,14 @@ pub(crate) enum CSeqValue<'a> {
 }
 
 pub(crate) fn cseq(value: &[u8]) -> CSeqValue<'_> {
+    match usual::cseq(value) {
+        Some((number, method)) => CSeqValue::Ok(number, method),
+        None => careful_cseq(value),
+    }
+}
+
+/// [`cseq`] by the grammar, for every shape.
+pub(super) fn careful_cseq(value: &[u8]) -> CSeqValue<'_> {
     let mut c = Cursor::new(value);
     c.skip_lws();
     let digits = c.take_while(|b| b.is_ascii_digit());
