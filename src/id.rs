@@ -122,8 +122,10 @@ impl Fingerprinter {
     }
 }
 
-/// Bytes a [`keyed_hash`] gathers on the stack before hashing them in one pass.
-const GATHER: usize = 256;
+/// Bytes a [`keyed_hash`] gathers on the stack before hashing them in one pass: a dialog key
+/// with a 64-byte Call-ID and two 32-byte tags fits (the buffer is zeroed on every call, so a
+/// bigger one costs on every key; 256 cost about 150 instructions a call more).
+const GATHER: usize = 160;
 
 /// SipHash-1-3-128 under `key` of `parts`, each prefixed with its length (u32, little
 /// endian), so no two different part lists feed the hash the same bytes. The parts are
