@@ -58,6 +58,14 @@ impl LineEnds {
         self.base = at;
         self.mask = match buf.get(at..at + WINDOW) {
             Some(window) => lf_mask(window.try_into().unwrap_or(&[0; WINDOW])),
+            None if at >= buf.len() => 0,
+            // The last window: the buffer's last 64 bytes, shifted to start at `at` (zeros
+            // shift in past the end), rather than a copy into a padded window.
+            None if buf.len() >= WINDOW => {
+                let last = buf.len() - WINDOW;
+                let window = &buf[last..];
+                lf_mask(window.try_into().unwrap_or(&[0; WINDOW])) >> (at - last)
+            }
             None => {
                 let mut padded = [0u8; WINDOW];
                 let rest = buf.get(at..).unwrap_or_default();
