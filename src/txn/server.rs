@@ -74,6 +74,21 @@ impl Transactions {
 
     /// An ACK: of our non-2xx (same transaction, absorbed) or of our 2xx (the dialog's).
     fn on_ack(&mut self, view: &MessageView<'_>, now_ms: u64) -> Received {
+        // An INVITE transaction waits for the ACK of its 2xx under the ACK's own key, only
+        // while it is Accepted; one that sent a failure (Completed) never does. Looking for the
+        // common case first leaves the failure's key to ACKs it did not find.
+        if let Some(id) = self.store.find_ack(&self.keyer.ack(view)) {
+            self.store.update(id, |txn| {
+                // Acknowledged: stop resending the 2xx; Timer L still absorbs the INVITE's
+                // retransmissions.
+                txn.ack_key = None;
+                txn.resend_at = None;
+                if let Some((at, _)) = txn.end_at {
+                    txn.end_at = Some((at, Ending::Quiet));
+                }
+            });
+            return Received::AckOf2xx { invite: Some(id) };
+        }
         let key = self.keyer.server(view, Method::Invite);
         if let Some(id) = self.store.find(&key) {
             let linger = self.config.t4_ms;
@@ -91,19 +106,7 @@ impl Transactions {
                 return Received::Absorbed;
             }
         }
-        let invite = self.store.find_ack(&self.keyer.ack(view));
-        if let Some(id) = invite {
-            self.store.update(id, |txn| {
-                // Acknowledged: stop resending the 2xx; Timer L still absorbs the INVITE's
-                // retransmissions.
-                txn.ack_key = None;
-                txn.resend_at = None;
-                if let Some((at, _)) = txn.end_at {
-                    txn.end_at = Some((at, Ending::Quiet));
-                }
-            });
-        }
-        Received::AckOf2xx { invite }
+        Received::AckOf2xx { invite: None }
     }
 
     /// Sends the transaction user's response `bytes` (status `status`) to request `txn`, and
