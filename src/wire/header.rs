@@ -267,19 +267,6 @@ impl<'a> HeaderIter<'a> {
         self.body_start
     }
 
-    /// The physical line from `from`: (end without CR/LF, start of the following line).
-    #[inline(always)]
-    fn line_end(&mut self, from: usize) -> (usize, usize) {
-        let (end, next) = match self.line_ends.next_lf(self.buf, from) {
-            Some(i) => (i, i + 1),
-            None => (self.buf.len(), self.buf.len()),
-        };
-        match end > from && self.buf.get(end - 1) == Some(&b'\r') {
-            true => (end - 1, next),
-            false => (end, next),
-        }
-    }
-
     #[inline(always)]
     pub(crate) fn next_field(&mut self) -> Result<Option<RawHeader<'a>>, WireError> {
         if self.body_start.is_some() {
@@ -291,7 +278,7 @@ impl<'a> HeaderIter<'a> {
             self.body_start = Some(self.buf.len());
             return Ok(None);
         }
-        let (mut end, mut next) = self.line_end(start);
+        let (mut end, mut next) = self.line_ends.line(self.buf, start);
         if end - start > self.max_line {
             return Err(WireError::LineTooLong { max: self.max_line });
         }
@@ -311,14 +298,13 @@ impl<'a> HeaderIter<'a> {
             name = rest;
         }
         let kind = HeaderName::classify(name);
-        if kind == HeaderName::Other && (name.is_empty() || !name.iter().all(|&b| is_token_byte(b)))
-        {
+        if kind == HeaderName::Other && !is_token(name) {
             return Err(WireError::MalformedHeaderLine);
         }
         let value_start = colon + 1;
         // Continuation lines start with SP or HT and extend this field.
         while matches!(self.buf.get(next), Some(b' ' | b'\t')) {
-            let (e, n) = self.line_end(next);
+            let (e, n) = self.line_ends.line(self.buf, next);
             if e - next > self.max_line {
                 return Err(WireError::LineTooLong { max: self.max_line });
             }

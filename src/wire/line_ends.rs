@@ -52,6 +52,20 @@ impl LineEnds {
         }
     }
 
+    /// The physical line of `buf` from `from`: (its end, a CR before the LF left out; the start
+    /// of the next line). Without an LF the line runs to the end of `buf`.
+    #[inline(always)]
+    pub(crate) fn line(&mut self, buf: &[u8], from: usize) -> (usize, usize) {
+        let (end, next) = match self.next_lf(buf, from) {
+            Some(i) => (i, i + 1),
+            None => (buf.len(), buf.len()),
+        };
+        match end > from && buf[end - 1] == b'\r' {
+            true => (end - 1, next),
+            false => (end, next),
+        }
+    }
+
     /// Makes the window that starts at `at` (its bytes past the buffer's end count as not LF).
     #[inline(never)]
     fn load(&mut self, buf: &[u8], at: usize) {
