@@ -1,8 +1,8 @@
 //! Dialog identity: [`DialogKey`], its keyed 128-bit [`Fingerprint`], and tag generation.
 //!
-//! The fingerprint is SipHash-1-3 (128-bit output) under a key drawn from the OS CSPRNG for
-//! each [`Fingerprinter`], so an attacker who picks Call-IDs cannot aim them at one bucket of
-//! the index (hash flooding) or forge a collision with a live dialog.
+//! The fingerprint is PMAC-AES-128 (a 128-bit pseudorandom function) under a key drawn from
+//! the OS CSPRNG for each [`Fingerprinter`], so an attacker who picks Call-IDs cannot aim them
+//! at one bucket of the index (hash flooding) or forge a collision with a live dialog.
 
 use core::fmt;
 use core::hash::{BuildHasher, Hash, Hasher};
@@ -11,8 +11,8 @@ use std::cell::RefCell;
 
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
-use siphasher::sip128::{Hasher128, SipHasher13};
 
+use crate::prf::Prf;
 use crate::wire::MessageView;
 
 /// What identifies a dialog (RFC 3261 §12): Call-ID, local tag and remote tag, seen from this
@@ -89,7 +89,7 @@ impl Hash for Fingerprint {
 /// Computes fingerprints under one secret key.
 #[derive(Clone)]
 pub struct Fingerprinter {
-    key: [u8; 16],
+    prf: Prf,
 }
 
 impl fmt::Debug for Fingerprinter {
@@ -103,53 +103,26 @@ impl Fingerprinter {
     pub fn random() -> Result<Fingerprinter, getrandom::Error> {
         let mut key = [0u8; 16];
         getrandom::fill(&mut key)?;
-        Ok(Fingerprinter { key })
+        Ok(Fingerprinter::with_key(key))
     }
 
-    /// A fingerprinter with a given key: for nodes that must agree on fingerprints, and tests.
-    pub const fn with_key(key: [u8; 16]) -> Fingerprinter {
-        Fingerprinter { key }
+    /// A fingerprinter with a given key: for nodes that must agree on fingerprints (the value
+    /// does not depend on the CPU), and tests.
+    pub fn with_key(key: [u8; 16]) -> Fingerprinter {
+        Fingerprinter {
+            prf: Prf::new(&key),
+        }
     }
 
     /// The fingerprint of `key`. Each field is length-prefixed, so no two different keys feed
     /// the hash the same bytes.
     #[inline]
     pub fn fingerprint(&self, key: &DialogKey<'_>) -> Fingerprint {
-        Fingerprint(keyed_hash(
-            &self.key,
-            &[key.call_id, key.local_tag, key.remote_tag],
-        ))
+        Fingerprint(
+            self.prf
+                .hash_parts(&[key.call_id, key.local_tag, key.remote_tag]),
+        )
     }
-}
-
-/// Bytes a [`keyed_hash`] gathers on the stack before hashing them in one pass: a dialog key
-/// with a 64-byte Call-ID and two 32-byte tags fits (the buffer is zeroed on every call, so a
-/// bigger one costs on every key; 256 cost about 150 instructions a call more).
-const GATHER: usize = 160;
-
-/// SipHash-1-3-128 under `key` of `parts`, each prefixed with its length (u32, little
-/// endian), so no two different part lists feed the hash the same bytes. The parts are
-/// gathered into one buffer first when they fit and hashed word by word ([`crate::siphash`]):
-/// SipHash streams, so the value is the same as writing them one by one, but a write per small
-/// slice costs more than hashing its bytes.
-pub(crate) fn keyed_hash(key: &[u8; 16], parts: &[&[u8]]) -> u128 {
-    let total: usize = parts.iter().map(|p| 4 + p.len()).sum();
-    if total <= GATHER {
-        let mut buf = [0u8; GATHER];
-        let mut at = 0;
-        for part in parts {
-            buf[at..at + 4].copy_from_slice(&(part.len() as u32).to_le_bytes());
-            buf[at + 4..at + 4 + part.len()].copy_from_slice(part);
-            at += 4 + part.len();
-        }
-        return crate::siphash::sip13_128(key, &buf[..at]);
-    }
-    let mut h = SipHasher13::new_with_key(key);
-    for part in parts {
-        h.write(&(part.len() as u32).to_le_bytes());
-        h.write(part);
-    }
-    h.finish128().as_u128()
 }
 
 /// A `Hasher` for [`Fingerprint`] keys: they are already uniformly distributed keyed hashes, so
@@ -322,35 +295,6 @@ impl fmt::Debug for Tag {
 mod tests {
     use super::*;
 
-    /// Gathering the parts into one write gives what writing them one by one gives, below,
-    /// at and past the gather buffer's size.
-    #[test]
-    fn gathered_hash_equals_the_streamed_one() {
-        let key = [3u8; 16];
-        let bytes: Vec<u8> = (0..600u32).map(|i| (i * 7 % 251) as u8).collect();
-        for (a, b, c) in [
-            (0, 0, 0),
-            (1, 2, 3),
-            (30, 8, 10),
-            (7, 15, 17),
-            (80, 80, 84),
-            (80, 80, 85),
-            (300, 1, 1),
-        ] {
-            let parts: [&[u8]; 3] = [&bytes[..a], &bytes[a..a + b], &bytes[a + b..a + b + c]];
-            let mut h = SipHasher13::new_with_key(&key);
-            for part in parts {
-                h.write(&(part.len() as u32).to_le_bytes());
-                h.write(part);
-            }
-            assert_eq!(
-                keyed_hash(&key, &parts),
-                h.finish128().as_u128(),
-                "{a} {b} {c}"
-            );
-        }
-    }
-
     #[test]
     fn fingerprint_separates_fields_and_keys() {
         let fp = Fingerprinter::with_key([7; 16]);
@@ -378,7 +322,10 @@ mod tests {
         );
         let r1 = Fingerprinter::random().unwrap();
         let r2 = Fingerprinter::random().unwrap();
-        assert_ne!(r1.key, r2.key);
+        assert_ne!(
+            r1.fingerprint(&k("c", "a", "b")),
+            r2.fingerprint(&k("c", "a", "b"))
+        );
     }
 
     #[test]

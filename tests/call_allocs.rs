@@ -248,7 +248,7 @@ impl Run {
         assert!(matches!(v, Ok(Verdict::Ended { status: 200, .. })), "{v:?}");
         assert!(a_out.is_empty() && b_out.is_empty());
 
-        if self.calls % TIMER_EVERY == 0 {
+        if self.calls.is_multiple_of(TIMER_EVERY) {
             let expired = &mut self.expired;
             t.count(Timers, || {
                 alice.on_timeout(now, a_out, expired);

@@ -93,7 +93,7 @@ fn an_in_dialog_transaction_allocates_nothing_either_way() {
         txns.respond(txn, 200, ok, now + 3, out).unwrap();
         let again = txns.on_request(&view, peer, Transport::Unreliable, now + 4, out);
         assert_eq!(again, Ok(Received::Absorbed));
-        if i % TIMERS_EVERY == 0 {
+        if i.is_multiple_of(TIMERS_EVERY) {
             txns.on_timeout(now + 5, out, &mut expired);
             assert!(expired.is_empty(), "{expired:?}");
         }

@@ -134,7 +134,7 @@ impl SourceEntry {
 /// The map of sources.
 pub(crate) struct Sources {
     /// Hashed with aHash under keys random per process: an attacker cannot aim addresses at
-    /// one bucket chain, and a hit costs a few nanoseconds rather than SipHash's twenty.
+    /// one bucket chain, and a hit costs a few nanoseconds rather than a 128-bit keyed hash's forty.
     map: papaya::HashMap<SourceKey, SourceEntry, ahash::RandomState>,
     /// Entries in the map (papaya's own count is not exact under concurrency).
     len: CachePadded<AtomicUsize>,

@@ -4,6 +4,7 @@
 use core::fmt;
 use core::hash::{Hash, Hasher};
 
+use crate::prf::Prf;
 use crate::wire::{MessageView, Method};
 
 /// The branch prefix of RFC 3261 transactions; a branch without it comes from an RFC 2543 peer.
@@ -62,16 +63,18 @@ impl Hash for AckKey {
 /// Computes keys under one secret key, drawn per process.
 #[derive(Clone)]
 pub(crate) struct Keyer {
-    secret: [u8; 16],
+    secret: Prf,
 }
 
 impl Keyer {
     pub(crate) fn new(secret: [u8; 16]) -> Keyer {
-        Keyer { secret }
+        Keyer {
+            secret: Prf::new(&secret),
+        }
     }
 
     fn hash(&self, parts: &[&[u8]]) -> u128 {
-        crate::id::keyed_hash(&self.secret, parts)
+        self.secret.hash_parts(parts)
     }
 
     /// The key of the server transaction a received request belongs to, under `method` (the
