@@ -190,6 +190,7 @@ impl Stack {
     /// Takes a datagram from `src`; `Some` when there is a message to act on (see the module
     /// docs). Keepalives, retransmissions and stray responses end here; a malformed message
     /// or one the transaction layer has no room for is answered (at the next flush).
+    #[inline]
     pub fn receive<'s>(
         &'s mut self,
         bytes: &'s [u8],
