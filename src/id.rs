@@ -198,8 +198,8 @@ fn fill_random(out: &mut [u8]) -> Result<(), getrandom::Error> {
 pub const TAG_LEN: usize = 16;
 
 /// A locally generated dialog tag: 16 hex digits carrying 64 random bits from this thread's
-/// CSPRNG ([`fill_random`]: ChaCha12 seeded from the OS)
-/// (RFC 3261 §19.3 asks for at least 32), held inline with no allocation.
+/// CSPRNG (ChaCha12 seeded from the OS; RFC 3261 §19.3 asks for at least 32 bits), held
+/// inline with no allocation.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Tag([u8; TAG_LEN]);
 
