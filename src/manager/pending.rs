@@ -200,7 +200,8 @@ impl InviteCopy {
     /// The copy of an INVITE we build ([`super::Calls::invite`]), from its parts: what
     /// it holds is what `build::initial_invite` writes for them, minus body and extras.
     pub(crate) fn of_own(parties: &DialogParts<'_>, via: &[u8], contact: &[u8]) -> InviteCopy {
-        let mut from = Vec::with_capacity(parties.local_uri.len() + 5 + parties.local_tag.len());
+        // On the stack: the copy below is the only allocation this makes.
+        let mut from: SmallVec<[u8; 160]> = SmallVec::new();
         from.extend_from_slice(parties.local_uri);
         from.extend_from_slice(b";tag=");
         from.extend_from_slice(parties.local_tag);
