@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use smallvec::SmallVec;
 
 use super::outbox::Meta;
-use super::pending::{self, InviteCopy, NewRecord, PendingInvite};
+use super::pending::{InviteCopy, NewRecord, PendingInvite};
 use super::{DialogManager, InviteId, ManagerError, Outbox, Verdict};
 use crate::build::{self, BuildError, DialogParts, RequestParts};
 use crate::dialog::{KeyLookup, Origin, Role};
@@ -206,13 +206,13 @@ impl Calls<'_> {
         let key = self
             .manager
             .pending_key(parties.call_id, parties.local_tag, Role::Uac);
+        // A Via of ours that does not decode would leave the INVITE's answers unmatched.
         let recorded = match self.manager.own_via_fields(via) {
-            Some((branch, sent_by)) => {
-                let fingerprinter = self.manager.dialogs.table.fingerprinter();
+            Some(_) => {
                 let record = NewRecord {
                     key,
                     role: Role::Uac,
-                    via: pending::via_key_of(fingerprinter, branch, sent_by),
+                    via: None,
                     source: None,
                     to_tag: None,
                     charge: None,

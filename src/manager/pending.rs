@@ -397,8 +397,9 @@ pub(crate) struct PendingInvite {
     pub role: Role,
     copy: ArcSwapOption<InviteCopy>,
     pub cseq: u32,
-    /// The top Via's branch and sent-by (§17.2.3), fingerprinted: a CANCEL must match them.
-    pub via: Fingerprint,
+    /// UAS: the top Via's branch and sent-by (§17.2.3), fingerprinted: a CANCEL must match
+    /// them. Nothing matches a CANCEL against the other roles' records, so they keep none.
+    pub via: Option<Fingerprint>,
     /// Where the INVITE came from (UAS), when the caller said.
     pub source: Option<SocketAddr>,
     /// UAS: its server transaction and where its answers go, as the caller named them when
@@ -459,7 +460,7 @@ pub(crate) fn via_key_of(fp: &Fingerprinter, branch: &[u8], sent_by: &[u8]) -> F
 pub(crate) struct NewRecord {
     pub key: Fingerprint,
     pub role: Role,
-    pub via: Fingerprint,
+    pub via: Option<Fingerprint>,
     pub source: Option<SocketAddr>,
     pub to_tag: Option<Tag>,
     pub charge: Option<Charge>,
@@ -583,7 +584,7 @@ impl super::DialogManager {
         NewRecord {
             key,
             role,
-            via: via_key(self.dialogs.table.fingerprinter(), invite),
+            via: (role == Role::Uas).then(|| via_key(self.dialogs.table.fingerprinter(), invite)),
             source: None,
             to_tag: None,
             charge: None,
