@@ -177,9 +177,10 @@ mod ni {
 
     use super::{Block, Prf, GATHER};
 
-    /// AES-128 round keys, made only on a CPU with AES-NI: holding them proves it has it.
+    /// AES-128 round keys, made only by [`round_keys`] on a CPU with AES-NI (the field is
+    /// private to this module): holding them proves the CPU has it.
     #[derive(Clone)]
-    pub(super) struct RoundKeys(pub(super) [Block; 11]);
+    pub(super) struct RoundKeys([Block; 11]);
 
     /// The round keys of `key`, if the CPU has AES-NI.
     pub(super) fn round_keys(key: &[u8; 16]) -> Option<RoundKeys> {
@@ -191,6 +192,12 @@ mod ni {
     }
 
     impl RoundKeys {
+        /// The round keys themselves, for the key-schedule test.
+        #[cfg(test)]
+        pub(super) fn keys(&self) -> &[Block; 11] {
+            &self.0
+        }
+
         /// PMAC of `buf[..len]` with the AES instructions; `buf` is zero past `len`.
         #[inline]
         pub(super) fn mac_gathered(&self, prf: &Prf, buf: &mut [u8; GATHER], len: usize) -> u128 {
@@ -369,9 +376,9 @@ mod tests {
             0x4f, 0x3c,
         ];
         let keys = super::ni::round_keys(&key).expect("the CPU has AES-NI");
-        assert_eq!(keys.0[0], key);
+        assert_eq!(keys.keys()[0], key);
         assert_eq!(
-            keys.0[10],
+            keys.keys()[10],
             [
                 0xd0, 0x14, 0xf9, 0xa8, 0xc9, 0xee, 0x25, 0x89, 0xe1, 0x3f, 0x0c, 0xc8, 0xb6, 0x63,
                 0x0c, 0xa6
