@@ -291,8 +291,8 @@ mod ni {
     }
 }
 
-/// No AES-NI path off x86-64: the `aes` crate's (which uses the ARMv8 AES instructions where
-/// it finds them).
+/// No AES-NI path off x86-64: every block goes through the `aes` crate (its constant-time
+/// software AES, or the CPU's AES instructions where that crate uses them).
 #[cfg(not(target_arch = "x86_64"))]
 mod ni {
     /// Never made off x86-64.
