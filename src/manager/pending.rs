@@ -440,19 +440,10 @@ pub(crate) fn key(fp: &Fingerprinter, call_id: &[u8], from_tag: &[u8], role: Rol
 /// The transaction part of a request's top Via, fingerprinted (branch and sent-by).
 pub(crate) fn via_key(fp: &Fingerprinter, view: &MessageView<'_>) -> Fingerprint {
     let via = view.top_via().ok().flatten();
-    via_key_of(
-        fp,
-        via.and_then(|v| v.branch).unwrap_or_default(),
-        via.map(|v| v.sent_by).unwrap_or_default(),
-    )
-}
-
-/// [`via_key`] from the branch and sent-by themselves.
-pub(crate) fn via_key_of(fp: &Fingerprinter, branch: &[u8], sent_by: &[u8]) -> Fingerprint {
     fp.fingerprint(&DialogKey {
         call_id: b"\0via",
-        local_tag: branch,
-        remote_tag: sent_by,
+        local_tag: via.and_then(|v| v.branch).unwrap_or_default(),
+        remote_tag: via.map(|v| v.sent_by).unwrap_or_default(),
     })
 }
 
