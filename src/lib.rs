@@ -9,6 +9,7 @@ pub mod manager;
 pub mod metrics;
 mod prf;
 pub mod refer;
+mod scratch;
 pub mod security;
 pub mod stack;
 pub mod state;

@@ -2,11 +2,12 @@
 //! slot's current [`DialogInfo`] and the few deadlines the timers need.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwapAny, ArcSwapOption};
+use triomphe::ThinArc;
 
-use super::DialogInfo;
+use super::{DialogInfo, InfoHead};
 use crate::table::DialogHandle;
 
 const PAGE_ENTRIES: usize = 4096;
@@ -14,7 +15,7 @@ const PAGE_ENTRIES: usize = 4096;
 /// Per-slot cold state. Deadlines are milliseconds on the caller's clock, 0 for none.
 #[derive(Default)]
 pub(crate) struct ColdEntry {
-    pub info: ArcSwapOption<DialogInfo>,
+    pub info: ArcSwapAny<Option<ThinArc<InfoHead, u8>>>,
     /// The generation of the slot's dialog whose info is installed, plus one (0: none): what
     /// [`ColdTable::entry_of`] checks, with one atomic load where loading the info through
     /// `arc-swap` costs a full barrier.
@@ -55,9 +56,9 @@ impl ColdTable {
     }
 
     /// The entry of a live dialog whose info is installed.
-    pub(crate) fn get(&self, handle: DialogHandle) -> Option<(&ColdEntry, Arc<DialogInfo>)> {
+    pub(crate) fn get(&self, handle: DialogHandle) -> Option<(&ColdEntry, DialogInfo)> {
         let entry = self.entry(handle.index(), false)?;
-        let info = entry.info.load_full()?;
+        let info = DialogInfo(entry.info.load_full()?);
         (info.handle() == handle).then_some((entry, info))
     }
 
@@ -76,7 +77,7 @@ impl ColdTable {
         entry.bye_deadline.store(0, Ordering::Relaxed);
         drop_pending_target(entry);
         let owner = owner_of(info.handle());
-        entry.info.store(Some(Arc::new(info)));
+        entry.info.store(Some(info.0));
         entry.owner.store(owner, Ordering::Release);
         Some(entry)
     }
@@ -92,7 +93,7 @@ impl ColdTable {
             if ours {
                 entry
                     .info
-                    .rcu(|cur| cur.clone().filter(|i| i.handle() != handle));
+                    .rcu(|cur| cur.clone().filter(|i| i.header.header.handle != handle));
                 drop_pending_target(entry);
             }
         }

@@ -94,7 +94,7 @@ pub(crate) fn observed_key<'a>(call_id: &'a [u8], a: &'a [u8], b: &'a [u8]) -> D
 pub(crate) struct Removed {
     /// When the dialog was made, on the caller's clock.
     pub created_ms: Option<u64>,
-    pub info: Option<Arc<DialogInfo>>,
+    pub info: Option<DialogInfo>,
 }
 
 /// The live dialogs: slots in the table, their cold data beside them.
@@ -260,9 +260,7 @@ impl Dialogs {
         }
         let routes = routes_changed.then(|| route_set(view, true));
         let target = target.unwrap_or(info.remote_target());
-        entry
-            .info
-            .store(Some(Arc::new(info.refreshed(target, routes))));
+        entry.info.store(Some(info.refreshed(target, routes).0));
     }
 
     /// A re-INVITE or UPDATE asks to move the remote target to its Contact: kept until we
@@ -282,9 +280,7 @@ impl Dialogs {
         };
         let target = entry.pending_target.swap(None);
         if let Some(target) = target.filter(|t| accepted && t[..] != *info.remote_target()) {
-            entry
-                .info
-                .store(Some(Arc::new(info.refreshed(&target, None))));
+            entry.info.store(Some(info.refreshed(&target, None).0));
         }
     }
 

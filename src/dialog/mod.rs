@@ -15,6 +15,8 @@ pub(crate) use live::{observed_key, Dialogs, Invite, KeyLookup, Origin};
 
 use std::net::SocketAddr;
 
+use triomphe::ThinArc;
+
 use crate::build::DialogParts;
 use crate::id::Fingerprint;
 use crate::security::Charge;
@@ -36,15 +38,29 @@ pub enum Role {
 #[derive(Clone, Copy, Debug, Default)]
 struct Span(u32, u32);
 
-/// Everything about one dialog that is read rarely: identity bytes, URIs, route set.
+/// Everything about one dialog that is read rarely: identity bytes, URIs, route set. A
+/// handle: cloning it shares the data, which is immutable and lives in one allocation with
+/// its bytes (`ThinArc`).
+#[derive(Clone)]
+pub struct DialogInfo(pub(crate) ThinArc<InfoHead, u8>);
+
+impl std::fmt::Debug for DialogInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DialogInfo")
+            .field("head", self.head())
+            .field("bytes", &self.0.slice.len())
+            .finish()
+    }
+}
+
+/// Where a [`DialogInfo`]'s byte fields lie, and what it knows besides bytes.
 #[derive(Debug)]
-pub struct DialogInfo {
+pub(crate) struct InfoHead {
     handle: DialogHandle,
     role: Role,
     secure: bool,
     invite_cseq: u32,
     invite: Option<Fingerprint>,
-    bytes: Box<[u8]>,
     call_id: Span,
     local_tag: Span,
     remote_tag: Span,
@@ -97,39 +113,46 @@ impl DialogInfo {
             + remote_b.len()
             + p.remote_target.len()
             + p.local_target.len();
-        let mut bytes = Vec::with_capacity(len);
-        let mut put = |parts: &[&[u8]]| {
-            let start = bytes.len() as u32;
-            for part in parts {
-                bytes.extend_from_slice(part);
-            }
-            Span(start, bytes.len() as u32)
-        };
-        let call_id = put(&[p.call_id]);
-        let local_tag = put(&[p.local_tag]);
-        let remote_tag = put(&[p.remote_tag]);
-        let local_uri = put(&[local_a, local_b]);
-        let remote_uri = put(&[remote_a, remote_b]);
-        let remote_target = put(&[p.remote_target]);
-        let local_target = put(&[p.local_target]);
-        DialogInfo {
-            handle,
-            role: p.role,
-            secure: p.secure,
-            invite_cseq: p.invite_cseq,
-            invite: p.invite,
-            bytes: bytes.into_boxed_slice(),
-            call_id,
-            local_tag,
-            remote_tag,
-            local_uri,
-            remote_uri,
-            remote_target,
-            local_target,
-            route_set,
-            peer: p.peer,
-            charge: p.charge,
-        }
+        // Staged in this thread's buffer, then copied once into the shared allocation.
+        crate::scratch::with_buffer(|bytes| {
+            bytes.reserve(len);
+            let mut put = |parts: &[&[u8]]| {
+                let start = bytes.len() as u32;
+                for part in parts {
+                    bytes.extend_from_slice(part);
+                }
+                Span(start, bytes.len() as u32)
+            };
+            let call_id = put(&[p.call_id]);
+            let local_tag = put(&[p.local_tag]);
+            let remote_tag = put(&[p.remote_tag]);
+            let local_uri = put(&[local_a, local_b]);
+            let remote_uri = put(&[remote_a, remote_b]);
+            let remote_target = put(&[p.remote_target]);
+            let local_target = put(&[p.local_target]);
+            let head = InfoHead {
+                handle,
+                role: p.role,
+                secure: p.secure,
+                invite_cseq: p.invite_cseq,
+                invite: p.invite,
+                call_id,
+                local_tag,
+                remote_tag,
+                local_uri,
+                remote_uri,
+                remote_target,
+                local_target,
+                route_set,
+                peer: p.peer,
+                charge: p.charge,
+            };
+            DialogInfo(ThinArc::from_header_and_slice(head, bytes))
+        })
+    }
+
+    fn head(&self) -> &InfoHead {
+        &self.0.header.header
     }
 
     /// The same dialog with a new remote target (and, for a 2xx that confirms an early
@@ -139,108 +162,110 @@ impl DialogInfo {
         remote_target: &[u8],
         route_set: Option<Box<[Box<[u8]>]>>,
     ) -> DialogInfo {
+        let head = self.head();
         let parts = InfoParts {
-            role: self.role,
-            secure: self.secure,
-            invite_cseq: self.invite_cseq,
-            invite: self.invite,
+            role: head.role,
+            secure: head.secure,
+            invite_cseq: head.invite_cseq,
+            invite: head.invite,
             call_id: self.call_id(),
             local_tag: self.local_tag(),
             remote_tag: self.remote_tag(),
-            local_uri: self.get(self.local_uri),
-            remote_uri: self.get(self.remote_uri),
+            local_uri: self.get(head.local_uri),
+            remote_uri: self.get(head.remote_uri),
             remote_target,
             local_target: self.local_target(),
-            peer: self.peer,
-            charge: self.charge,
+            peer: head.peer,
+            charge: head.charge,
         };
-        let routes = route_set.unwrap_or_else(|| self.route_set.clone());
-        DialogInfo::new(self.handle, &parts, routes)
+        let routes = route_set.unwrap_or_else(|| head.route_set.clone());
+        DialogInfo::new(head.handle, &parts, routes)
     }
 
     fn get(&self, span: Span) -> &[u8] {
-        self.bytes
+        self.0
+            .slice
             .get(span.0 as usize..span.1 as usize)
             .unwrap_or_default()
     }
 
     /// The dialog's handle in the table.
     pub fn handle(&self) -> DialogHandle {
-        self.handle
+        self.head().handle
     }
 
     /// Our role in the dialog.
     pub fn role(&self) -> Role {
-        self.role
+        self.head().role
     }
 
     /// Whether the dialog was created with a `sips` URI (RFC 3261 §12.1.1).
     pub fn secure(&self) -> bool {
-        self.secure
+        self.head().secure
     }
 
     /// The CSeq of the INVITE that created the dialog (an ACK for its 2xx carries it).
     pub fn invite_cseq(&self) -> u32 {
-        self.invite_cseq
+        self.head().invite_cseq
     }
 
     /// The fingerprint of the INVITE transaction that created the dialog (its fork group).
     pub(crate) fn invite(&self) -> Option<Fingerprint> {
-        self.invite
+        self.head().invite
     }
 
     /// Call-ID.
     pub fn call_id(&self) -> &[u8] {
-        self.get(self.call_id)
+        self.get(self.head().call_id)
     }
 
     /// Our tag (for an observed dialog: the caller's).
     pub fn local_tag(&self) -> &[u8] {
-        self.get(self.local_tag)
+        self.get(self.head().local_tag)
     }
 
     /// The peer's tag (for an observed dialog: the callee's).
     pub fn remote_tag(&self) -> &[u8] {
-        self.get(self.remote_tag)
+        self.get(self.head().remote_tag)
     }
 
     /// Where the peer receives in-dialog requests: its Contact URI.
     pub fn remote_target(&self) -> &[u8] {
-        self.get(self.remote_target)
+        self.get(self.head().remote_target)
     }
 
     /// Our own Contact URI (for an observed dialog: the caller's).
     pub fn local_target(&self) -> &[u8] {
-        self.get(self.local_target)
+        self.get(self.head().local_target)
     }
 
     /// The transport address the peer's messages came from, when the caller said: the one
     /// address our requests are retransmitted to (SECURITY.md: no amplification towards third
     /// parties).
     pub fn peer(&self) -> Option<SocketAddr> {
-        self.peer
+        self.head().peer
     }
 
     /// The per-source share the dialog holds.
     pub(crate) fn charge(&self) -> Option<Charge> {
-        self.charge
+        self.head().charge
     }
 
     /// The route set, in the order our requests visit it.
     pub fn route_set(&self) -> &[Box<[u8]>] {
-        &self.route_set
+        &self.head().route_set
     }
 
     /// What the request builder needs, from our side.
     pub fn parts(&self) -> DialogParts<'_> {
         DialogParts {
             call_id: self.call_id(),
-            local_uri: self.get(self.local_uri),
+            local_uri: self.get(self.head().local_uri),
             local_tag: self.local_tag(),
-            remote_uri: self.get(self.remote_uri),
+            remote_uri: self.get(self.head().remote_uri),
             remote_tag: self.remote_tag(),
             remote_target: self.remote_target(),
-            route_set: &self.route_set,
+            route_set: &self.head().route_set,
         }
     }
 
@@ -249,9 +274,9 @@ impl DialogInfo {
     pub fn mirrored_parts(&self) -> DialogParts<'_> {
         DialogParts {
             call_id: self.call_id(),
-            local_uri: self.get(self.remote_uri),
+            local_uri: self.get(self.head().remote_uri),
             local_tag: self.remote_tag(),
-            remote_uri: self.get(self.local_uri),
+            remote_uri: self.get(self.head().local_uri),
             remote_tag: self.local_tag(),
             remote_target: self.local_target(),
             route_set: &[],

@@ -534,7 +534,7 @@ impl DialogManager {
     }
 
     /// The cold data of a live dialog: URIs, tags, remote target, route set.
-    pub fn info(&self, dialog: DialogHandle) -> Option<Arc<DialogInfo>> {
+    pub fn info(&self, dialog: DialogHandle) -> Option<DialogInfo> {
         self.dialogs.cold.get(dialog).map(|(_, info)| info)
     }
 

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::ArcSwapAny;
 use smallvec::SmallVec;
+use triomphe::ThinArc;
 
 use super::claim::FinalAnswer;
 use super::outbox::Answering;
@@ -32,17 +33,30 @@ struct Span(u32, u32);
 /// scanned: the request line, Via, Route, Record-Route, From, To, Call-ID, CSeq and Contact,
 /// and nothing else (no body, no other header), as one small SIP message, with where each
 /// field lies in it, so answering from it takes no scan. Dropped once nothing can need it.
+/// Where the fields lie and the bytes are one allocation (`ThinArc`), shared by handle.
+#[derive(Clone)]
+pub(crate) struct InviteCopy(ThinArc<CopyHead, u8>);
+
+/// Where a copy's fields lie in its bytes.
 #[derive(Debug)]
-pub(crate) struct InviteCopy {
-    bytes: Box<[u8]>,
+pub(crate) struct CopyHead {
     request_uri: Span,
     from: Span,
     to: Span,
     contact: Span,
-    /// The method, and the length of its token at the start of `bytes`.
+    /// The method, and the length of its token at the start of the bytes.
     method: (Method, usize),
     /// Where the view's fields lie (`view`).
     fields: Fields,
+}
+
+impl std::fmt::Debug for InviteCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InviteCopy")
+            .field("head", self.head())
+            .field("bytes", &self.bytes().len())
+            .finish()
+    }
 }
 
 /// A received request kept to be answered later, without its bytes: the headers an answer
@@ -245,126 +259,139 @@ impl InviteCopy {
                 .map(|(kind, value)| kind.as_str().len() + 4 + value.len())
                 .sum::<usize>()
             + b"Content-Length: 0\r\n\r\n".len();
-        let mut bytes = Vec::with_capacity(len);
-        let span = |bytes: &Vec<u8>, start: usize| Span(start as u32, bytes.len() as u32);
-        // Where `inner`, a slice of the value copied at `start`, lies in the copy.
-        let within = |start: usize, value: &[u8], inner: &[u8]| {
-            let at = start + (inner.as_ptr() as usize).checked_sub(value.as_ptr() as usize)?;
-            (at + inner.len() <= start + value.len())
-                .then_some(Span(at as u32, (at + inner.len()) as u32))
-        };
-        bytes.extend_from_slice(token);
-        bytes.push(b' ');
-        let start = bytes.len();
-        bytes.extend_from_slice(uri);
-        let request_uri = span(&bytes, start);
-        bytes.extend_from_slice(b" SIP/2.0\r\n");
-        let mut fields = Fields {
-            headers_start: bytes.len() as u32,
-            routes: known.routes,
-            ..Fields::default()
-        };
-        let (mut from, mut to, mut contact) = (Span::default(), Span::default(), Span::default());
-        for &(kind, value) in kept {
-            fields.via_lines += u32::from(kind == HeaderName::Via);
-            bytes.extend_from_slice(kind.as_str().as_bytes());
-            bytes.extend_from_slice(b": ");
-            let start = bytes.len();
-            bytes.extend_from_slice(value);
-            let whole = span(&bytes, start);
-            // Canonical form: a fold's CR and LF become spaces (the same LWS, the same
-            // offsets), so every line of the copy ends at its first LF.
-            let mut at = start;
-            while let Some(i) = memchr::memchr2(b'\r', b'\n', &bytes[at..]) {
-                bytes[at + i] = b' ';
-                at += i + 1;
-            }
-            let first = |slot: &mut Option<Span>| {
-                slot.get_or_insert(whole);
+        // Staged in this thread's buffer, then copied once into the shared allocation.
+        crate::scratch::with_buffer(|bytes| {
+            bytes.reserve(len);
+            let span = |bytes: &Vec<u8>, start: usize| Span(start as u32, bytes.len() as u32);
+            // Where `inner`, a slice of the value copied at `start`, lies in the copy.
+            let within = |start: usize, value: &[u8], inner: &[u8]| {
+                let at = start + (inner.as_ptr() as usize).checked_sub(value.as_ptr() as usize)?;
+                (at + inner.len() <= start + value.len())
+                    .then_some(Span(at as u32, (at + inner.len()) as u32))
             };
-            match kind {
-                HeaderName::From => {
-                    from = whole;
-                    fields.from_tag = known.from_tag.and_then(|t| within(start, value, t));
+            bytes.extend_from_slice(token);
+            bytes.push(b' ');
+            let start = bytes.len();
+            bytes.extend_from_slice(uri);
+            let request_uri = span(bytes, start);
+            bytes.extend_from_slice(b" SIP/2.0\r\n");
+            let mut fields = Fields {
+                headers_start: bytes.len() as u32,
+                routes: known.routes,
+                ..Fields::default()
+            };
+            let (mut from, mut to, mut contact) =
+                (Span::default(), Span::default(), Span::default());
+            for &(kind, value) in kept {
+                fields.via_lines += u32::from(kind == HeaderName::Via);
+                bytes.extend_from_slice(kind.as_str().as_bytes());
+                bytes.extend_from_slice(b": ");
+                let start = bytes.len();
+                bytes.extend_from_slice(value);
+                let whole = span(bytes, start);
+                // Canonical form: a fold's CR and LF become spaces (the same LWS, the same
+                // offsets), so every line of the copy ends at its first LF.
+                let mut at = start;
+                while let Some(i) = memchr::memchr2(b'\r', b'\n', &bytes[at..]) {
+                    bytes[at + i] = b' ';
+                    at += i + 1;
                 }
-                HeaderName::To => {
-                    to = whole;
-                    fields.to_tag = known.to_tag.and_then(|t| within(start, value, t));
-                }
-                HeaderName::CallId => {
-                    fields.call_id = within(start, value, known.call_id).unwrap_or(whole);
-                }
-                HeaderName::CSeq => {
-                    let method = within(start, value, known.cseq.method);
-                    fields.cseq = (known.cseq.number, method.unwrap_or_default());
-                }
-                HeaderName::Via => first(&mut fields.via),
-                HeaderName::Route => first(&mut fields.route),
-                HeaderName::RecordRoute => first(&mut fields.record_route),
-                HeaderName::Contact => {
-                    fields.contact = Some(whole);
-                    if let Some(uri) = contact_uri(value) {
-                        contact = within(start, value, uri).unwrap_or_default();
+                let first = |slot: &mut Option<Span>| {
+                    slot.get_or_insert(whole);
+                };
+                match kind {
+                    HeaderName::From => {
+                        from = whole;
+                        fields.from_tag = known.from_tag.and_then(|t| within(start, value, t));
                     }
+                    HeaderName::To => {
+                        to = whole;
+                        fields.to_tag = known.to_tag.and_then(|t| within(start, value, t));
+                    }
+                    HeaderName::CallId => {
+                        fields.call_id = within(start, value, known.call_id).unwrap_or(whole);
+                    }
+                    HeaderName::CSeq => {
+                        let method = within(start, value, known.cseq.method);
+                        fields.cseq = (known.cseq.number, method.unwrap_or_default());
+                    }
+                    HeaderName::Via => first(&mut fields.via),
+                    HeaderName::Route => first(&mut fields.route),
+                    HeaderName::RecordRoute => first(&mut fields.record_route),
+                    HeaderName::Contact => {
+                        fields.contact = Some(whole);
+                        if let Some(uri) = contact_uri(value) {
+                            contact = within(start, value, uri).unwrap_or_default();
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
+                bytes.extend_from_slice(b"\r\n");
             }
-            bytes.extend_from_slice(b"\r\n");
-        }
-        bytes.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-        debug_assert_eq!(bytes.len(), len);
-        InviteCopy {
-            bytes: bytes.into_boxed_slice(),
-            request_uri,
-            from,
-            to,
-            contact,
-            method: (method, token.len()),
-            fields,
-        }
+            bytes.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+            debug_assert_eq!(bytes.len(), len);
+            let head = CopyHead {
+                request_uri,
+                from,
+                to,
+                contact,
+                method: (method, token.len()),
+                fields,
+            };
+            InviteCopy(ThinArc::from_header_and_slice(head, bytes))
+        })
+    }
+
+    fn head(&self) -> &CopyHead {
+        &self.0.header.header
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.0.slice
     }
 
     fn get(&self, span: Span) -> &[u8] {
-        self.bytes
+        self.bytes()
             .get(span.0 as usize..span.1 as usize)
             .unwrap_or_default()
     }
 
     /// The Request-URI of the INVITE.
     pub(crate) fn request_uri(&self) -> &[u8] {
-        self.get(self.request_uri)
+        self.get(self.head().request_uri)
     }
 
     /// The From value as written (tag included).
     pub(crate) fn from(&self) -> &[u8] {
-        self.get(self.from)
+        self.get(self.head().from)
     }
 
     /// The To value as written.
     pub(crate) fn to(&self) -> &[u8] {
-        self.get(self.to)
+        self.get(self.head().to)
     }
 
     /// The URI of the INVITE's Contact (empty if none).
     pub(crate) fn contact(&self) -> &[u8] {
-        self.get(self.contact)
+        self.get(self.head().contact)
     }
 
     /// A view of the copy for the paths that build an answer or a CANCEL from it, from the
     /// spans written down when it was made: no scan.
     pub(crate) fn view(&self) -> Option<MessageView<'_>> {
-        let f = &self.fields;
+        let head = self.head();
+        let f = &head.fields;
         let opt = |span: Option<Span>| span.map(|s| self.get(s));
         let (number, method) = f.cseq;
         Some(MessageView::of_own_request(OwnRequest {
-            bytes: &self.bytes,
-            method: self.method.0,
-            method_token: self.bytes.get(..self.method.1)?,
-            uri: self.get(self.request_uri),
-            headers: (f.headers_start as usize, self.bytes.len()),
+            bytes: self.bytes(),
+            method: head.method.0,
+            method_token: self.bytes().get(..head.method.1)?,
+            uri: self.get(head.request_uri),
+            headers: (f.headers_start as usize, self.bytes().len()),
             call_id: self.get(f.call_id),
-            from: self.get(self.from),
-            to: self.get(self.to),
+            from: self.get(head.from),
+            to: self.get(head.to),
             from_tag: opt(f.from_tag),
             to_tag: opt(f.to_tag),
             cseq: CSeq {
@@ -383,8 +410,13 @@ impl InviteCopy {
 
     /// Bytes it holds, for the byte budget.
     fn cost(&self) -> usize {
-        self.bytes.len() + std::mem::size_of::<InviteCopy>()
+        cost_of(&self.0)
     }
+}
+
+/// Bytes a copy holds: its count and length, the head, the bytes (one allocation).
+fn cost_of(copy: &ThinArc<CopyHead, u8>) -> usize {
+    copy.slice.len() + std::mem::size_of::<CopyHead>() + 16
 }
 
 /// What a record costs besides its copy: itself, its `Arc`, its index entry.
@@ -395,7 +427,7 @@ const RECORD_COST: usize = std::mem::size_of::<PendingInvite>() + 64;
 pub(crate) struct PendingInvite {
     pub key: Fingerprint,
     pub role: Role,
-    copy: ArcSwapOption<InviteCopy>,
+    copy: ArcSwapAny<Option<ThinArc<CopyHead, u8>>>,
     pub cseq: u32,
     /// UAS: the top Via's branch and sent-by (§17.2.3), fingerprinted: a CANCEL must match
     /// them. Nothing matches a CANCEL against the other roles' records, so they keep none.
@@ -468,7 +500,7 @@ impl PendingInvite {
         PendingInvite {
             key: new.key,
             role: new.role,
-            copy: ArcSwapOption::from_pointee(copy),
+            copy: ArcSwapAny::new(Some(copy.0)),
             cseq,
             via: new.via,
             source: new.source,
@@ -490,8 +522,8 @@ impl PendingInvite {
     }
 
     /// The stored copy, while it is kept.
-    pub(crate) fn copy(&self) -> Option<Arc<InviteCopy>> {
-        self.copy.load_full()
+    pub(crate) fn copy(&self) -> Option<InviteCopy> {
+        self.copy.load_full().map(InviteCopy)
     }
 
     /// Claims the final answer; `false` when another one was claimed first.
@@ -609,7 +641,7 @@ impl super::DialogManager {
             return Ok(None);
         }
         let policy = self.security.policy();
-        let cost = RECORD_COST + pending.copy.load().as_ref().map_or(0, |c| c.cost());
+        let cost = RECORD_COST + pending.copy.load().as_ref().map_or(0, cost_of);
         let full = super::ManagerError::Security(SecurityError::TooManyInvites);
         if self.pending_count.fetch_add(1, Ordering::Relaxed) >= policy.max_invite_records {
             self.pending_count.fetch_sub(1, Ordering::Relaxed);
@@ -684,7 +716,8 @@ impl super::DialogManager {
             return;
         }
         if let Some(copy) = pending.copy.swap(None) {
-            self.pending_bytes.fetch_sub(copy.cost(), Ordering::Relaxed);
+            self.pending_bytes
+                .fetch_sub(cost_of(&copy), Ordering::Relaxed);
         }
     }
 
@@ -811,7 +844,7 @@ To: <sip:b@h>\r\ni: c1\r\nSubject: x\r\nCSeq:  7 INVITE\r\n{extra}Content-Length
             let invite = MessageView::parse(text.as_bytes()).unwrap();
             assert!(invite.raw_cseq().is_some() && invite.via_lines() == Some(1));
             let copy = InviteCopy::new(&invite);
-            let scanned = MessageView::parse(&copy.bytes).unwrap();
+            let scanned = MessageView::parse(copy.bytes()).unwrap();
             assert_eq!(kept_lines(&scanned), kept_lines(&invite), "{extra:?}");
             assert_eq!(shown(&copy.view().unwrap()), shown(&scanned), "{extra:?}");
         }
@@ -832,7 +865,7 @@ To: <sip:b@h>\r\ni: c1\r\nSubject: x\r\nCSeq:  7 INVITE\r\n{extra}Content-Length
                 continue;
             }
             let copy = InviteCopy::new(&invite);
-            let Ok(scanned) = MessageView::parse(&copy.bytes) else {
+            let Ok(scanned) = MessageView::parse(copy.bytes()) else {
                 continue; // a copy of an odd INVITE need not scan; its view is built anyway
             };
             assert_eq!(shown(&copy.view().unwrap()), shown(&scanned));
@@ -877,7 +910,7 @@ mod own_tests {
         build::initial_invite(&parties, &parts, &mut written).unwrap();
         let scanned = InviteCopy::new(&MessageView::parse(&written).unwrap());
         let own = InviteCopy::of_own(&parties, via, contact);
-        assert_eq!(own.bytes, scanned.bytes);
+        assert_eq!(own.bytes(), scanned.bytes());
         assert_eq!(
             super::tests::shown(&own.view().unwrap()),
             super::tests::shown(&scanned.view().unwrap())
