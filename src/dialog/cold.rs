@@ -122,7 +122,11 @@ mod tests {
     use crate::table::{DialogTable, NewDialog};
 
     fn info(handle: DialogHandle) -> DialogInfo {
-        let parts = InfoParts {
+        DialogInfo::new(handle, &info_parts(), Box::default())
+    }
+
+    fn info_parts() -> InfoParts<'static> {
+        InfoParts {
             role: Role::Uas,
             secure: false,
             invite_cseq: 1,
@@ -136,8 +140,7 @@ mod tests {
             local_target: b"sip:a@192.0.2.2",
             peer: None,
             charge: None,
-        };
-        DialogInfo::new(handle, &parts, Box::default())
+        }
     }
 
     /// A slot's entry answers for the dialog installed in it, and for no earlier or later
@@ -173,5 +176,55 @@ mod tests {
         cold.clear(new);
         assert!(cold.entry_of(new).is_none());
         assert!(cold.get(new).is_none());
+    }
+
+    /// What an info holds comes back as it went in, the INVITE's fingerprint (kept as two
+    /// words) with both halves, and every byte field at its place in the shared block.
+    #[test]
+    fn an_info_gives_back_what_it_was_made_of() {
+        let table = DialogTable::with_capacity(1).unwrap();
+        let init = NewDialog {
+            state: DialogState::EARLY,
+            local_cseq: 1,
+            remote_cseq: None,
+            now_ms: 0,
+        };
+        let handle = table
+            .insert(
+                &DialogKey {
+                    call_id: b"c",
+                    local_tag: b"l",
+                    remote_tag: b"r",
+                },
+                &init,
+            )
+            .unwrap();
+        let fingerprint = crate::id::Fingerprint(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
+        let parts = InfoParts {
+            invite: Some(fingerprint),
+            invite_cseq: 7,
+            secure: true,
+            local_uri: b"<sip:a@b>;tag=l",
+            ..info_parts()
+        };
+        let routes: Box<[Box<[u8]>]> = Box::new([Box::from(&b"<sip:p1;lr>"[..])]);
+        let made = DialogInfo::new(handle, &parts, routes);
+        let copy = made.clone();
+        drop(made);
+        assert_eq!(copy.invite(), Some(fingerprint));
+        assert_eq!(
+            (copy.handle(), copy.invite_cseq(), copy.secure()),
+            (handle, 7, true)
+        );
+        let p = copy.parts();
+        assert_eq!(p.call_id, b"c");
+        assert_eq!((p.local_tag, p.remote_tag), (&b"l"[..], &b"r"[..]));
+        assert_eq!(p.local_uri, b"<sip:a@b>", "the tag is left out of the URI");
+        assert_eq!(p.remote_uri, b"<sip:c@d>");
+        assert_eq!(p.remote_target, b"sip:c@192.0.2.1");
+        assert_eq!(copy.local_target(), b"sip:a@192.0.2.2");
+        assert_eq!(p.route_set, [Box::from(&b"<sip:p1;lr>"[..])]);
+        let none = DialogInfo::new(handle, &info_parts(), Box::default());
+        assert_eq!(none.invite(), None);
     }
 }

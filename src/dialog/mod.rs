@@ -60,7 +60,9 @@ pub(crate) struct InfoHead {
     role: Role,
     secure: bool,
     invite_cseq: u32,
-    invite: Option<Fingerprint>,
+    /// A [`Fingerprint`] as two words: a `u128`'s 16-byte alignment would pad the shared
+    /// block to 16 (about 8 bytes a dialog).
+    invite: Option<[u64; 2]>,
     call_id: Span,
     local_tag: Span,
     remote_tag: Span,
@@ -135,7 +137,7 @@ impl DialogInfo {
                 role: p.role,
                 secure: p.secure,
                 invite_cseq: p.invite_cseq,
-                invite: p.invite,
+                invite: p.invite.map(|f| [(f.0 >> 64) as u64, f.0 as u64]),
                 call_id,
                 local_tag,
                 remote_tag,
@@ -167,7 +169,7 @@ impl DialogInfo {
             role: head.role,
             secure: head.secure,
             invite_cseq: head.invite_cseq,
-            invite: head.invite,
+            invite: self.invite(),
             call_id: self.call_id(),
             local_tag: self.local_tag(),
             remote_tag: self.remote_tag(),
@@ -211,7 +213,8 @@ impl DialogInfo {
 
     /// The fingerprint of the INVITE transaction that created the dialog (its fork group).
     pub(crate) fn invite(&self) -> Option<Fingerprint> {
-        self.head().invite
+        let [high, low] = self.head().invite?;
+        Some(Fingerprint(u128::from(high) << 64 | u128::from(low)))
     }
 
     /// Call-ID.
