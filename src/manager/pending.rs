@@ -245,11 +245,26 @@ impl InviteCopy {
     /// Writes the copy: request line, `kept` headers in order, an empty body; and where each
     /// field is.
     fn write(
-        (method, token): (Method, &[u8]),
+        method: (Method, &[u8]),
         uri: &[u8],
         kept: &[(HeaderName, &[u8])],
         known: &Known<'_>,
     ) -> InviteCopy {
+        // Staged in this thread's buffer, then copied once into the shared allocation.
+        crate::scratch::with_buffer(|bytes| {
+            let head = InviteCopy::write_into(bytes, method, uri, kept, known);
+            InviteCopy(ThinArc::from_header_and_slice(head, bytes))
+        })
+    }
+
+    /// [`InviteCopy::write`]'s bytes, into the empty `bytes`; returns where the fields are.
+    fn write_into(
+        bytes: &mut Vec<u8>,
+        (method, token): (Method, &[u8]),
+        uri: &[u8],
+        kept: &[(HeaderName, &[u8])],
+        known: &Known<'_>,
+    ) -> CopyHead {
         let len = token.len()
             + 1
             + uri.len()
@@ -259,87 +274,82 @@ impl InviteCopy {
                 .map(|(kind, value)| kind.as_str().len() + 4 + value.len())
                 .sum::<usize>()
             + b"Content-Length: 0\r\n\r\n".len();
-        // Staged in this thread's buffer, then copied once into the shared allocation.
-        crate::scratch::with_buffer(|bytes| {
-            bytes.reserve(len);
-            let span = |bytes: &Vec<u8>, start: usize| Span(start as u32, bytes.len() as u32);
-            // Where `inner`, a slice of the value copied at `start`, lies in the copy.
-            let within = |start: usize, value: &[u8], inner: &[u8]| {
-                let at = start + (inner.as_ptr() as usize).checked_sub(value.as_ptr() as usize)?;
-                (at + inner.len() <= start + value.len())
-                    .then_some(Span(at as u32, (at + inner.len()) as u32))
-            };
-            bytes.extend_from_slice(token);
-            bytes.push(b' ');
+        bytes.reserve(len);
+        let span = |bytes: &Vec<u8>, start: usize| Span(start as u32, bytes.len() as u32);
+        // Where `inner`, a slice of the value copied at `start`, lies in the copy.
+        let within = |start: usize, value: &[u8], inner: &[u8]| {
+            let at = start + (inner.as_ptr() as usize).checked_sub(value.as_ptr() as usize)?;
+            (at + inner.len() <= start + value.len())
+                .then_some(Span(at as u32, (at + inner.len()) as u32))
+        };
+        bytes.extend_from_slice(token);
+        bytes.push(b' ');
+        let start = bytes.len();
+        bytes.extend_from_slice(uri);
+        let request_uri = span(bytes, start);
+        bytes.extend_from_slice(b" SIP/2.0\r\n");
+        let mut fields = Fields {
+            headers_start: bytes.len() as u32,
+            routes: known.routes,
+            ..Fields::default()
+        };
+        let (mut from, mut to, mut contact) = (Span::default(), Span::default(), Span::default());
+        for &(kind, value) in kept {
+            fields.via_lines += u32::from(kind == HeaderName::Via);
+            bytes.extend_from_slice(kind.as_str().as_bytes());
+            bytes.extend_from_slice(b": ");
             let start = bytes.len();
-            bytes.extend_from_slice(uri);
-            let request_uri = span(bytes, start);
-            bytes.extend_from_slice(b" SIP/2.0\r\n");
-            let mut fields = Fields {
-                headers_start: bytes.len() as u32,
-                routes: known.routes,
-                ..Fields::default()
-            };
-            let (mut from, mut to, mut contact) =
-                (Span::default(), Span::default(), Span::default());
-            for &(kind, value) in kept {
-                fields.via_lines += u32::from(kind == HeaderName::Via);
-                bytes.extend_from_slice(kind.as_str().as_bytes());
-                bytes.extend_from_slice(b": ");
-                let start = bytes.len();
-                bytes.extend_from_slice(value);
-                let whole = span(bytes, start);
-                // Canonical form: a fold's CR and LF become spaces (the same LWS, the same
-                // offsets), so every line of the copy ends at its first LF.
-                let mut at = start;
-                while let Some(i) = memchr::memchr2(b'\r', b'\n', &bytes[at..]) {
-                    bytes[at + i] = b' ';
-                    at += i + 1;
-                }
-                let first = |slot: &mut Option<Span>| {
-                    slot.get_or_insert(whole);
-                };
-                match kind {
-                    HeaderName::From => {
-                        from = whole;
-                        fields.from_tag = known.from_tag.and_then(|t| within(start, value, t));
-                    }
-                    HeaderName::To => {
-                        to = whole;
-                        fields.to_tag = known.to_tag.and_then(|t| within(start, value, t));
-                    }
-                    HeaderName::CallId => {
-                        fields.call_id = within(start, value, known.call_id).unwrap_or(whole);
-                    }
-                    HeaderName::CSeq => {
-                        let method = within(start, value, known.cseq.method);
-                        fields.cseq = (known.cseq.number, method.unwrap_or_default());
-                    }
-                    HeaderName::Via => first(&mut fields.via),
-                    HeaderName::Route => first(&mut fields.route),
-                    HeaderName::RecordRoute => first(&mut fields.record_route),
-                    HeaderName::Contact => {
-                        fields.contact = Some(whole);
-                        if let Some(uri) = contact_uri(value) {
-                            contact = within(start, value, uri).unwrap_or_default();
-                        }
-                    }
-                    _ => {}
-                }
-                bytes.extend_from_slice(b"\r\n");
+            bytes.extend_from_slice(value);
+            let whole = span(bytes, start);
+            // Canonical form: a fold's CR and LF become spaces (the same LWS, the same
+            // offsets), so every line of the copy ends at its first LF.
+            let mut at = start;
+            while let Some(i) = memchr::memchr2(b'\r', b'\n', &bytes[at..]) {
+                bytes[at + i] = b' ';
+                at += i + 1;
             }
-            bytes.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-            debug_assert_eq!(bytes.len(), len);
-            let head = CopyHead {
-                request_uri,
-                from,
-                to,
-                contact,
-                method: (method, token.len()),
-                fields,
+            let first = |slot: &mut Option<Span>| {
+                slot.get_or_insert(whole);
             };
-            InviteCopy(ThinArc::from_header_and_slice(head, bytes))
-        })
+            match kind {
+                HeaderName::From => {
+                    from = whole;
+                    fields.from_tag = known.from_tag.and_then(|t| within(start, value, t));
+                }
+                HeaderName::To => {
+                    to = whole;
+                    fields.to_tag = known.to_tag.and_then(|t| within(start, value, t));
+                }
+                HeaderName::CallId => {
+                    fields.call_id = within(start, value, known.call_id).unwrap_or(whole);
+                }
+                HeaderName::CSeq => {
+                    let method = within(start, value, known.cseq.method);
+                    fields.cseq = (known.cseq.number, method.unwrap_or_default());
+                }
+                HeaderName::Via => first(&mut fields.via),
+                HeaderName::Route => first(&mut fields.route),
+                HeaderName::RecordRoute => first(&mut fields.record_route),
+                HeaderName::Contact => {
+                    fields.contact = Some(whole);
+                    if let Some(uri) = contact_uri(value) {
+                        contact = within(start, value, uri).unwrap_or_default();
+                    }
+                }
+                _ => {}
+            }
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+        debug_assert_eq!(bytes.len(), len);
+        CopyHead {
+            request_uri,
+            from,
+            to,
+            contact,
+            method: (method, token.len()),
+            fields,
+        }
     }
 
     fn head(&self) -> &CopyHead {
