@@ -101,7 +101,7 @@ impl DialogManager {
         self.message(&self.security.load(), view, source, now_ms, out)
     }
 
-    fn message(
+    pub(crate) fn message(
         &self,
         policy: &Policy,
         view: &MessageView<'_>,
@@ -236,7 +236,7 @@ impl DialogManager {
 
     /// Whether one more dialog (`early`: one that starts early) fits the policy and the table.
     pub(crate) fn check_room(&self, early: bool) -> Result<(), SecurityError> {
-        let policy = self.security.policy();
+        let policy = self.security.load();
         let max = policy.max_dialogs.min(self.dialogs.table.capacity());
         if self.dialogs.table.len() >= max as usize {
             return Err(SecurityError::TooManyDialogs { max });

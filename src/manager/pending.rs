@@ -3,7 +3,7 @@
 //! or an answer is built from), within a count cap and a byte budget.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapAny;
@@ -438,6 +438,9 @@ pub(crate) struct PendingInvite {
     pub key: Fingerprint,
     pub role: Role,
     copy: ArcSwapAny<Option<ThinArc<CopyHead, u8>>>,
+    /// Bytes the copy holds while it is kept, 0 once dropped: its share of the byte budget,
+    /// and what tells a second drop that the copy is gone without an `arc-swap` load.
+    copy_bytes: AtomicUsize,
     pub cseq: u32,
     /// UAS: the top Via's branch and sent-by (§17.2.3), fingerprinted: a CANCEL must match
     /// them. Nothing matches a CANCEL against the other roles' records, so they keep none.
@@ -510,6 +513,7 @@ impl PendingInvite {
         PendingInvite {
             key: new.key,
             role: new.role,
+            copy_bytes: AtomicUsize::new(copy.cost()),
             copy: ArcSwapAny::new(Some(copy.0)),
             cseq,
             via: new.via,
@@ -650,8 +654,8 @@ impl super::DialogManager {
         if self.pending.pin().contains_key(&key) {
             return Ok(None);
         }
-        let policy = self.security.policy();
-        let cost = RECORD_COST + pending.copy.load().as_ref().map_or(0, cost_of);
+        let policy = self.security.load();
+        let cost = RECORD_COST + pending.copy_bytes.load(Ordering::Relaxed);
         let full = super::ManagerError::Security(SecurityError::TooManyInvites);
         if self.pending_count.fetch_add(1, Ordering::Relaxed) >= policy.max_invite_records {
             self.pending_count.fetch_sub(1, Ordering::Relaxed);
@@ -719,15 +723,13 @@ impl super::DialogManager {
         }
     }
 
+    /// Frees the copy of a record that stays (a store makes `arc-swap` visit every thread's
+    /// list of reads, so only the first drop stores).
     fn drop_copy(&self, pending: &PendingInvite) {
-        // A load first: the second call finds it gone, and a swap would visit every thread's
-        // list of `arc-swap` reads for nothing.
-        if pending.copy.load().is_none() {
-            return;
-        }
-        if let Some(copy) = pending.copy.swap(None) {
-            self.pending_bytes
-                .fetch_sub(cost_of(&copy), Ordering::Relaxed);
+        let bytes = pending.copy_bytes.swap(0, Ordering::AcqRel);
+        if bytes > 0 {
+            pending.copy.store(None);
+            self.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
         }
     }
 
@@ -739,9 +741,11 @@ impl super::DialogManager {
 
     pub(crate) fn pending_remove(&self, key: Fingerprint) {
         if let Some(pending) = self.pending.pin().remove(&key) {
-            self.drop_copy(pending);
+            // The copy goes with the record, once its last reader lets go: no store for it.
+            let copy = pending.copy_bytes.swap(0, Ordering::AcqRel);
             self.release_record_charge(pending);
-            self.pending_bytes.fetch_sub(RECORD_COST, Ordering::Relaxed);
+            self.pending_bytes
+                .fetch_sub(RECORD_COST + copy, Ordering::Relaxed);
             self.pending_count.fetch_sub(1, Ordering::Relaxed);
         }
     }

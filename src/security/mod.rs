@@ -206,6 +206,11 @@ impl Security {
         self.policy.load()
     }
 
+    /// Where the policy in force is kept, for a worker's [`arc_swap::Cache`] of it.
+    pub(crate) fn policy_cell(&self) -> &ArcSwap<Policy> {
+        &self.policy
+    }
+
     /// Puts `policy` in force for every check from now on, without stopping traffic. The
     /// source map keeps its entries; a lower [`Policy::max_sources`] takes effect as they
     /// expire.

@@ -54,11 +54,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use arc_swap::{ArcSwap, Cache};
+
 use crate::build::{self, ResponseParts};
 use crate::manager::{
     Answering, DialogManager, Expiry, InviteId, KeptRequest, Kind, ManagerError, Outbox, Verdict,
 };
-use crate::security::SecurityError;
+use crate::security::{Policy, SecurityError};
 use crate::table::DialogHandle;
 use crate::txn::{
     Expired, Received, Transactions, Transmits, Transport, TxnConfig, TxnError, TxnState,
@@ -104,6 +106,9 @@ pub struct StackConfig {
 /// One worker's transactions, outbox and datagrams around the shared [`DialogManager`].
 pub struct Stack {
     manager: Arc<DialogManager>,
+    /// The manager's policy, read once a message with a pointer compare while it stays the
+    /// same (an `arc-swap` load costs about 80 instructions, and a message read it twice).
+    policy: Cache<PolicyCell, Arc<Policy>>,
     worker: usize,
     workers: usize,
     txns: Transactions,
@@ -150,6 +155,17 @@ pub struct Sent {
     method: Method,
 }
 
+/// The manager's policy cell, for [`Stack::policy`]'s cache.
+struct PolicyCell(Arc<DialogManager>);
+
+impl std::ops::Deref for PolicyCell {
+    type Target = ArcSwap<Policy>;
+
+    fn deref(&self) -> &ArcSwap<Policy> {
+        self.0.security().policy_cell()
+    }
+}
+
 impl Stack {
     /// Worker `config.worker`'s stack around `manager`.
     pub fn new(manager: Arc<DialogManager>, config: StackConfig) -> Result<Stack, TxnError> {
@@ -158,6 +174,7 @@ impl Stack {
             ..config.txn
         };
         Ok(Stack {
+            policy: Cache::new(PolicyCell(Arc::clone(&manager))),
             manager,
             worker: config.worker,
             workers: config.workers.max(1),
@@ -202,23 +219,9 @@ impl Stack {
             return None;
         }
         self.counters.received.fetch_add(1, Ordering::Relaxed);
-        let limits = self.manager.scan_limits();
-        let mut view = match MessageView::parse_with(bytes, &limits) {
-            Ok(view) => view,
-            Err(e) => {
-                self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%src, error = %e, "malformed datagram");
-                if self
-                    .manager
-                    .answer_malformed(bytes, e, Some(src), now, &mut self.out)
-                {
-                    self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                }
-                return None;
-            }
-        };
         let Stack {
             manager,
+            policy,
             worker,
             workers,
             txns,
@@ -228,6 +231,18 @@ impl Stack {
             counters,
             ..
         } = self;
+        let policy: &Policy = policy.load();
+        let mut view = match MessageView::parse_with(bytes, &policy.scan_limits()) {
+            Ok(view) => view,
+            Err(e) => {
+                counters.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%src, error = %e, "malformed datagram");
+                if manager.answer_malformed(bytes, e, Some(src), now, out) {
+                    counters.rejected.fetch_add(1, Ordering::Relaxed);
+                }
+                return None;
+            }
+        };
         // Answers, now or later, go back where the request came from. The top Via is decoded
         // once here for the transaction layer, the manager and the answer's destination.
         if view.is_request() {
@@ -244,7 +259,7 @@ impl Stack {
         ) {
             return None;
         }
-        let verdict = manager.on_message(&view, Some(src), now, out);
+        let verdict = manager.message(policy, &view, Some(src), now, out);
         if matches!(verdict, Ok(Verdict::Rejected { .. })) {
             counters.rejected.fetch_add(1, Ordering::Relaxed);
         }
