@@ -342,6 +342,8 @@ const TOKEN_BIT: u8 = 1;
 const PARAM_VALUE_BIT: u8 = 2;
 /// The `word` characters of a Call-ID (RFC 3261 §25.1).
 const WORD_BIT: u8 = 4;
+/// The letters, digits, `-` and `.` of a host name or IPv4 address.
+const HOST_BIT: u8 = 8;
 
 static CLASSES: [u8; 256] = {
     let mut table = [0u8; 256];
@@ -350,8 +352,9 @@ static CLASSES: [u8; 256] = {
         let token = matches!(b as u8,
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
             | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
+        let host = matches!(b as u8, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.');
         if token {
-            table[b] = TOKEN_BIT | PARAM_VALUE_BIT | WORD_BIT;
+            table[b] = TOKEN_BIT | PARAM_VALUE_BIT | WORD_BIT | if host { HOST_BIT } else { 0 };
         } else if matches!(b as u8, b'[' | b']' | b':') {
             table[b] = PARAM_VALUE_BIT | WORD_BIT;
         } else if matches!(
@@ -383,6 +386,39 @@ fn all_of_class(bytes: &[u8], class: u8) -> bool {
     acc != 0
 }
 
+/// The length of the run of `class` bytes `bytes` starts with: eight table loads ANDed per
+/// step while the run goes on, then byte by byte in the step that ends it. A Via's branch
+/// (30–40 bytes) costs a quarter of the per-byte loop this way.
+#[inline]
+fn class_run(bytes: &[u8], class: u8) -> usize {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut run = 0;
+    for c in &mut chunks {
+        let bits = |i: usize| CLASSES[c[i] as usize];
+        let all = bits(0) & bits(1) & bits(2) & bits(3) & bits(4) & bits(5) & bits(6) & bits(7);
+        if all & class == 0 {
+            break;
+        }
+        run += 8;
+    }
+    run + bytes[run..]
+        .iter()
+        .position(|&b| CLASSES[b as usize] & class == 0)
+        .unwrap_or(bytes.len() - run)
+}
+
+/// The length of the run of `token` characters `bytes` starts with.
+#[inline]
+pub(crate) fn token_run(bytes: &[u8]) -> usize {
+    class_run(bytes, TOKEN_BIT)
+}
+
+/// The length of the run of host-name bytes ([`is_host_byte`]) `bytes` starts with.
+#[inline]
+pub(crate) fn host_run(bytes: &[u8]) -> usize {
+    class_run(bytes, HOST_BIT)
+}
+
 /// Whether `bytes` is a non-empty run of `token` characters (a tag, a header name).
 #[inline]
 pub(crate) fn is_token(bytes: &[u8]) -> bool {
@@ -404,7 +440,7 @@ pub(crate) fn is_token_byte(b: u8) -> bool {
 /// Whether `b` may appear in a host name or an IPv4 address (the sent-by of a Via).
 #[inline]
 pub(crate) fn is_host_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-' || b == b'.'
+    CLASSES[b as usize] & HOST_BIT != 0
 }
 
 /// Whether `b` is a `word` character (Call-ID).
@@ -432,6 +468,11 @@ mod tests {
             prop_oneof![any::<u8>(), b'0'..=b'9', b'a'..=b'z', b'A'..=b'Z', Just(b'-'), Just(b'@')], 0..40)) {
             prop_assert_eq!(is_token(&hay), !hay.is_empty() && hay.iter().all(|&b| is_token_byte(b)));
             prop_assert_eq!(is_word(&hay), !hay.is_empty() && hay.iter().all(|&b| is_word_byte(b)));
+            // The runs against the grammar's own character lists, not the table.
+            let token = |b: u8| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b);
+            let host = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+            prop_assert_eq!(token_run(&hay), hay.iter().take_while(|&&b| token(b)).count());
+            prop_assert_eq!(host_run(&hay), hay.iter().take_while(|&&b| host(b)).count());
         }
     }
 

@@ -5,7 +5,7 @@
 //! values built from the pieces that decide the shape, and the `wire_parse` fuzz target
 //! checks the scanner as a whole against an independent extractor.
 
-use super::header::{is_host_byte, is_token, is_token_byte};
+use super::header::{host_run, is_token, token_run};
 use super::swar;
 use super::value::{lws_prefix, ViaValue};
 
@@ -66,28 +66,24 @@ pub(super) fn cseq(value: &[u8]) -> Option<(u64, &[u8])> {
 /// are left to the careful reader.
 #[inline]
 pub(super) fn via(value: &[u8]) -> Option<ViaValue<'_>> {
-    // One byte-class table lookup per byte: runs here are short, and a word-at-a-time class
-    // test costs more than it saves on them.
-    let run = |from: usize, class: fn(u8) -> bool| {
-        from + value.get(from..).map_or(0, |rest| {
-            rest.iter().position(|&b| !class(b)).unwrap_or(rest.len())
-        })
-    };
+    let run = |from: usize, class: fn(&[u8]) -> usize| from + value.get(from..).map_or(0, class);
     let at = lws_prefix(value);
     if value.get(at..at + 8) != Some(b"SIP/2.0/") {
         return None;
     }
-    let transport_end = run(at + 8, is_token_byte);
+    let transport_end = run(at + 8, token_run);
     if transport_end == at + 8 || value.get(transport_end) != Some(&b' ') {
         return None;
     }
     let host_start = transport_end + 1;
-    let mut at = run(host_start, is_host_byte);
+    let mut at = run(host_start, host_run);
     if at == host_start {
         return None;
     }
     if value.get(at) == Some(&b':') {
-        let port_end = run(at + 1, |b| b.is_ascii_digit());
+        let port_end = run(at + 1, |rest| {
+            rest.iter().take_while(|b| b.is_ascii_digit()).count()
+        });
         if port_end == at + 1 {
             return None;
         }
@@ -107,7 +103,7 @@ pub(super) fn via(value: &[u8]) -> Option<ViaValue<'_>> {
             Some(_) => return None,
         }
         let name_start = at + 1;
-        let name_end = run(name_start, is_token_byte);
+        let name_end = run(name_start, token_run);
         if name_end == name_start {
             return None;
         }
@@ -115,7 +111,7 @@ pub(super) fn via(value: &[u8]) -> Option<ViaValue<'_>> {
         at = name_end;
         let param = match value.get(at) {
             Some(b'=') => {
-                let value_end = run(at + 1, is_token_byte);
+                let value_end = run(at + 1, token_run);
                 if value_end == at + 1 {
                     return None;
                 }
