@@ -156,3 +156,24 @@ fn a_request_to_another_workers_peer_is_handed_over_and_resent_there() {
     assert_eq!(sent(&mut there).len(), 1);
     assert_eq!(here.counters().handed_over.load(Ordering::Relaxed), 1);
 }
+
+#[test]
+fn a_policy_put_in_force_applies_from_the_next_datagram() {
+    let manager = manager();
+    let mut stack = stack(&manager, 0, 1, TxnConfig::default());
+    let peer: SocketAddr = PEER.parse().unwrap();
+    assert!(stack.receive(&invite("p1", "policy1"), peer, 0).is_some());
+    // The stack keeps the policy between datagrams; a new one must reach it all the same.
+    let small = Policy {
+        max_message_bytes: 200,
+        ..(*manager.security().policy()).clone()
+    };
+    manager.security().set_policy(small);
+    assert!(stack.receive(&invite("p2", "policy2"), peer, 0).is_none());
+    stack.flush(0);
+    let out = sent(&mut stack);
+    assert_eq!(out.last().map(|(b, _)| status_of(b)), Some(&b"513"[..]));
+    manager.security().set_policy(Policy::default());
+    assert!(stack.receive(&invite("p3", "policy3"), peer, 0).is_some());
+    assert_eq!(manager.pending_invites(), 2);
+}
