@@ -54,10 +54,7 @@ fn host_port(text: &[u8], default_port: u16) -> Option<SocketAddr> {
         },
     };
     let port = match port {
-        Some(p) if !p.is_empty() && p.iter().all(u8::is_ascii_digit) => {
-            std::str::from_utf8(p).ok()?.parse().ok()?
-        }
-        Some(_) => return None,
+        Some(p) => u16::try_from(crate::wire::value::decimal_digits(p)?).ok()?,
         None => default_port,
     };
     let ip = if host.eq_ignore_ascii_case(b"localhost") {
@@ -86,6 +83,9 @@ mod tests {
         assert_eq!(a("sip:bob@192.0.2.1:"), None);
         assert_eq!(a("sip:bob@192.0.2.1:70000"), None);
         assert_eq!(a("sip:bob@192.0.2.1:+5"), None);
+        assert_eq!(a("sip:bob@192.0.2.1:005070"), "192.0.2.1:5070".parse().ok());
+        assert_eq!(a("sip:bob@192.0.2.1:65535"), "192.0.2.1:65535".parse().ok());
+        assert_eq!(a("sip:bob@192.0.2.1:65536"), None);
         assert_eq!(a("sip:[::1;lr"), None);
     }
 

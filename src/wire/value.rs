@@ -306,7 +306,7 @@ pub(super) fn careful_cseq(value: &[u8]) -> CSeqValue<'_> {
 }
 
 /// Decimal digits to a number; `None` if empty, not all digits, or over 18 significant digits.
-fn decimal_digits(digits: &[u8]) -> Option<u64> {
+pub(crate) fn decimal_digits(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() {
         return None;
     }
