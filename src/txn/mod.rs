@@ -268,6 +268,12 @@ impl Transactions {
         self.store.len() == 0
     }
 
+    /// Entries in the queue of evictable transactions, stale ones included.
+    #[cfg(test)]
+    pub(crate) fn evictable_queued(&self) -> usize {
+        self.store.evictable_queued()
+    }
+
     /// Bytes of message buffers held, by capacity (within [`TxnConfig::max_bytes`]).
     pub fn bytes(&self) -> usize {
         self.store.bytes()

@@ -149,6 +149,12 @@ impl Store {
         }
     }
 
+    /// Entries in the queue of evictable transactions, stale ones included.
+    #[cfg(test)]
+    pub fn evictable_queued(&self) -> usize {
+        self.evictable.len()
+    }
+
     pub fn len(&self) -> usize {
         self.live
     }
@@ -329,6 +335,15 @@ impl Store {
         }
         self.recycle(txn.message);
         self.recycle(txn.ack);
+        // The queue holds transactions in the order they became evictable, nearly the order
+        // they end: its stale head goes as they do, so the sweep in `rearm` seldom runs.
+        while let Some(&(slot, generation)) = self.evictable.front() {
+            let live = self.slots.get(slot as usize);
+            if live.is_some_and(|s| s.generation == generation && s.txn.is_some()) {
+                break;
+            }
+            self.evictable.pop_front();
+        }
         if self.live == 0 && self.slots.len() > 1024 {
             // After a burst, give the memory back; tokens of the old slots must not match.
             let newest = self.slots.iter().map(|s| s.generation).max().unwrap_or(0);

@@ -501,6 +501,38 @@ fn server_non_invite_absorbs_then_resends_its_last_response_until_timer_j() {
 }
 
 #[test]
+fn transactions_that_end_leave_no_entry_in_the_eviction_queue() {
+    let mut txns = layer();
+    let mut out = Transmits::new();
+    // Fewer than the sweep's threshold of stale entries: only their removal can clear them.
+    for i in 0..60 {
+        let branch = format!("z9hG4bKq{i}");
+        let id = server(
+            &mut txns,
+            &request("BYE", &branch, 2),
+            Transport::Unreliable,
+        );
+        let ok = response(200, "BYE", &branch, 2);
+        txns.respond(id, 200, &ok, i, &mut out).unwrap();
+    }
+    assert_eq!(
+        txns.evictable_queued(),
+        60,
+        "each answered BYE may be evicted"
+    );
+    run(&mut txns, [30 + 64 * T1]);
+    assert_eq!(txns.len(), 29, "Timer J ended the first 31");
+    assert_eq!(
+        txns.evictable_queued(),
+        29,
+        "their queue entries went with them"
+    );
+    run(&mut txns, [60 + 64 * T1]);
+    assert!(txns.is_empty());
+    assert_eq!(txns.evictable_queued(), 0);
+}
+
+#[test]
 fn server_non_invite_over_reliable_ends_at_its_final_response() {
     let mut txns = layer();
     let bye = request("BYE", "z9hG4bKs7", 2);
