@@ -153,7 +153,7 @@ fn check_accepted(data: &[u8], view: &MessageView<'_>, split: &Split, id: &Ident
             .first()
             .map(|v| reference::trim(v).to_vec())
     };
-    let accessors: [(Which, Option<&[u8]>); 8] = [
+    let accessors: [(Which, Option<&[u8]>); 9] = [
         (Which::Contact, view.contact()),
         (Which::RecordRoute, view.record_route()),
         (Which::Route, view.route()),
@@ -162,6 +162,7 @@ fn check_accepted(data: &[u8], view: &MessageView<'_>, split: &Split, id: &Ident
         (Which::Replaces, view.replaces()),
         (Which::ReferredBy, view.referred_by()),
         (Which::SubscriptionState, view.subscription_state()),
+        (Which::Timestamp, view.timestamp()),
     ];
     for (w, got) in accessors {
         assert_eq!(got.map(unfold_raw), first(w), "{w:?}: {}", ctx());

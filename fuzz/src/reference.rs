@@ -101,6 +101,8 @@ pub enum Which {
     ReferredBy,
     /// Subscription-State
     SubscriptionState,
+    /// Timestamp
+    Timestamp,
 }
 
 /// A grammar violation that RFC 4475 lets a parser tolerate; the identity is still defined.
@@ -310,6 +312,7 @@ pub fn which(name: &[u8]) -> Option<Which> {
         b"replaces" => Which::Replaces,
         b"referred-by" | b"b" => Which::ReferredBy,
         b"subscription-state" => Which::SubscriptionState,
+        b"timestamp" => Which::Timestamp,
         _ => return None,
     };
     Some(w)

@@ -141,21 +141,21 @@ struct Copied<'a> {
 impl<'a> Copied<'a> {
     /// Walks `view`'s headers until everything needed is found: all its Vias (their count is
     /// known from the scan), From and To, the Record-Routes when `record_route` (their count
-    /// too), and the Timestamp only when `timestamp` (it may be anywhere). A view whose counts
-    /// are unknown is walked whole.
+    /// too). The Timestamp, wanted when `timestamp`, the scan kept. A view whose counts are
+    /// unknown is walked whole.
     fn collect(view: &MessageView<'a>, record_route: bool, timestamp: bool) -> Copied<'a> {
         let mut c = Copied {
             via: SmallVec::new(),
             from: None,
             to: None,
             record_route: SmallVec::new(),
-            timestamp: None,
+            timestamp: view.timestamp().filter(|_| timestamp),
         };
         let vias = view.via_lines().map(|n| n as usize);
         let rrs = view.route_tally(HeaderName::RecordRoute).lines as usize;
         // One Via line and at most one Record-Route line: the scan kept each of them, so no
         // walk at all.
-        if !timestamp && vias == Some(1) && (!record_route || rrs <= 1) {
+        if vias == Some(1) && (!record_route || rrs <= 1) {
             if let Some(via) = view.top_via_raw() {
                 c.via.push(via);
                 c.from = Some(view.raw_from());
@@ -167,8 +167,7 @@ impl<'a> Copied<'a> {
             }
         }
         let done = |c: &Copied<'_>| {
-            !timestamp
-                && vias == Some(c.via.len())
+            vias == Some(c.via.len())
                 && c.from.is_some()
                 && c.to.is_some()
                 && (!record_route || c.record_route.len() == rrs)
@@ -179,13 +178,6 @@ impl<'a> Copied<'a> {
                 HeaderName::RecordRoute if record_route => c.record_route.push(h.value),
                 HeaderName::From if c.from.is_none() => c.from = Some(h.value),
                 HeaderName::To if c.to.is_none() => c.to = Some(h.value),
-                HeaderName::Other
-                    if timestamp
-                        && c.timestamp.is_none()
-                        && h.name.eq_ignore_ascii_case(b"Timestamp") =>
-                {
-                    c.timestamp = Some(h.value)
-                }
                 _ => continue,
             }
             if done(&c) {

@@ -30,9 +30,10 @@ pub struct InviteId(pub(crate) Fingerprint);
 struct Span(u32, u32);
 
 /// What an INVITE's answers, its CANCEL and its dialogs are built from, copied when it was
-/// scanned: the request line, Via, Route, Record-Route, From, To, Call-ID, CSeq and Contact,
-/// and nothing else (no body, no other header), as one small SIP message, with where each
-/// field lies in it, so answering from it takes no scan. Dropped once nothing can need it.
+/// scanned: the request line, Via, Route, Record-Route, From, To, Call-ID, CSeq, Contact and
+/// Timestamp, and nothing else (no body, no other header), as one small SIP message, with
+/// where each field lies in it, so answering from it takes no scan. Dropped once nothing can
+/// need it.
 /// Where the fields lie and the bytes are one allocation (`ThinArc`), shared by handle.
 #[derive(Clone)]
 pub(crate) struct InviteCopy(ThinArc<CopyHead, u8>);
@@ -112,13 +113,14 @@ struct Fields {
     contact: Option<Span>,
     record_route: Option<Span>,
     route: Option<Span>,
+    timestamp: Option<Span>,
     routes: (RouteTally, RouteTally),
     /// Via lines in the copy: each kept line is one (a fold stays on its line).
     via_lines: u32,
 }
 
 /// The headers a copy keeps.
-const KEPT: [HeaderName; 8] = [
+const KEPT: [HeaderName; 9] = [
     HeaderName::Via,
     HeaderName::Route,
     HeaderName::RecordRoute,
@@ -127,6 +129,7 @@ const KEPT: [HeaderName; 8] = [
     HeaderName::CallId,
     HeaderName::CSeq,
     HeaderName::Contact,
+    HeaderName::Timestamp,
 ];
 
 /// What a copy knows of its INVITE besides the kept headers: slices of those header values
@@ -159,6 +162,7 @@ impl InviteCopy {
                     (HeaderName::Route, invite.route()),
                     (HeaderName::RecordRoute, invite.record_route()),
                     (HeaderName::Contact, invite.contact()),
+                    (HeaderName::Timestamp, invite.timestamp()),
                 ];
                 let required = [
                     (HeaderName::Via, via),
@@ -330,6 +334,7 @@ impl InviteCopy {
                 HeaderName::Via => first(&mut fields.via),
                 HeaderName::Route => first(&mut fields.route),
                 HeaderName::RecordRoute => first(&mut fields.record_route),
+                HeaderName::Timestamp => first(&mut fields.timestamp),
                 HeaderName::Contact => {
                     fields.contact = Some(whole);
                     if let Some(uri) = contact_uri(value) {
@@ -412,6 +417,7 @@ impl InviteCopy {
             contact: opt(f.contact),
             record_route: opt(f.record_route),
             route: opt(f.route),
+            timestamp: opt(f.timestamp),
             routes: f.routes,
             via_lines: Some(f.via_lines),
             canonical: true,

@@ -1,5 +1,7 @@
 use super::*;
+use crate::build::ResponseParts;
 use crate::state::Phase;
+use crate::wire::{HeaderName, MessageView};
 
 fn invite(call_id: &str, from_tag: &str, cseq: u32) -> Vec<u8> {
     format!(
@@ -543,4 +545,43 @@ fn our_via_fields_are_where_a_decode_finds_them() {
     })
     .unwrap();
     assert_eq!(manager.own_sent_by, None);
+}
+
+/// RFC 3261 §8.2.6.1: a 100 to an INVITE echoes its Timestamp, from the copy the manager
+/// answers from, whether the scan kept every header the copy needs (one Via) or the copy
+/// walked the headers (two Via lines); no other answer carries it.
+#[test]
+fn a_100_echoes_the_invites_timestamp() {
+    for (call_id, extra_via) in [
+        ("ts1", ""),
+        ("ts2", "v: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKp\r\n"),
+    ] {
+        let (_, bob) = managers();
+        let invite = String::from_utf8(invite(call_id, "a1", 1))
+            .unwrap()
+            .replace(
+                "Max-Forwards: 70\r\n",
+                &format!("Max-Forwards: 70\r\n{extra_via}timestamp:  54.2 \r\n"),
+            );
+        let mut out = Outbox::new();
+        let Ok(Verdict::NewInvite { invite, .. }) = bob.on_received(invite.as_bytes(), 0, &mut out)
+        else {
+            panic!("not a new INVITE")
+        };
+        let parts = ResponseParts {
+            contact: Some(b"<sip:bob@192.0.2.4>"),
+            ..ResponseParts::default()
+        };
+        for (status, echoed) in [(100, Some(&b"54.2"[..])), (180, None), (200, None)] {
+            bob.respond_invite(invite, status, &parts, 0, &mut out)
+                .unwrap();
+            let answer = take(&mut out);
+            let view = MessageView::parse(&answer).unwrap();
+            assert_eq!(view.timestamp(), echoed, "{call_id} {status}");
+            assert_eq!(
+                view.headers().filter(|h| h.kind == HeaderName::Via).count(),
+                1 + usize::from(!extra_via.is_empty())
+            );
+        }
+    }
 }

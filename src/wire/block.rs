@@ -80,6 +80,7 @@ impl<'a> Raw<'a> {
             HeaderName::Replaces => first(&mut self.cold.replaces, value),
             HeaderName::ReferredBy => first(&mut self.cold.referred_by, value),
             HeaderName::SubscriptionState => first(&mut self.cold.subscription_state, value),
+            HeaderName::Timestamp => first(&mut self.cold.timestamp, value),
             HeaderName::ContentType => first(&mut self.cold.content_type, value),
             _ => {}
         }

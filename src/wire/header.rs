@@ -45,6 +45,8 @@ pub enum HeaderName {
     Subject,
     /// `Content-Encoding` / `e`
     ContentEncoding,
+    /// `Timestamp` (a 100 to a request echoes it, RFC 3261 §8.2.6.1)
+    Timestamp,
     /// Any other header.
     Other,
 }
@@ -113,6 +115,7 @@ impl HeaderName {
             (8, b'r') if name[2].eq_ignore_ascii_case(&b'f') => HeaderName::ReferTo,
             (8, b'r') => HeaderName::Replaces,
             (9, b's') => HeaderName::Supported,
+            (9, b't') => HeaderName::Timestamp,
             (11, b'r') => HeaderName::ReferredBy,
             (12, b'm') => HeaderName::MaxForwards,
             (12, b'r') => HeaderName::RecordRoute,
@@ -150,6 +153,7 @@ impl HeaderName {
             HeaderName::Supported => b"supported",
             HeaderName::Subject => b"subject",
             HeaderName::ContentEncoding => b"content-encoding",
+            HeaderName::Timestamp => b"timestamp",
             HeaderName::Other => b"",
         }
     }
@@ -176,6 +180,7 @@ impl HeaderName {
             HeaderName::Supported => "Supported",
             HeaderName::Subject => "Subject",
             HeaderName::ContentEncoding => "Content-Encoding",
+            HeaderName::Timestamp => "Timestamp",
             HeaderName::Other => "Other",
         }
     }
@@ -510,6 +515,8 @@ mod tests {
             HeaderName::classify(b"SUBSCRIPTION-STATE"),
             HeaderName::SubscriptionState
         );
+        assert_eq!(HeaderName::classify(b"tIMESTAMP"), HeaderName::Timestamp);
+        assert_eq!(HeaderName::classify(b"Timestamps"), HeaderName::Other);
         assert_eq!(HeaderName::classify(b"C%6Fntact"), HeaderName::Other);
         assert_eq!(HeaderName::classify(b"x"), HeaderName::Other);
         assert_eq!(HeaderName::classify(b"Call\rID"), HeaderName::Other);

@@ -236,6 +236,7 @@ pub(crate) struct OwnRequest<'a> {
     pub contact: Option<&'a [u8]>,
     pub record_route: Option<&'a [u8]>,
     pub route: Option<&'a [u8]>,
+    pub timestamp: Option<&'a [u8]>,
     /// Record-Route and Route, as tallied in the original.
     pub routes: (RouteTally, RouteTally),
     /// Via lines in `bytes`, if the writer counted them.
@@ -291,6 +292,7 @@ struct ColdHeaders<'a> {
     referred_by: Option<&'a [u8]>,
     subscription_state: Option<&'a [u8]>,
     content_type: Option<&'a [u8]>,
+    timestamp: Option<&'a [u8]>,
 }
 
 /// The tallies of Record-Route and Route.
@@ -440,7 +442,7 @@ impl<'a> MessageView<'a> {
 
     /// A view of a request this crate wrote itself, from where it put each field: no scan.
     /// Everything not named is absent (no body, no Max-Forwards, no cold header but Contact,
-    /// Record-Route and Route).
+    /// Record-Route, Route and Timestamp).
     pub(crate) fn of_own_request(known: OwnRequest<'a>) -> MessageView<'a> {
         let OwnRequest {
             bytes,
@@ -458,6 +460,7 @@ impl<'a> MessageView<'a> {
             contact,
             record_route,
             route,
+            timestamp,
             routes,
             via_lines,
             canonical,
@@ -487,6 +490,7 @@ impl<'a> MessageView<'a> {
                 contact,
                 record_route,
                 route,
+                timestamp,
                 ..ColdHeaders::default()
             },
             routes: Routes {
@@ -598,6 +602,7 @@ impl<'a> MessageView<'a> {
                 referred_by: opt(c.referred_by)?,
                 subscription_state: opt(c.subscription_state)?,
                 content_type: opt(c.content_type)?,
+                timestamp: opt(c.timestamp)?,
             },
             routes: self.routes,
             decoded_via: None,
@@ -816,6 +821,11 @@ impl<'a> MessageView<'a> {
     /// The raw value of the first Referred-By header.
     pub fn referred_by(&self) -> Option<&'a [u8]> {
         self.cold.referred_by.map(value::trim_lws)
+    }
+
+    /// The value of the first Timestamp header, LWS-trimmed (what a 100 echoes).
+    pub fn timestamp(&self) -> Option<&'a [u8]> {
+        self.cold.timestamp.map(value::trim_lws)
     }
 
     /// The raw value of the first Subscription-State header.
