@@ -141,8 +141,8 @@ struct Copied<'a> {
 impl<'a> Copied<'a> {
     /// Walks `view`'s headers until everything needed is found: all its Vias (their count is
     /// known from the scan), From and To, the Record-Routes when `record_route` (their count
-    /// too). The Timestamp, wanted when `timestamp`, the scan kept. A view whose counts are
-    /// unknown is walked whole.
+    /// too). The Timestamp (wanted when `timestamp`) comes from the view, which the scan or the
+    /// writer of a kept copy filled in. A view whose counts are unknown is walked whole.
     fn collect(view: &MessageView<'a>, record_route: bool, timestamp: bool) -> Copied<'a> {
         let mut c = Copied {
             via: SmallVec::new(),

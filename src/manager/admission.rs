@@ -101,6 +101,8 @@ impl DialogManager {
         self.message(&self.security.load(), view, source, now_ms, out)
     }
 
+    /// The checks and the verdict of one scanned message under `policy`, loaded once by the
+    /// caller for all of them (a [`crate::stack::Stack`] keeps it between messages).
     pub(crate) fn message(
         &self,
         policy: &Policy,

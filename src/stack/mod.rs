@@ -106,8 +106,9 @@ pub struct StackConfig {
 /// One worker's transactions, outbox and datagrams around the shared [`DialogManager`].
 pub struct Stack {
     manager: Arc<DialogManager>,
-    /// The manager's policy, read once a message with a pointer compare while it stays the
-    /// same (an `arc-swap` load costs about 80 instructions, and a message read it twice).
+    /// The manager's policy, checked once a message with a pointer compare while it stays the
+    /// same: an `arc-swap` load costs about 80 instructions, and the manager's own entry
+    /// points take one per message.
     policy: Cache<PolicyCell, Arc<Policy>>,
     worker: usize,
     workers: usize,
