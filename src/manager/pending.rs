@@ -424,15 +424,11 @@ impl InviteCopy {
         }))
     }
 
-    /// Bytes it holds, for the byte budget.
+    /// Bytes it holds, for the byte budget: its count and length, the head, the bytes (one
+    /// allocation).
     fn cost(&self) -> usize {
-        cost_of(&self.0)
+        self.0.slice.len() + std::mem::size_of::<CopyHead>() + 16
     }
-}
-
-/// Bytes a copy holds: its count and length, the head, the bytes (one allocation).
-fn cost_of(copy: &ThinArc<CopyHead, u8>) -> usize {
-    copy.slice.len() + std::mem::size_of::<CopyHead>() + 16
 }
 
 /// What a record costs besides its copy: itself, its `Arc`, its index entry.
