@@ -73,6 +73,19 @@ impl<'a> DialogKey<'a> {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Fingerprint(pub u128);
 
+impl Fingerprint {
+    /// The fingerprint as two words, high first: for structures where a `u128` would align
+    /// the whole entry to 16 bytes.
+    pub(crate) fn to_words(self) -> [u64; 2] {
+        [(self.0 >> 64) as u64, self.0 as u64]
+    }
+
+    /// The fingerprint [`Fingerprint::to_words`] made `words` of.
+    pub(crate) fn from_words([high, low]: [u64; 2]) -> Fingerprint {
+        Fingerprint(u128::from(high) << 64 | u128::from(low))
+    }
+}
+
 impl fmt::Debug for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Fingerprint({:032x})", self.0)

@@ -20,8 +20,16 @@ use crate::wheel::Wheel;
 pub(crate) enum Target {
     /// Re-check a dialog's deadlines.
     Dialog(DialogHandle),
-    /// Drop an INVITE transaction record that outlived its use.
-    Pending(Fingerprint),
+    /// Drop an INVITE transaction record that outlived its use: its key as two words
+    /// ([`Target::pending`]), since a `u128` would align each deadline to 48 bytes, not 32.
+    Pending([u64; 2]),
+}
+
+impl Target {
+    /// The target of the INVITE record keyed `key`.
+    pub(crate) fn pending(key: Fingerprint) -> Target {
+        Target::Pending(key.to_words())
+    }
 }
 
 const SHARDS: usize = 16;
@@ -53,7 +61,7 @@ impl Timers {
     fn shard(&self, target: &Target) -> &Mutex<Wheel<Target>> {
         let n = match target {
             Target::Dialog(h) => h.index() as usize,
-            Target::Pending(fp) => fp.0 as usize,
+            Target::Pending([_, low]) => *low as usize,
         };
         &self.shards[n % SHARDS]
     }
@@ -112,13 +120,22 @@ impl Timers {
 mod tests {
     use super::*;
 
+    /// A deadline is 32 bytes: the wheels and heaps hold one per live dialog and INVITE record.
+    #[test]
+    fn a_deadline_is_four_words() {
+        assert_eq!(std::mem::size_of::<(u64, Target)>(), 32);
+        let key = Fingerprint(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
+        assert_eq!(Target::pending(key), Target::Pending(key.to_words()));
+        assert_eq!(Fingerprint::from_words(key.to_words()), key);
+    }
+
     #[test]
     fn due_entries_come_out_when_due_and_respect_max() {
         let t = Timers::new();
         for i in 0..100u128 {
             t.arm(
                 1000 - i as u64,
-                Target::Pending(Fingerprint(i)),
+                Target::pending(Fingerprint(i)),
                 1000,
                 |_, _| true,
             );
@@ -140,12 +157,14 @@ mod tests {
         for (at, times) in [(5, 4), (1 << 40, 2)] {
             let t = Timers::new();
             let total = SHARDS * SWEEP_SLACK * 16;
-            // One entry in sixteen stays alive.
-            let alive =
-                |_: u64, target: Target| matches!(target, Target::Pending(fp) if fp.0 % 16 == 0);
+            // One entry in sixteen stays alive (the key's low word holds its low bits).
+            let alive = |_: u64, target: Target| match target {
+                Target::Pending([_, low]) => low.is_multiple_of(16),
+                Target::Dialog(_) => false,
+            };
             let live = total / 16;
             for i in 0..total as u128 {
-                t.arm(at, Target::Pending(Fingerprint(i)), live, alive);
+                t.arm(at, Target::pending(Fingerprint(i)), live, alive);
             }
             let per_shard_cap = times * (live / SHARDS) + SWEEP_SLACK + 1;
             assert!(t.len() <= SHARDS * per_shard_cap, "{} entries", t.len());

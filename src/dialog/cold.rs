@@ -118,6 +118,7 @@ mod tests {
     use super::*;
     use crate::dialog::{InfoParts, Role};
     use crate::id::DialogKey;
+    use crate::security::{Charge, SourceKey};
     use crate::state::DialogState;
     use crate::table::{DialogTable, NewDialog};
 
@@ -225,6 +226,33 @@ mod tests {
         assert_eq!(copy.local_target(), b"sip:a@192.0.2.2");
         assert_eq!(p.route_set, [Box::from(&b"<sip:p1;lr>"[..])]);
         let none = DialogInfo::new(handle, &info_parts(), Box::default());
-        assert_eq!(none.invite(), None);
+        assert_eq!(
+            (none.invite(), none.charge(), none.peer()),
+            (None, None, None)
+        );
+        // Where a dialog's per-source count was charged comes back whole, both halves of an
+        // IPv6 /64 key included.
+        let v6: std::net::IpAddr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
+        let peer = std::net::SocketAddr::new(v6, 5070);
+        for charge in [
+            Charge::Overflow,
+            Charge::Source(SourceKey::of(v6)),
+            Charge::Source(SourceKey::of([192, 0, 2, 1].into())),
+        ] {
+            let parts = InfoParts {
+                charge: Some(charge),
+                peer: Some(peer),
+                ..info_parts()
+            };
+            let info = DialogInfo::new(handle, &parts, Box::default());
+            assert_eq!((info.charge(), info.peer()), (Some(charge), Some(peer)));
+        }
+    }
+
+    /// The head of a dialog's cold data (what it keeps besides its bytes) stays two cache
+    /// lines: it is paid once per established call.
+    #[test]
+    fn an_info_head_is_two_cache_lines() {
+        assert_eq!(std::mem::size_of::<super::super::InfoHead>(), 128);
     }
 }

@@ -34,9 +34,20 @@ pub enum Role {
     Observed,
 }
 
-/// A byte range inside [`DialogInfo`]'s buffer.
-#[derive(Clone, Copy, Debug, Default)]
-struct Span(u32, u32);
+/// The byte fields of a [`DialogInfo`], in the order they lie in its buffer.
+#[derive(Clone, Copy)]
+enum Field {
+    CallId,
+    LocalTag,
+    RemoteTag,
+    LocalUri,
+    RemoteUri,
+    RemoteTarget,
+    LocalTarget,
+}
+
+/// How many [`Field`]s there are.
+const FIELDS: usize = 7;
 
 /// Everything about one dialog that is read rarely: identity bytes, URIs, route set. A
 /// handle: cloning it shares the data, which is immutable and lives in one allocation with
@@ -57,22 +68,20 @@ impl std::fmt::Debug for DialogInfo {
 #[derive(Debug)]
 pub(crate) struct InfoHead {
     handle: DialogHandle,
-    role: Role,
-    secure: bool,
-    invite_cseq: u32,
-    /// A [`Fingerprint`] as two words: a `u128`'s 16-byte alignment would pad the shared
-    /// block to 16 (about 8 bytes a dialog).
-    invite: Option<[u64; 2]>,
-    call_id: Span,
-    local_tag: Span,
-    remote_tag: Span,
-    local_uri: Span,
-    remote_uri: Span,
-    remote_target: Span,
-    local_target: Span,
+    /// A [`Fingerprint`] as two words (`has_invite` says whether there is one): a `u128`'s
+    /// 16-byte alignment would pad the shared block.
+    invite: [u64; 2],
+    /// The [`Charge`] as [`Charge::pack`] gives it, for the same reason.
+    charge_key: [u64; 2],
     route_set: Box<[Box<[u8]>]>,
     peer: Option<SocketAddr>,
-    charge: Option<Charge>,
+    /// Where each [`Field`] ends in the buffer; it starts where the one before it ends.
+    ends: [u32; FIELDS],
+    invite_cseq: u32,
+    role: Role,
+    secure: bool,
+    has_invite: bool,
+    charge_kind: u8,
 }
 
 /// The fields a new [`DialogInfo`] is made of, borrowed from the messages that created it.
@@ -118,36 +127,35 @@ impl DialogInfo {
         // Staged in this thread's buffer, then copied once into the shared allocation.
         crate::scratch::with_buffer(|bytes| {
             bytes.reserve(len);
-            let mut put = |parts: &[&[u8]]| {
-                let start = bytes.len() as u32;
+            // In `Field`'s order.
+            let fields: [&[&[u8]]; FIELDS] = [
+                &[p.call_id],
+                &[p.local_tag],
+                &[p.remote_tag],
+                &[local_a, local_b],
+                &[remote_a, remote_b],
+                &[p.remote_target],
+                &[p.local_target],
+            ];
+            let ends = fields.map(|parts| {
                 for part in parts {
                     bytes.extend_from_slice(part);
                 }
-                Span(start, bytes.len() as u32)
-            };
-            let call_id = put(&[p.call_id]);
-            let local_tag = put(&[p.local_tag]);
-            let remote_tag = put(&[p.remote_tag]);
-            let local_uri = put(&[local_a, local_b]);
-            let remote_uri = put(&[remote_a, remote_b]);
-            let remote_target = put(&[p.remote_target]);
-            let local_target = put(&[p.local_target]);
+                bytes.len() as u32
+            });
+            let (charge_kind, charge_key) = Charge::pack(p.charge);
             let head = InfoHead {
                 handle,
-                role: p.role,
-                secure: p.secure,
-                invite_cseq: p.invite_cseq,
-                invite: p.invite.map(|f| [(f.0 >> 64) as u64, f.0 as u64]),
-                call_id,
-                local_tag,
-                remote_tag,
-                local_uri,
-                remote_uri,
-                remote_target,
-                local_target,
+                invite: p.invite.map_or([0; 2], Fingerprint::to_words),
+                charge_key,
                 route_set,
                 peer: p.peer,
-                charge: p.charge,
+                ends,
+                invite_cseq: p.invite_cseq,
+                role: p.role,
+                secure: p.secure,
+                has_invite: p.invite.is_some(),
+                charge_kind,
             };
             DialogInfo(ThinArc::from_header_and_slice(head, bytes))
         })
@@ -173,21 +181,24 @@ impl DialogInfo {
             call_id: self.call_id(),
             local_tag: self.local_tag(),
             remote_tag: self.remote_tag(),
-            local_uri: self.get(head.local_uri),
-            remote_uri: self.get(head.remote_uri),
+            local_uri: self.get(Field::LocalUri),
+            remote_uri: self.get(Field::RemoteUri),
             remote_target,
             local_target: self.local_target(),
             peer: head.peer,
-            charge: head.charge,
+            charge: self.charge(),
         };
         let routes = route_set.unwrap_or_else(|| head.route_set.clone());
         DialogInfo::new(head.handle, &parts, routes)
     }
 
-    fn get(&self, span: Span) -> &[u8] {
+    fn get(&self, field: Field) -> &[u8] {
+        let ends = &self.head().ends;
+        let at = field as usize;
+        let start = if at == 0 { 0 } else { ends[at - 1] };
         self.0
             .slice
-            .get(span.0 as usize..span.1 as usize)
+            .get(start as usize..ends[at] as usize)
             .unwrap_or_default()
     }
 
@@ -213,33 +224,34 @@ impl DialogInfo {
 
     /// The fingerprint of the INVITE transaction that created the dialog (its fork group).
     pub(crate) fn invite(&self) -> Option<Fingerprint> {
-        let [high, low] = self.head().invite?;
-        Some(Fingerprint(u128::from(high) << 64 | u128::from(low)))
+        let head = self.head();
+        head.has_invite
+            .then(|| Fingerprint::from_words(head.invite))
     }
 
     /// Call-ID.
     pub fn call_id(&self) -> &[u8] {
-        self.get(self.head().call_id)
+        self.get(Field::CallId)
     }
 
     /// Our tag (for an observed dialog: the caller's).
     pub fn local_tag(&self) -> &[u8] {
-        self.get(self.head().local_tag)
+        self.get(Field::LocalTag)
     }
 
     /// The peer's tag (for an observed dialog: the callee's).
     pub fn remote_tag(&self) -> &[u8] {
-        self.get(self.head().remote_tag)
+        self.get(Field::RemoteTag)
     }
 
     /// Where the peer receives in-dialog requests: its Contact URI.
     pub fn remote_target(&self) -> &[u8] {
-        self.get(self.head().remote_target)
+        self.get(Field::RemoteTarget)
     }
 
     /// Our own Contact URI (for an observed dialog: the caller's).
     pub fn local_target(&self) -> &[u8] {
-        self.get(self.head().local_target)
+        self.get(Field::LocalTarget)
     }
 
     /// The transport address the peer's messages came from, when the caller said: the one
@@ -251,7 +263,8 @@ impl DialogInfo {
 
     /// The per-source share the dialog holds.
     pub(crate) fn charge(&self) -> Option<Charge> {
-        self.head().charge
+        let head = self.head();
+        Charge::unpack(head.charge_kind, head.charge_key)
     }
 
     /// The route set, in the order our requests visit it.
@@ -263,9 +276,9 @@ impl DialogInfo {
     pub fn parts(&self) -> DialogParts<'_> {
         DialogParts {
             call_id: self.call_id(),
-            local_uri: self.get(self.head().local_uri),
+            local_uri: self.get(Field::LocalUri),
             local_tag: self.local_tag(),
-            remote_uri: self.get(self.head().remote_uri),
+            remote_uri: self.get(Field::RemoteUri),
             remote_tag: self.remote_tag(),
             remote_target: self.remote_target(),
             route_set: &self.head().route_set,
@@ -277,9 +290,9 @@ impl DialogInfo {
     pub fn mirrored_parts(&self) -> DialogParts<'_> {
         DialogParts {
             call_id: self.call_id(),
-            local_uri: self.get(self.head().remote_uri),
+            local_uri: self.get(Field::RemoteUri),
             local_tag: self.remote_tag(),
-            remote_uri: self.get(self.head().local_uri),
+            remote_uri: self.get(Field::LocalUri),
             remote_tag: self.local_tag(),
             remote_target: self.local_target(),
             route_set: &[],

@@ -77,7 +77,9 @@ impl DialogManager {
         for (at, target) in due {
             match target {
                 Target::Dialog(dialog) => self.dialog_due(dialog, at, now_ms, out, expired),
-                Target::Pending(key) => self.record_due(key, at, now_ms, out, expired),
+                Target::Pending(key) => {
+                    self.record_due(Fingerprint::from_words(key), at, now_ms, out, expired)
+                }
             }
         }
         n
@@ -124,7 +126,7 @@ impl DialogManager {
         if age < self.early_limit() {
             let at = p.created_ms + self.early_limit();
             p.armed_at.store(at, Ordering::Relaxed);
-            self.arm(at, Target::Pending(key));
+            self.arm(at, Target::pending(key));
             return;
         }
         if !p.claim_final() {

@@ -704,7 +704,7 @@ impl DialogManager {
             Target::Pending(key) => self
                 .pending
                 .pin()
-                .get(&key)
+                .get(&Fingerprint::from_words(key))
                 .is_some_and(|p| p.armed_at.load(Ordering::Relaxed) == at),
         }
     }

@@ -678,7 +678,7 @@ impl super::DialogManager {
             self.pending_bytes.fetch_sub(cost, Ordering::Relaxed);
             return Ok(None);
         }
-        self.arm(at, Target::Pending(key));
+        self.arm(at, Target::pending(key));
         Ok(Some(pending))
     }
 
@@ -721,7 +721,7 @@ impl super::DialogManager {
         // Replaces any earlier deadline: the record has one live timer entry at a time.
         let at = now_ms + 64 * self.config.t1_ms;
         if pending.armed_at.swap(at, Ordering::Relaxed) != at {
-            self.arm(at, Target::Pending(pending.key));
+            self.arm(at, Target::pending(pending.key));
         }
     }
 

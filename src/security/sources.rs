@@ -38,6 +38,29 @@ pub enum Charge {
     Overflow,
 }
 
+impl Charge {
+    /// `charge` as a kind byte and two words: a dialog's cold data keeps it so, since the
+    /// `u128` key would align the whole block to 16 bytes.
+    pub(crate) fn pack(charge: Option<Charge>) -> (u8, [u64; 2]) {
+        match charge {
+            None => (0, [0; 2]),
+            Some(Charge::Overflow) => (1, [0; 2]),
+            Some(Charge::Source(SourceKey(key))) => (2, [(key >> 64) as u64, key as u64]),
+        }
+    }
+
+    /// The charge [`Charge::pack`] gave `kind` and `words` for.
+    pub(crate) fn unpack(kind: u8, [high, low]: [u64; 2]) -> Option<Charge> {
+        match kind {
+            0 => None,
+            1 => Some(Charge::Overflow),
+            _ => Some(Charge::Source(SourceKey(
+                u128::from(high) << 64 | u128::from(low),
+            ))),
+        }
+    }
+}
+
 /// The dialog count of an entry being removed.
 const RETIRED: u32 = u32::MAX;
 
