@@ -41,6 +41,9 @@ impl TableStats for FakeTable {
     fn invite_records(&self) -> (u64, u64) {
         (7, 4_096)
     }
+    fn dialog_bytes(&self) -> u64 {
+        1_750
+    }
     fn sources(&self) -> u64 {
         11
     }
@@ -179,6 +182,7 @@ fn exposition_has_every_family_with_its_type() {
         ("sipdialog_table_bytes", (Gauge, l(&[]))),
         ("sipdialog_invite_records", (Gauge, l(&[]))),
         ("sipdialog_invite_record_bytes", (Gauge, l(&[]))),
+        ("sipdialog_dialog_data_bytes", (Gauge, l(&[]))),
         ("sipdialog_security_sources", (Gauge, l(&[]))),
     ]
     .into_iter()
@@ -380,6 +384,10 @@ fn gauges_read_the_table_at_scrape() {
     assert_eq!(
         values(&exposition, "sipdialog_invite_record_bytes", Gauge),
         expect(&[("", 4_096.0)])
+    );
+    assert_eq!(
+        values(&exposition, "sipdialog_dialog_data_bytes", Gauge),
+        expect(&[("", 1_750.0)])
     );
     assert_eq!(
         values(&exposition, "sipdialog_security_sources", Gauge),

@@ -92,6 +92,7 @@ fuzz_target!(|input: Input| {
         error_answer_burst_per_source: 2,
         max_invite_records: 2,
         invite_record_bytes: 2_000,
+        dialog_bytes: 1_000,
         max_body_bytes: 64,
         max_route_entries: 2,
         max_route_bytes: 64,
@@ -136,4 +137,7 @@ fuzz_target!(|input: Input| {
         }
     }
     assert!(manager.len() <= 2 && manager.invite_record_bytes() <= 2_000);
+    // One thread passes the dialogs' budget by one dialog at most, which holds at most a
+    // message's worth beside its head and our Contact.
+    assert!(manager.dialog_bytes() < 1_000 + bytes.len() + 512);
 });

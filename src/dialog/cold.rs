@@ -1,10 +1,12 @@
 //! The cold side table: one entry per hot slot, in pages created on first use, holding the
-//! slot's current [`DialogInfo`] and the few deadlines the timers need.
+//! slot's current [`DialogInfo`] and the few deadlines the timers need, and counting the bytes
+//! the dialogs' data holds (what [`crate::security::Policy::dialog_bytes`] bounds).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwapAny, ArcSwapOption};
+use crossbeam_utils::CachePadded;
 use triomphe::ThinArc;
 
 use super::{DialogInfo, InfoHead};
@@ -33,6 +35,9 @@ pub(crate) struct ColdEntry {
 
 pub(crate) struct ColdTable {
     pages: Box<[OnceLock<Box<[ColdEntry]>>]>,
+    /// Bytes of the infos and proposed targets the entries hold: every one is counted when it
+    /// goes into an entry and given back when it leaves it.
+    bytes: CachePadded<AtomicUsize>,
 }
 
 impl ColdTable {
@@ -40,6 +45,21 @@ impl ColdTable {
         let pages = (capacity as usize).div_ceil(PAGE_ENTRIES);
         ColdTable {
             pages: (0..pages).map(|_| OnceLock::new()).collect(),
+            bytes: CachePadded::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Bytes the dialogs' infos and proposed targets hold.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counts what went into an entry and what came out of it.
+    fn account(&self, added: usize, removed: usize) {
+        if added >= removed {
+            self.bytes.fetch_add(added - removed, Ordering::Relaxed);
+        } else {
+            self.bytes.fetch_sub(removed - added, Ordering::Relaxed);
         }
     }
 
@@ -75,11 +95,62 @@ impl ColdTable {
         entry.armed_at.store(0, Ordering::Relaxed);
         entry.ack_deadline.store(0, Ordering::Relaxed);
         entry.bye_deadline.store(0, Ordering::Relaxed);
-        drop_pending_target(entry);
+        self.drop_pending_target(entry);
         let owner = owner_of(info.handle());
-        entry.info.store(Some(info.0));
+        let added = info.cost();
+        // Whatever an earlier dialog of the slot left in the entry goes now.
+        let old = entry.info.swap(Some(info.0));
+        self.account(added, old.map_or(0, |old| DialogInfo(old).cost()));
         entry.owner.store(owner, Ordering::Release);
         Some(entry)
+    }
+
+    /// Puts `new` in place of `current`, a live dialog's info, unless it is larger and the
+    /// dialogs' data would then pass `budget` bytes: `false` when it was not put.
+    pub(crate) fn replace(
+        &self,
+        entry: &ColdEntry,
+        current: &DialogInfo,
+        new: DialogInfo,
+        budget: usize,
+    ) -> bool {
+        let added = new.cost();
+        if added > current.cost() && self.bytes() + (added - current.cost()) > budget {
+            return false;
+        }
+        let old = entry.info.swap(Some(new.0));
+        self.account(added, old.map_or(0, |old| DialogInfo(old).cost()));
+        true
+    }
+
+    /// Keeps `target` as the entry's proposed target (none: drops the one it had), unless the
+    /// dialogs' data would then pass `budget` bytes: `false` when it was not kept.
+    pub(crate) fn propose(&self, entry: &ColdEntry, target: Option<&[u8]>, budget: usize) -> bool {
+        let added = target.map_or(0, target_cost);
+        if added > 0 && self.bytes() + added > budget {
+            self.drop_pending_target(entry);
+            return false;
+        }
+        let old = entry
+            .pending_target
+            .swap(target.map(|t| Arc::new(Box::from(t))));
+        self.account(added, old.map_or(0, |t| target_cost(&t)));
+        true
+    }
+
+    /// Takes the entry's proposed target out.
+    pub(crate) fn take_proposed(&self, entry: &ColdEntry) -> Option<Arc<Box<[u8]>>> {
+        let old = entry.pending_target.swap(None);
+        self.account(0, old.as_ref().map_or(0, |t| target_cost(t)));
+        old
+    }
+
+    /// Empties the entry's proposed target. Nearly always empty already: a load costs a few
+    /// instructions where a store makes `arc-swap` visit every thread's list of reads.
+    fn drop_pending_target(&self, entry: &ColdEntry) {
+        if entry.pending_target.load().is_some() {
+            self.take_proposed(entry);
+        }
     }
 
     /// Drops the info of a dialog that left the table (only if it is still this dialog's).
@@ -91,10 +162,14 @@ impl ColdTable {
                 .compare_exchange(owner_of(handle), 0, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok();
             if ours {
-                entry
+                let old = entry
                     .info
                     .rcu(|cur| cur.clone().filter(|i| i.header.header.handle != handle));
-                drop_pending_target(entry);
+                let removed = old
+                    .filter(|i| i.header.header.handle == handle)
+                    .map_or(0, |i| DialogInfo(i).cost());
+                self.account(0, removed);
+                self.drop_pending_target(entry);
             }
         }
     }
@@ -105,12 +180,10 @@ fn owner_of(handle: DialogHandle) -> u64 {
     u64::from(handle.generation()) + 1
 }
 
-/// Empties the entry's proposed target. Nearly always empty already: a load costs a few
-/// instructions where a store makes `arc-swap` visit every thread's list of reads.
-fn drop_pending_target(entry: &ColdEntry) {
-    if entry.pending_target.load().is_some() {
-        entry.pending_target.store(None);
-    }
+/// What a proposed target holds: its bytes, the box's `Arc` (two counts and the box's
+/// pointer and length).
+fn target_cost(target: &[u8]) -> usize {
+    target.len() + 4 * std::mem::size_of::<usize>()
 }
 
 #[cfg(test)]

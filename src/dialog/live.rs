@@ -4,7 +4,6 @@
 //! §13.2.2.4), and it leaves both tables here.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use smallvec::SmallVec;
 
@@ -235,12 +234,14 @@ impl Dialogs {
     /// Replaces the remote target with the Contact of `view` (§12.2.1.2, §12.2.2). With
     /// `uac_routes`, the route set is recomputed from the Record-Route of `view` as the UAC
     /// does on the 2xx that confirms an early dialog (§13.2.2.4). Nothing is copied when
-    /// nothing changed, which is the common case.
+    /// nothing changed, which is the common case; a refresh that would take the dialogs' data
+    /// past `budget` bytes is not made (the dialog keeps its target and route set).
     pub(crate) fn refresh_target(
         &self,
         dialog: DialogHandle,
         view: &MessageView<'_>,
         uac_routes: bool,
+        budget: usize,
     ) {
         let Some((entry, info)) = self.cold.get(dialog) else {
             return;
@@ -260,27 +261,36 @@ impl Dialogs {
         }
         let routes = routes_changed.then(|| route_set(view, true));
         let target = target.unwrap_or(info.remote_target());
-        entry.info.store(Some(info.refreshed(target, routes).0));
+        self.cold
+            .replace(entry, &info, info.refreshed(target, routes), budget);
     }
 
     /// A re-INVITE or UPDATE asks to move the remote target to its Contact: kept until we
-    /// answer it (§12.2.2), replacing any earlier one still unanswered.
-    pub(crate) fn propose_target(&self, dialog: DialogHandle, request: &MessageView<'_>) {
+    /// answer it (§12.2.2), replacing any earlier one still unanswered; not kept when it
+    /// would take the dialogs' data past `budget` bytes.
+    pub(crate) fn propose_target(
+        &self,
+        dialog: DialogHandle,
+        request: &MessageView<'_>,
+        budget: usize,
+    ) {
         if let Some(entry) = self.cold.entry_of(dialog) {
-            let target = request.contact().and_then(contact_uri).map(Box::from);
-            entry.pending_target.store(target.map(Arc::new));
+            let target = request.contact().and_then(contact_uri);
+            self.cold.propose(entry, target, budget);
         }
     }
 
     /// Our final answer to that re-INVITE or UPDATE went out: a 2xx installs the proposed
-    /// target (unless it is the target already), any other drops it.
-    pub(crate) fn settle_target(&self, dialog: DialogHandle, accepted: bool) {
+    /// target (unless it is the target already, or it would take the dialogs' data past
+    /// `budget` bytes), any other drops it.
+    pub(crate) fn settle_target(&self, dialog: DialogHandle, accepted: bool, budget: usize) {
         let Some((entry, info)) = self.cold.get(dialog) else {
             return;
         };
-        let target = entry.pending_target.swap(None);
+        let target = self.cold.take_proposed(entry);
         if let Some(target) = target.filter(|t| accepted && t[..] != *info.remote_target()) {
-            entry.info.store(Some(info.refreshed(&target, None).0));
+            let refreshed = info.refreshed(&target, None);
+            self.cold.replace(entry, &info, refreshed, budget);
         }
     }
 

@@ -161,6 +161,17 @@ impl DialogInfo {
         })
     }
 
+    /// Bytes this info holds: its block (the counts, the head, the bytes) and its route
+    /// set's. What [`crate::security::Policy::dialog_bytes`] counts.
+    pub(crate) fn cost(&self) -> usize {
+        let routes = &self.head().route_set;
+        2 * std::mem::size_of::<usize>()
+            + std::mem::size_of::<InfoHead>()
+            + self.0.slice.len()
+            + routes.len() * std::mem::size_of::<Box<[u8]>>()
+            + routes.iter().map(|r| r.len()).sum::<usize>()
+    }
+
     fn head(&self) -> &InfoHead {
         &self.0.header.header
     }

@@ -243,6 +243,11 @@ impl DialogManager {
         if self.dialogs.table.len() >= max as usize {
             return Err(SecurityError::TooManyDialogs { max });
         }
+        if self.dialogs.cold.bytes() >= policy.dialog_bytes {
+            return Err(SecurityError::DialogBytes {
+                max: policy.dialog_bytes,
+            });
+        }
         if early && self.dialogs.table.early() >= policy.max_early_dialogs as usize {
             return Err(SecurityError::TooManyEarlyDialogs {
                 max: policy.max_early_dialogs,

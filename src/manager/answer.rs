@@ -403,7 +403,8 @@ impl DialogManager {
             let _ = self.dialogs.table.transition(dialog, Event::EndInvite);
         }
         if matches!(method, Method::Invite | Method::Update) && status >= 200 {
-            self.dialogs.settle_target(dialog, status < 300);
+            self.dialogs
+                .settle_target(dialog, status < 300, self.dialog_budget());
         }
         Some(dialog)
     }

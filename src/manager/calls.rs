@@ -99,7 +99,8 @@ impl DialogManager {
                 match self.dialogs.table.transition(dialog, Event::Confirm) {
                     Ok(_) => {
                         // The 2xx fixes the route set and the target (§13.2.2.4).
-                        self.dialogs.refresh_target(dialog, view, true);
+                        self.dialogs
+                            .refresh_target(dialog, view, true, self.dialog_budget());
                         self.rearm(dialog, now_ms);
                     }
                     // Already confirmed: the 2xx was retransmitted; the ACK goes again.

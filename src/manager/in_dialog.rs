@@ -81,7 +81,8 @@ impl DialogManager {
                     }
                 }
                 // A target refresh takes effect when we answer it 2xx (§12.2.2).
-                self.dialogs.propose_target(dialog, view);
+                self.dialogs
+                    .propose_target(dialog, view, self.dialog_budget());
                 Ok(Verdict::Request { dialog, method })
             }
             Method::Refer => self.refer_received(view, dialog, now_ms, out),
@@ -119,7 +120,8 @@ impl DialogManager {
             }
         }
         if (200..300).contains(&status) && matches!(method, Method::Invite | Method::Update) {
-            self.dialogs.refresh_target(dialog, view, false);
+            self.dialogs
+                .refresh_target(dialog, view, false, self.dialog_budget());
         }
         Ok(Verdict::Response {
             dialog,

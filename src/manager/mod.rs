@@ -538,6 +538,17 @@ impl DialogManager {
         self.dialogs.cold.get(dialog).map(|(_, info)| info)
     }
 
+    /// Bytes the live dialogs' data holds (what [`crate::security::Policy::dialog_bytes`]
+    /// bounds): identities, URIs, targets, route sets.
+    pub fn dialog_bytes(&self) -> usize {
+        self.dialogs.cold.bytes()
+    }
+
+    /// The policy's [`crate::security::Policy::dialog_bytes`].
+    pub(crate) fn dialog_budget(&self) -> usize {
+        self.security.load().dialog_bytes
+    }
+
     /// The dialog's state.
     pub fn state(&self, dialog: DialogHandle) -> Result<DialogState, ManagerError> {
         Ok(self.dialogs.table.state(dialog)?)
@@ -553,6 +564,11 @@ impl DialogManager {
         state: DialogState,
         now_ms: u64,
     ) -> Result<DialogHandle, ManagerError> {
+        // Checked here too: the dialogs of our own INVITEs' answers pass no admission.
+        let budget = self.dialog_budget();
+        if self.dialogs.cold.bytes() >= budget {
+            return Err(SecurityError::DialogBytes { max: budget }.into());
+        }
         let handle = self.dialogs.create(invite, origin, state, now_ms)?;
         let role = origin.role();
         self.count(|m| m.dialog_created(role));
@@ -748,6 +764,10 @@ impl TableStats for DialogManager {
             self.pending_invites() as u64,
             self.invite_record_bytes() as u64,
         )
+    }
+
+    fn dialog_bytes(&self) -> u64 {
+        self.dialog_bytes() as u64
     }
 
     fn sources(&self) -> u64 {

@@ -163,7 +163,8 @@ impl DialogManager {
             }
             if self.dialogs.table.state(dialog)?.phase() == Phase::Early {
                 self.dialogs.table.transition(dialog, Event::Confirm)?;
-                self.dialogs.refresh_target(dialog, view, false);
+                self.dialogs
+                    .refresh_target(dialog, view, false, self.dialog_budget());
                 self.rearm(dialog, now_ms);
             }
             if pending.confirm() {

@@ -585,3 +585,128 @@ fn a_100_echoes_the_invites_timestamp() {
         }
     }
 }
+
+/// Alice's re-INVITE in dialog `a`, its Contact moved to `contact`, and its CSeq.
+fn reinvite_with_contact(alice: &DialogManager, a: DialogHandle, contact: &str) -> (Vec<u8>, u32) {
+    let mut out = Outbox::new();
+    let cseq = alice
+        .request(a, Method::Invite, &RequestBody::default(), 5, &mut out)
+        .unwrap();
+    let text = String::from_utf8(take(&mut out)).unwrap();
+    let old = text.lines().find(|l| l.starts_with("Contact:")).unwrap();
+    let moved = text.replacen(old, &format!("Contact: {contact}"), 1);
+    (moved.into_bytes(), cseq)
+}
+
+/// Bob answers Alice's re-INVITE 200; the 200 reaches her and her ACK him.
+fn answer_reinvite(
+    alice: &DialogManager,
+    bob: &DialogManager,
+    a: DialogHandle,
+    reinvite: (Vec<u8>, u32),
+) {
+    let mut out = Outbox::new();
+    bob.respond(&reinvite.0, 200, &Default::default(), 6, &mut out)
+        .unwrap();
+    let ok = take(&mut out);
+    alice.on_received(&ok, 6, &mut out).unwrap();
+    alice.ack(a, reinvite.1, &mut out).unwrap();
+    let ack = take(&mut out);
+    bob.on_received(&ack, 6, &mut out).unwrap();
+}
+
+/// The bytes the dialogs' data holds follow each dialog in and out, a proposed target and a
+/// refreshed one: what the policy's `dialog_bytes` is checked against.
+#[test]
+fn dialog_data_bytes_follow_every_dialog_and_target() {
+    let (alice, bob) = managers();
+    let mut out = Outbox::new();
+    assert_eq!(bob.dialog_bytes(), 0);
+    let (a1, b1) = call_up(&alice, &bob, "bytes-1@a");
+    let (_, b2) = call_up(&alice, &bob, "bytes-2@a");
+    let cost = |d| bob.info(d).unwrap().cost();
+    assert_eq!(bob.dialog_bytes(), cost(b1) + cost(b2));
+    assert!(cost(b1) > 150, "{} bytes", cost(b1));
+
+    // A re-INVITE's Contact is held until it is answered, then becomes the target.
+    let moved = "<sip:alice-moved-to-a-longer-user-part@192.0.2.99:5070>";
+    let reinvite = reinvite_with_contact(&alice, a1, moved);
+    let before = bob.dialog_bytes();
+    assert!(matches!(
+        bob.on_received(&reinvite.0, 6, &mut out).unwrap(),
+        Verdict::Request { .. }
+    ));
+    let proposed = bob.dialog_bytes() - before;
+    assert_eq!(proposed, moved.len() - 2 + 4 * std::mem::size_of::<usize>());
+    answer_reinvite(&alice, &bob, a1, reinvite);
+    assert_eq!(
+        bob.info(b1).unwrap().remote_target(),
+        &moved.as_bytes()[1..moved.len() - 1]
+    );
+    assert_eq!(bob.dialog_bytes(), cost(b1) + cost(b2));
+
+    // Every way out gives the bytes back.
+    bob.terminate(b1, TerminationReason::Bye, 8);
+    assert_eq!(bob.dialog_bytes(), cost(b2));
+    bob.terminate(b2, TerminationReason::Bye, 8);
+    assert_eq!(bob.dialog_bytes(), 0);
+}
+
+/// At the budget a new INVITE gets 503 before any dialog is made, and a target refresh that
+/// would grow the data is not made; room comes back when a call ends.
+#[test]
+fn the_dialog_data_budget_refuses_new_dialogs_and_growing_refreshes() {
+    let (alice, bob) = managers();
+    let mut out = Outbox::new();
+    let (a1, b1) = call_up(&alice, &bob, "budget-1@a");
+    let one = bob.dialog_bytes();
+    bob.security().set_policy(crate::security::Policy {
+        dialog_bytes: one,
+        ..crate::security::Policy::default()
+    });
+
+    let inv = invite("budget-2@a", "at2", 1);
+    let verdict = bob.on_received(&inv, 1, &mut out).unwrap();
+    assert_eq!(
+        verdict,
+        Verdict::Rejected {
+            status: 503,
+            dialog: None
+        }
+    );
+    assert!(String::from_utf8(take(&mut out))
+        .unwrap()
+        .contains("Retry-After"));
+    assert_eq!((bob.len(), bob.dialog_bytes()), (1, one));
+
+    // A longer Contact would grow the data past the budget: not even held while the
+    // re-INVITE waits for its answer, and not installed by the 2xx.
+    let budget = |bytes| {
+        bob.security().set_policy(crate::security::Policy {
+            dialog_bytes: bytes,
+            ..crate::security::Policy::default()
+        })
+    };
+    let target = bob.info(b1).unwrap().remote_target().to_vec();
+    let longer = "<sip:a-much-longer-contact@192.0.2.99:5070>";
+    let reinvite = reinvite_with_contact(&alice, a1, longer);
+    bob.on_received(&reinvite.0, 2, &mut out).unwrap();
+    assert_eq!(bob.dialog_bytes(), one, "the proposed target was held");
+    answer_reinvite(&alice, &bob, a1, reinvite);
+    assert_eq!(bob.info(b1).unwrap().remote_target(), &target[..]);
+    // Held while there was room, then the budget shrank before the answer.
+    budget(one + 4_096);
+    let reinvite = reinvite_with_contact(&alice, a1, longer);
+    bob.on_received(&reinvite.0, 4, &mut out).unwrap();
+    assert!(bob.dialog_bytes() > one, "the proposed target was not held");
+    budget(one);
+    answer_reinvite(&alice, &bob, a1, reinvite);
+    assert_eq!(bob.info(b1).unwrap().remote_target(), &target[..]);
+    assert_eq!(bob.dialog_bytes(), one);
+
+    bob.terminate(b1, TerminationReason::Bye, 6);
+    assert!(matches!(
+        bob.on_received(&inv, 7, &mut out).unwrap(),
+        Verdict::NewInvite { .. }
+    ));
+}

@@ -40,6 +40,8 @@ pub(super) mod names {
     /// With [`prometheus_client::registry::Unit::Bytes`]: `sipdialog_invite_record_bytes`.
     pub const INVITE_BYTES: &str = "sipdialog_invite_record";
     pub const SOURCES: &str = "sipdialog_security_sources";
+    /// With [`prometheus_client::registry::Unit::Bytes`]: `sipdialog_dialog_data_bytes`.
+    pub const DIALOG_BYTES: &str = "sipdialog_dialog_data";
 }
 
 /// Registered by [`Metrics::register`]; runs at every scrape.
@@ -238,6 +240,13 @@ impl Collector for MetricsCollector {
             "Bytes the INVITE transaction records hold (their budget is in the policy).",
             Some(&Unit::Bytes),
             invite_bytes,
+        )?;
+        gauge(
+            &mut encoder,
+            names::DIALOG_BYTES,
+            "Bytes the live dialogs' data holds: URIs, tags, targets, route sets (their budget is in the policy).",
+            Some(&Unit::Bytes),
+            self.table.dialog_bytes(),
         )?;
         gauge(
             &mut encoder,

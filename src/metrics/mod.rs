@@ -78,6 +78,10 @@ pub trait TableStats: Send + Sync + std::fmt::Debug {
     fn invite_records(&self) -> (u64, u64) {
         (0, 0)
     }
+    /// Bytes the live dialogs' data holds (`sipdialog_dialog_data_bytes`).
+    fn dialog_bytes(&self) -> u64 {
+        0
+    }
     /// Sources the per-source limits track (`sipdialog_security_sources`).
     fn sources(&self) -> u64 {
         0

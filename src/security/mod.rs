@@ -77,6 +77,11 @@ pub enum SecurityError {
     /// The INVITE records reached [`Policy::max_invite_records`] or
     /// [`Policy::invite_record_bytes`].
     TooManyInvites,
+    /// The live dialogs' data holds [`Policy::dialog_bytes`].
+    DialogBytes {
+        /// The budget.
+        max: usize,
+    },
     /// A Refer-To host outside [`Policy::transfer_targets`].
     TransferTargetNotAllowed,
     /// The caller's transaction layer is at its count cap or byte budget
@@ -105,6 +110,7 @@ impl SecurityError {
             | SecurityError::SourceFull { .. }
             | SecurityError::TooManyDialogs { .. }
             | SecurityError::TooManyEarlyDialogs { .. }
+            | SecurityError::DialogBytes { .. }
             | SecurityError::TooManyInvites
             | SecurityError::TooManyTransactions => (503, "Service Unavailable"),
         }
@@ -135,6 +141,7 @@ impl std::fmt::Display for SecurityError {
             SecurityError::TooManyDialogs { max } => write!(f, "{max} dialogs held"),
             SecurityError::TooManyEarlyDialogs { max } => write!(f, "{max} early dialogs held"),
             SecurityError::TooManyInvites => f.write_str("INVITE records at their budget"),
+            SecurityError::DialogBytes { max } => write!(f, "dialogs' data holds {max} bytes"),
             SecurityError::TransferTargetNotAllowed => f.write_str("transfer target not allowed"),
             SecurityError::TooManyTransactions => f.write_str("transactions at their budget"),
         }

@@ -69,6 +69,14 @@ pub struct Policy {
     /// about 1.2 KB for 64×T1 (32 s), so the default sustains about 28 000 calls a second
     /// (256 MiB held it to about 7 000). Default 1 GiB.
     pub invite_record_bytes: usize,
+    /// Bytes the live dialogs' data may hold together: identities, URIs, remote targets,
+    /// route sets, proposed targets (what a request in the dialog is built from; the fixed
+    /// 64-byte slots and their side entries are not counted). While it is reached a new dialog
+    /// is refused (503), and a target refresh that would grow the data is not made (the dialog
+    /// keeps its target); two threads making dialogs at once may pass it by a dialog each.
+    /// The data of an established call is about 330 bytes with short URIs and no route set.
+    /// Default 1 GiB.
+    pub dialog_bytes: usize,
     /// What a received Refer-To may be (length, schemes).
     pub refer_limits: ReferLimits,
     /// REFERs accepted per dialog per second; more get 403. Default 4.
@@ -105,6 +113,7 @@ impl Default for Policy {
             max_route_bytes: 4_096,
             max_invite_records: 1 << 21,
             invite_record_bytes: 1 << 30,
+            dialog_bytes: 1 << 30,
             refer_limits: ReferLimits::DEFAULT,
             max_refers_per_second: 4,
             max_subscriptions: 4,

@@ -39,6 +39,7 @@ struct PolicyFile {
     max_route_bytes: Option<usize>,
     max_invite_records: Option<usize>,
     invite_record_bytes: Option<usize>,
+    dialog_bytes: Option<usize>,
     max_refer_to_bytes: Option<usize>,
     max_refers_per_second: Option<u32>,
     max_subscriptions: Option<u32>,
@@ -75,6 +76,7 @@ pub fn load(path: &Path, base: Policy) -> Result<Policy, String> {
         max_route_bytes,
         max_invite_records,
         invite_record_bytes,
+        dialog_bytes,
         max_refers_per_second,
         max_subscriptions
     );
