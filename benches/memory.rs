@@ -139,11 +139,22 @@ fn manager_per_call() {
         .map(|(h, _)| bob.transfers().subscriptions(h))
         .sum();
     assert_eq!(subscriptions, 0);
-    let per_call = (live_bytes() - heap0) as f64 / CALLS as f64;
+    let held = live_bytes() - heap0;
+    let per_call = |bytes: f64| bytes / CALLS as f64;
+    let data = bob.dialog_bytes() as f64;
+    let slab = bob.table().slab_bytes() as f64;
     println!("dialog manager at {CALLS} established calls (UAS side, INVITE records aged out):");
     println!(
-        "  {per_call:.0} bytes/call: hot slot and index as above, plus the cold data a request \
-         is built from (URIs, tags, remote target, route set) and one timer entry"
+        "  {:.0} bytes/call: hot slot and index as above, plus the cold data a request \
+         is built from (URIs, tags, remote target, route set) and one timer entry",
+        per_call(held as f64)
+    );
+    println!(
+        "  of which: dialog data {:.0} (the manager's count), slab {:.0}, the rest {:.0} \
+         (index, side entries, timer entries, maps' spare room)",
+        per_call(data),
+        per_call(slab),
+        per_call(held as f64 - data - slab)
     );
     println!("  transfer state for calls without a transfer: 0 entries (side table, not the slot)");
 }
