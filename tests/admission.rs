@@ -209,6 +209,34 @@ fn per_source_limits_and_rates_refuse_with_503() {
     ));
 }
 
+/// A source's share of live dialogs goes from the INVITE's record to the dialog it makes and
+/// back to the source when the call ends (or when the INVITE is refused): the source may then
+/// start another call.
+#[test]
+fn a_sources_share_comes_back_when_its_call_ends() {
+    let bob = manager(Policy {
+        max_dialogs_per_source: 1,
+        ..Policy::default()
+    });
+    let mut out = Outbox::new();
+    let from = source(1);
+    let call = |n: &str, status: u16, out: &mut Outbox| {
+        let inv = invite(n, n, "192.0.2.1");
+        match bob.on_received_from(&inv, from, 0, out).unwrap() {
+            Verdict::NewInvite { invite, .. } => bob
+                .respond_invite(invite, status, &ResponseParts::default(), 0, out)
+                .map_err(|e| format!("{e:?}")),
+            v => Err(format!("{v:?}")),
+        }
+    };
+    // Refused by us: the record's share goes back at once.
+    assert_eq!(call("r1", 486, &mut out), Ok(None));
+    let dialog = call("c1", 200, &mut out).unwrap().expect("a dialog");
+    assert!(call("c2", 200, &mut out).unwrap_err().contains("503"));
+    bob.terminate(dialog, sipdialog::metrics::TerminationReason::Bye, 1);
+    assert!(call("c3", 200, &mut out).unwrap().is_some());
+}
+
 #[test]
 fn a_cancel_must_match_the_invite_transaction() {
     let bob = manager(Policy::default());

@@ -422,7 +422,7 @@ impl DialogManager {
         let via = pending::via_key(self.dialogs.table.fingerprinter(), view);
         let Some(pending) = self
             .uas_record(view)
-            .filter(|p| p.cseq == view.cseq().number && p.via == Some(via))
+            .filter(|p| p.cseq == view.cseq().number && p.via() == Some(via))
         else {
             return self.reject(view, None, 481, out);
         };

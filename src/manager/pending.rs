@@ -437,16 +437,20 @@ const RECORD_COST: usize = std::mem::size_of::<PendingInvite>() + 64;
 /// One INVITE transaction, keyed by (Call-ID, From tag, role).
 #[derive(Debug)]
 pub(crate) struct PendingInvite {
-    pub key: Fingerprint,
+    /// Its key in the records' map, as two words ([`PendingInvite::key`]): a `u128` would
+    /// align the record to 16 bytes.
+    key: [u64; 2],
     pub role: Role,
     copy: ArcSwapAny<Option<ThinArc<CopyHead, u8>>>,
     /// Bytes the copy holds while it is kept, 0 once dropped: its share of the byte budget,
     /// and what tells a second drop that the copy is gone without an `arc-swap` load.
     copy_bytes: AtomicUsize,
     pub cseq: u32,
-    /// UAS: the top Via's branch and sent-by (§17.2.3), fingerprinted: a CANCEL must match
-    /// them. Nothing matches a CANCEL against the other roles' records, so they keep none.
-    pub via: Option<Fingerprint>,
+    /// UAS: the top Via's branch and sent-by (§17.2.3), fingerprinted, as two words
+    /// ([`PendingInvite::via`]): a CANCEL must match them. Nothing matches a CANCEL against
+    /// the other roles' records, so they keep none.
+    via: [u64; 2],
+    has_via: bool,
     /// Where the INVITE came from (UAS), when the caller said.
     pub source: Option<SocketAddr>,
     /// UAS: its server transaction and where its answers go, as the caller named them when
@@ -456,8 +460,9 @@ pub(crate) struct PendingInvite {
     pub created_ms: u64,
     /// UAS: the To tag of every response to this INVITE.
     pub to_tag: Option<Tag>,
-    /// The per-source share this INVITE holds until its dialog takes it over or it ends.
-    charge: Option<Charge>,
+    /// The per-source share this INVITE holds until its dialog takes it over or it ends, as
+    /// [`Charge::pack`] gives it: an `Option<Charge>` or `Option<Fingerprint>` takes 32 bytes.
+    charge: (u8, [u64; 2]),
     charge_taken: AtomicBool,
     /// The final answer's claim (sent, received, or the INVITE was cancelled), and the
     /// dialogs its responses made, one per fork (usually one).
@@ -513,17 +518,18 @@ impl PendingInvite {
     /// A record holding `copy`, of an INVITE with CSeq `cseq`.
     pub(crate) fn with_copy(new: NewRecord, copy: InviteCopy, cseq: u32) -> PendingInvite {
         PendingInvite {
-            key: new.key,
+            key: new.key.to_words(),
             role: new.role,
             copy_bytes: AtomicUsize::new(copy.cost()),
             copy: ArcSwapAny::new(Some(copy.0)),
             cseq,
-            via: new.via,
+            via: new.via.map_or([0; 2], Fingerprint::to_words),
+            has_via: new.via.is_some(),
             source: new.source,
             answering: new.answering,
             created_ms: 0,
             to_tag: new.to_tag,
-            charge: new.charge,
+            charge: Charge::pack(new.charge),
             charge_taken: AtomicBool::new(false),
             answer: FinalAnswer::new(),
             confirmed: AtomicBool::new(false),
@@ -532,9 +538,14 @@ impl PendingInvite {
         }
     }
 
+    /// Its key in the records' map.
+    pub(crate) fn key(&self) -> Fingerprint {
+        Fingerprint::from_words(self.key)
+    }
+
     /// This record's token.
     pub(crate) fn id(&self) -> InviteId {
-        InviteId(self.key)
+        InviteId(self.key())
     }
 
     /// The stored copy, while it is kept.
@@ -542,7 +553,6 @@ impl PendingInvite {
         self.copy.load_full().map(InviteCopy)
     }
 
-    /// Claims the final answer; `false` when another one was claimed first.
     /// The INVITE as a dialog is made of it, from its kept copy.
     pub(crate) fn invite<'a>(&self, copy: &'a InviteCopy) -> Invite<'a> {
         Invite {
@@ -551,10 +561,11 @@ impl PendingInvite {
             to: copy.to(),
             contact: copy.contact(),
             cseq: self.cseq,
-            key: self.key,
+            key: self.key(),
         }
     }
 
+    /// Claims the final answer; `false` when another one was claimed first.
     pub(crate) fn claim_final(&self) -> bool {
         self.answer.claim()
     }
@@ -567,8 +578,13 @@ impl PendingInvite {
     /// Hands the per-source share over (to the dialog the INVITE created); `None` when there
     /// was none or it went already.
     pub(crate) fn take_charge(&self) -> Option<Charge> {
-        self.charge
-            .filter(|_| !self.charge_taken.swap(true, Ordering::AcqRel))
+        let (kind, key) = self.charge;
+        Charge::unpack(kind, key).filter(|_| !self.charge_taken.swap(true, Ordering::AcqRel))
+    }
+
+    /// UAS: the fingerprint of the INVITE's top Via branch and sent-by.
+    pub(crate) fn via(&self) -> Option<Fingerprint> {
+        self.has_via.then(|| Fingerprint::from_words(self.via))
     }
 
     /// Records a dialog of this INVITE. Unless the caller holds the final-answer claim
@@ -652,7 +668,7 @@ impl super::DialogManager {
         mut pending: PendingInvite,
         now_ms: u64,
     ) -> Result<Option<Arc<PendingInvite>>, super::ManagerError> {
-        let key = pending.key;
+        let key = pending.key();
         if self.pending.pin().contains_key(&key) {
             return Ok(None);
         }
@@ -721,7 +737,7 @@ impl super::DialogManager {
         // Replaces any earlier deadline: the record has one live timer entry at a time.
         let at = now_ms + 64 * self.config.t1_ms;
         if pending.armed_at.swap(at, Ordering::Relaxed) != at {
-            self.arm(at, Target::pending(pending.key));
+            self.arm(at, Target::pending(pending.key()));
         }
     }
 
@@ -762,7 +778,7 @@ impl super::DialogManager {
         };
         let ended = self.end_early_dialogs(pending, reason, now_ms);
         pending.answer.set_claimed();
-        self.pending_remove(pending.key);
+        self.pending_remove(pending.key());
         ended
     }
 

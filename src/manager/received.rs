@@ -74,7 +74,7 @@ impl DialogManager {
                 return self.reject(view, None, 500, out);
             }
             // A new INVITE after a final answer, e.g. with credentials after a 401.
-            self.pending_remove(known.key);
+            self.pending_remove(known.key());
         }
         match self.admit_invite(policy, view, key, source, out.answered(), now_ms) {
             Ok(pending) => {

@@ -710,3 +710,10 @@ fn the_dialog_data_budget_refuses_new_dialogs_and_growing_refreshes() {
         Verdict::NewInvite { .. }
     ));
 }
+
+/// An INVITE record stays 248 bytes (its key, Via fingerprint and per-source charge kept as
+/// words, not 16-byte-aligned `u128`s): every call holds one per side for 64×T1.
+#[test]
+fn an_invite_record_is_248_bytes() {
+    assert_eq!(std::mem::size_of::<pending::PendingInvite>(), 248);
+}
