@@ -20,8 +20,8 @@ use crate::wheel::Wheel;
 pub(crate) enum Target {
     /// Re-check a dialog's deadlines.
     Dialog(DialogHandle),
-    /// Drop an INVITE transaction record that outlived its use: its key as two words
-    /// ([`Target::pending`]), since a `u128` would align each deadline to 48 bytes, not 32.
+    /// Drop an INVITE transaction record that outlived its use. Its key as two words
+    /// ([`Target::pending`]): with a `u128`, 16-byte aligned, a deadline took 48 bytes, not 32.
     Pending([u64; 2]),
 }
 

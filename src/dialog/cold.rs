@@ -147,6 +147,7 @@ impl ColdTable {
 
     /// Empties the entry's proposed target. Nearly always empty already: a load costs a few
     /// instructions where a store makes `arc-swap` visit every thread's list of reads.
+    #[inline]
     fn drop_pending_target(&self, entry: &ColdEntry) {
         if entry.pending_target.load().is_some() {
             self.take_proposed(entry);

@@ -127,22 +127,22 @@ impl DialogInfo {
         // Staged in this thread's buffer, then copied once into the shared allocation.
         crate::scratch::with_buffer(|bytes| {
             bytes.reserve(len);
-            // In `Field`'s order.
-            let fields: [&[&[u8]]; FIELDS] = [
-                &[p.call_id],
-                &[p.local_tag],
-                &[p.remote_tag],
-                &[local_a, local_b],
-                &[remote_a, remote_b],
-                &[p.remote_target],
-                &[p.local_target],
-            ];
-            let ends = fields.map(|parts| {
+            let mut put = |parts: &[&[u8]]| {
                 for part in parts {
                     bytes.extend_from_slice(part);
                 }
                 bytes.len() as u32
-            });
+            };
+            // In `Field`'s order.
+            let ends: [u32; FIELDS] = [
+                put(&[p.call_id]),
+                put(&[p.local_tag]),
+                put(&[p.remote_tag]),
+                put(&[local_a, local_b]),
+                put(&[remote_a, remote_b]),
+                put(&[p.remote_target]),
+                put(&[p.local_target]),
+            ];
             let (charge_kind, charge_key) = Charge::pack(p.charge);
             let head = InfoHead {
                 handle,

@@ -39,8 +39,8 @@ pub enum Charge {
 }
 
 impl Charge {
-    /// `charge` as a kind byte and two words: a dialog's cold data keeps it so, since the
-    /// `u128` key would align the whole block to 16 bytes.
+    /// `charge` as a kind byte and two words, as a dialog's cold data and an INVITE record
+    /// keep it: the `u128` key would align either to 16 bytes.
     pub(crate) fn pack(charge: Option<Charge>) -> (u8, [u64; 2]) {
         match charge {
             None => (0, [0; 2]),
