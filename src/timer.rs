@@ -114,6 +114,12 @@ impl Timers {
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| lock(s).len()).sum()
     }
+
+    /// Entries in the heaps (deadlines a lap or more ahead when armed), stale ones included.
+    #[cfg(test)]
+    pub(crate) fn far_len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).far_len()).sum()
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use crate::metrics::TerminationReason;
 use crate::state::{Flags, Phase};
 use crate::table::DialogHandle;
 use crate::timer::Target;
+use crate::wheel::NEAR_MS;
 use crate::wire::Method;
 
 /// Why a dialog expired.
@@ -124,7 +125,7 @@ impl DialogManager {
             return;
         }
         if age < self.early_limit() {
-            let at = p.created_ms + self.early_limit();
+            let at = (p.created_ms + self.early_limit()).min(now_ms + NEAR_MS);
             p.armed_at.store(at, Ordering::Relaxed);
             self.arm(at, Target::pending(key));
             return;

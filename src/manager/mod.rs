@@ -58,6 +58,7 @@ use crate::security::{Policy, Security, SecurityError};
 use crate::state::{DialogState, StateError};
 use crate::table::{DialogHandle, DialogTable, TableError};
 use crate::timer::{Target, Timers};
+use crate::wheel::NEAR_MS;
 use crate::wire::{Method, WireError};
 use pending::PendingInvite;
 
@@ -686,11 +687,20 @@ impl DialogManager {
         now_ms + wait
     }
 
-    /// Re-checks a dialog's deadlines and arms its one timer at the nearest.
+    /// Re-checks a dialog's deadlines and arms its one timer at the nearest. An early
+    /// dialog's (minutes ahead, and nearly always superseded by the answer) is looked at
+    /// again within [`NEAR_MS`], so that its entry goes into the timing wheel, where a stale
+    /// one leaves within a lap, instead of the heap, where it waited minutes or for a sweep.
     fn rearm(&self, dialog: DialogHandle, now_ms: u64) {
         let Some(at) = self.next_dialog_deadline(dialog) else {
             return;
         };
+        let early = self
+            .dialogs
+            .table
+            .state(dialog)
+            .is_ok_and(|s| s.phase() == crate::state::Phase::Early);
+        let at = if early { at.min(now_ms + NEAR_MS) } else { at };
         if let Some(entry) = self.dialogs.cold.entry_of(dialog) {
             let armed = entry.armed_at.load(Ordering::Relaxed);
             if armed == 0 || at < armed || armed <= now_ms {

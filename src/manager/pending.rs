@@ -18,6 +18,7 @@ use crate::id::{DialogKey, Fingerprint, Fingerprinter, Tag};
 use crate::security::{Charge, SecurityError};
 use crate::table::DialogHandle;
 use crate::timer::Target;
+use crate::wheel::NEAR_MS;
 use crate::wire::{CSeq, HeaderName, MessageView, Method, OwnRequest, RouteTally, StartLine};
 
 /// An INVITE transaction the manager tracks: what [`super::Verdict::NewInvite`] hands out and
@@ -704,7 +705,9 @@ impl super::DialogManager {
     fn first_record_deadline(&self, role: Role) -> u64 {
         match role {
             Role::Uac => (64 * self.config.t1_ms).min(self.early_limit()),
-            Role::Uas | Role::Observed => self.early_limit(),
+            // Looked at again within the wheel's lap (see `rearm`): the answer nearly always
+            // comes first and supersedes this entry.
+            Role::Uas | Role::Observed => self.early_limit().min(NEAR_MS),
         }
     }
 

@@ -717,3 +717,53 @@ fn the_dialog_data_budget_refuses_new_dialogs_and_growing_refreshes() {
 fn an_invite_record_is_248_bytes() {
     assert_eq!(std::mem::size_of::<pending::PendingInvite>(), 248);
 }
+
+/// A ringing call's deadline (the early limit, minutes ahead) waits in the timing wheel, not
+/// the heap: once the calls are answered and their ACK waits are over, each side's heap holds
+/// one entry per established call, its idle deadline, and nothing stale. (With the early
+/// deadlines in the heap, the callee's held three entries a call.)
+#[test]
+fn a_ringing_calls_deadlines_leave_nothing_stale_in_the_heap() {
+    let (alice, bob) = managers();
+    let mut out = Outbox::new();
+    for n in 0..20 {
+        let inv = invite(&format!("ring-{n}@a"), "at", 1);
+        alice.on_sent(&inv, 0).unwrap();
+        bob.on_received(&inv, 0, &mut out).unwrap();
+        for status in [180, 200] {
+            bob.respond(&inv, status, &Default::default(), 10, &mut out)
+                .unwrap();
+            let answer = take(&mut out);
+            if let Verdict::Confirmed { dialog, .. } =
+                alice.on_received(&answer, 10, &mut out).unwrap()
+            {
+                alice.ack(dialog, 1, &mut out).unwrap();
+                let ack = take(&mut out);
+                bob.on_received(&ack, 10, &mut out).unwrap();
+            }
+        }
+    }
+    let mut expired = Vec::new();
+    for side in [&alice, &bob] {
+        assert_eq!(side.len(), 20);
+        while side.on_timeout(70_000, &mut out, &mut expired) > 0 {}
+        assert_eq!(side.timers.far_len(), 20);
+    }
+    assert!(expired.is_empty());
+    // The early limit still ends a call that rings for ever (checked within each lap).
+    let inv = invite("ring-long@a", "at", 1);
+    bob.on_received(&inv, 50_000, &mut out).unwrap();
+    bob.respond(&inv, 180, &Default::default(), 50_000, &mut out)
+        .unwrap();
+    out.clear();
+    let mut now = 50_000;
+    while expired.is_empty() && now < 50_000 + 200_000 {
+        now += 1_000;
+        bob.on_timeout(now, &mut out, &mut expired);
+    }
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    assert!(
+        (50_000 + 180_000..50_000 + 182_000).contains(&now),
+        "ended at {now}"
+    );
+}
