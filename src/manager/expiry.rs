@@ -125,7 +125,7 @@ impl DialogManager {
             return;
         }
         if age < self.early_limit() {
-            let at = (p.created_ms + self.early_limit()).min(now_ms + NEAR_MS);
+            let at = (p.created_ms + self.early_limit()).min(now_ms.saturating_add(NEAR_MS));
             p.armed_at.store(at, Ordering::Relaxed);
             self.arm(at, Target::pending(key));
             return;

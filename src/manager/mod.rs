@@ -700,7 +700,11 @@ impl DialogManager {
             .table
             .state(dialog)
             .is_ok_and(|s| s.phase() == crate::state::Phase::Early);
-        let at = if early { at.min(now_ms + NEAR_MS) } else { at };
+        let at = if early {
+            at.min(now_ms.saturating_add(NEAR_MS))
+        } else {
+            at
+        };
         if let Some(entry) = self.dialogs.cold.entry_of(dialog) {
             let armed = entry.armed_at.load(Ordering::Relaxed);
             if armed == 0 || at < armed || armed <= now_ms {
