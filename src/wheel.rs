@@ -14,10 +14,11 @@ use std::collections::BinaryHeap;
 const TICK_MS: u64 = 64;
 /// Slots in a wheel: with [`TICK_MS`], deadlines up to about 65 s ahead.
 const SLOTS: u64 = 1024;
-/// Deadlines at most this far ahead go into the wheel, not the heap, while the takes keep up
-/// with time (the cursor within the lap's last five seconds): for deadlines that are usually
-/// superseded before they come, such as a ringing call's (see `DialogManager::rearm`), whose
-/// stale entries then leave with their slot instead of waiting in the heap for minutes.
+/// Deadlines at most this far ahead go into the wheel, not the heap, as long as the last take
+/// was less than five seconds before they were armed (the lap is 65 s). For deadlines that
+/// are usually superseded before they come, such as a ringing call's (see
+/// `DialogManager::rearm`): their stale entries leave with their slot instead of waiting in
+/// the heap for minutes.
 pub(crate) const NEAR_MS: u64 = 60_000;
 const _: () = assert!(NEAR_MS < SLOTS * TICK_MS);
 
