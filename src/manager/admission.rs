@@ -4,10 +4,9 @@
 //! request gets its 400/505/513, at most as often as its source's error bucket allows.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use super::outbox::{Answering, Delivery, Meta};
-use super::pending::{NewRecord, PendingInvite};
+use super::pending::{InviteId, NewRecord, PendingInvite};
 use super::{DialogManager, ManagerError, Outbox, Verdict};
 use crate::build::{self, ResponseParts};
 use crate::dialog::Role;
@@ -194,8 +193,8 @@ impl DialogManager {
     }
 
     /// A new INVITE (no To tag, not a retransmission) whose record key is `key`
-    /// ([`Self::uas_key`]): the admission checks, in order of cost, then a record. `Err` is
-    /// the refusal to answer with.
+    /// ([`Self::uas_key`]): the admission checks, in order of cost, then a record; answers the
+    /// To tag chosen for its responses and its token. `Err` is the refusal to answer with.
     pub(crate) fn admit_invite(
         &self,
         policy: &Policy,
@@ -204,7 +203,7 @@ impl DialogManager {
         source: Option<SocketAddr>,
         answering: Option<Answering>,
         now_ms: u64,
-    ) -> Result<Arc<PendingInvite>, ManagerError> {
+    ) -> Result<(Tag, InviteId), ManagerError> {
         let ip = source.map(|s| s.ip());
         self.security.admit_new_dialog(policy, ip, now_ms)?;
         self.check_room(true)?;
@@ -217,9 +216,10 @@ impl DialogManager {
             answering,
             ..self.keyed_record(view, Role::Uas, key)
         };
-        let inserted = self.pending_insert(PendingInvite::new(record, view), now_ms);
+        let records = self.records();
+        let inserted = self.pending_insert(PendingInvite::new(record, view), now_ms, &records);
         match inserted {
-            Ok(Some(pending)) => Ok(pending),
+            Ok(Some(pending)) => Ok((to_tag, pending.id())),
             Ok(None) => {
                 // Inserted by another thread meanwhile (the same INVITE on two workers).
                 if let Some(charge) = charge {

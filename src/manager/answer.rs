@@ -60,8 +60,11 @@ impl DialogManager {
         let view = *view;
         let method = view.method().ok_or(BuildError::NotARequest)?;
         if method == Method::Invite && view.to_tag().is_none() {
-            let pending = self.uas_record(&view).ok_or(ManagerError::UnknownDialog)?;
-            return self.answer_invite(&pending, &view, status, parts, now_ms, out, Mode::Write);
+            let records = self.records();
+            let pending = self
+                .uas_record(&view, &records)
+                .ok_or(ManagerError::UnknownDialog)?;
+            return self.answer_invite(pending, &view, status, parts, now_ms, out, Mode::Write);
         }
         // Looked up once, for the check and for the answer's effect on the dialog.
         let dialog = view
@@ -104,19 +107,21 @@ impl DialogManager {
         now_ms: u64,
         out: &mut Outbox,
     ) -> Result<Option<DialogHandle>, ManagerError> {
+        let records = self.records();
         let pending = self
-            .pending_get(invite.0)
+            .pending_get(invite.0, &records)
             .filter(|p| p.role == Role::Uas)
             .ok_or(ManagerError::UnknownDialog)?;
         let copy = pending.copy().ok_or(ManagerError::AlreadyAnswered)?;
         let view = copy.view().ok_or(ManagerError::UnknownDialog)?;
-        self.answer_invite(&pending, &view, status, parts, now_ms, out, Mode::Write)
+        self.answer_invite(pending, &view, status, parts, now_ms, out, Mode::Write)
     }
 
     /// Whether the INVITE has its final answer (or was cancelled); `None` when the manager
     /// no longer tracks it.
     pub fn is_answered(&self, invite: InviteId) -> Option<bool> {
-        self.pending_get(invite.0).map(|p| p.is_finished())
+        self.pending_get(invite.0, &self.records())
+            .map(|p| p.is_finished())
     }
 
     /// Our Contact on a 1xx/2xx of INVITE or UPDATE, unless the caller gave one.
@@ -420,8 +425,9 @@ impl DialogManager {
         out: &mut Outbox,
     ) -> Result<Verdict, ManagerError> {
         let via = pending::via_key(self.dialogs.table.fingerprinter(), view);
+        let records = self.records();
         let Some(pending) = self
-            .uas_record(view)
+            .uas_record(view, &records)
             .filter(|p| p.cseq == view.cseq().number && p.via() == Some(via))
         else {
             return self.reject(view, None, 481, out);
@@ -439,7 +445,7 @@ impl DialogManager {
                 invite,
             });
         }
-        let dialogs_ended = self.end_early_dialogs(&pending, TerminationReason::Cancel, now_ms);
+        let dialogs_ended = self.end_early_dialogs(pending, TerminationReason::Cancel, now_ms);
         if let Some(copy) = pending.copy() {
             if let Some(invite) = copy.view() {
                 let meta = Meta::response(None).answering(pending.answering);
@@ -449,7 +455,7 @@ impl DialogManager {
                 })?;
             }
         }
-        self.pending_finish(&pending, now_ms, false);
+        self.pending_finish(pending, now_ms, false);
         Ok(Verdict::Cancelled {
             dialogs_ended,
             invite,

@@ -220,8 +220,10 @@ impl Calls<'_> {
                     answering: None,
                 };
                 let copy = InviteCopy::of_own(&parties, via, &self.manager.config.contact);
+                let records = self.manager.records();
                 self.manager
-                    .pending_insert(PendingInvite::with_copy(record, copy, 1), now_ms)
+                    .pending_insert(PendingInvite::with_copy(record, copy, 1), now_ms, &records)
+                    .map(|_| ())
             }
             None => Err(BuildError::InvalidValue { header: "Via" }.into()),
         };
@@ -246,9 +248,10 @@ impl Calls<'_> {
         out: &mut Outbox,
     ) -> Result<(), ManagerError> {
         let key = self.manager.pending_key(call_id, from_tag, Role::Uac);
+        let records = self.manager.records();
         let pending = self
             .manager
-            .pending_get(key)
+            .pending_get(key, &records)
             .ok_or(ManagerError::UnknownDialog)?;
         let copy = pending.copy().ok_or(ManagerError::UnknownDialog)?;
         let invite = copy.view().ok_or(ManagerError::UnknownDialog)?;

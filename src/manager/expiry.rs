@@ -96,8 +96,9 @@ impl DialogManager {
         out: &mut Outbox,
         expired: &mut Vec<Expiry>,
     ) {
+        let records = self.records();
         let Some(p) = self
-            .pending_get(key)
+            .pending_get(key, &records)
             .filter(|p| p.armed_at.load(Ordering::Relaxed) == at)
         else {
             return; // superseded by a later deadline, or gone
@@ -105,7 +106,7 @@ impl DialogManager {
         if p.is_finished() {
             // 64×T1 after the first 2xx, forks still early are over (§13.2.2.4).
             if p.confirmed.load(Ordering::Acquire) {
-                self.end_early_dialogs(&p, TerminationReason::Rejected, now_ms);
+                self.end_early_dialogs(p, TerminationReason::Rejected, now_ms);
             }
             self.pending_remove(key);
             return;
@@ -133,9 +134,9 @@ impl DialogManager {
         if !p.claim_final() {
             return;
         }
-        let _ = self.write_timeout(&p, out);
-        self.end_early_dialogs(&p, TerminationReason::TimeoutIdle, now_ms);
-        self.pending_finish(&p, now_ms, false);
+        let _ = self.write_timeout(p, out);
+        self.end_early_dialogs(p, TerminationReason::TimeoutIdle, now_ms);
+        self.pending_finish(p, now_ms, false);
         tracing::info!(call = ?key, role = ?p.role, "INVITE without a final answer timed out");
         expired.push(Expiry {
             dialog: None,
@@ -272,11 +273,14 @@ impl DialogManager {
             (ExpiryReason::ByeUnanswered, _) => Ok(()),
             (ExpiryReason::EarlyTimeout, Role::Uac | Role::Uas) => {
                 // The INVITE's own timeout sends its CANCEL or 408, once for all its forks.
-                let pending = info.invite().and_then(|key| self.pending_get(key));
+                let records = self.records();
+                let pending = info
+                    .invite()
+                    .and_then(|key| self.pending_get(key, &records));
                 match pending {
                     Some(p) if p.claim_final() => {
-                        let _ = self.write_timeout(&p, out);
-                        self.pending_finish(&p, now_ms, false);
+                        let _ = self.write_timeout(p, out);
+                        self.pending_finish(p, now_ms, false);
                     }
                     _ => {}
                 }

@@ -364,7 +364,7 @@ impl From<StateError> for ManagerError {
 /// ```
 pub struct DialogManager {
     dialogs: Dialogs,
-    pending: papaya::HashMap<Fingerprint, Arc<PendingInvite>, BuildIdentityHasher>,
+    pending: papaya::HashMap<Fingerprint, PendingInvite, BuildIdentityHasher>,
     /// Written on every call setup by every thread: on a line of its own.
     pending_count: CachePadded<AtomicUsize>,
     /// Bytes the INVITE records hold, copies included.

@@ -62,7 +62,10 @@ impl DialogManager {
             if view.method() == Some(Method::Invite) {
                 let record = self.new_record(&view, Role::Observed);
                 let pending = PendingInvite::new(record, &view);
-                if self.pending_insert(pending, now_ms)?.is_some() {
+                if self
+                    .pending_insert(pending, now_ms, &self.records())?
+                    .is_some()
+                {
                     return Ok(Observation::Invite);
                 }
             }
@@ -78,11 +81,12 @@ impl DialogManager {
             }
             if method == Method::Invite {
                 let pkey = self.pending_key(view.call_id(), from, Role::Observed);
+                let records = self.records();
                 if let Some(pending) = self
-                    .pending_get(pkey)
+                    .pending_get(pkey, &records)
                     .filter(|p| p.cseq == view.cseq().number)
                 {
-                    return self.observed_invite_response(&view, &pending, lookup, status, now_ms);
+                    return self.observed_invite_response(&view, pending, lookup, status, now_ms);
                 }
             }
             let Some(dialog) = found else {

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use arc_swap::ArcSwapAny;
 use smallvec::SmallVec;
@@ -432,8 +431,13 @@ impl InviteCopy {
     }
 }
 
-/// What a record costs besides its copy: itself, its `Arc`, its index entry.
+/// What a record costs besides its copy: itself with its key in one map entry, the entry's
+/// heap overhead and the map's room for it (up to two 9-byte slots).
 const RECORD_COST: usize = std::mem::size_of::<PendingInvite>() + 64;
+
+/// What a read of the INVITE records holds: the records it returns stay valid (a removed one
+/// is freed only once no guard that saw it is left), without a reference count to move.
+pub(crate) type RecordGuard<'m> = papaya::LocalGuard<'m>;
 
 /// One INVITE transaction, keyed by (Call-ID, From tag, role).
 #[derive(Debug)]
@@ -619,8 +623,17 @@ impl super::DialogManager {
         key(self.dialogs.table.fingerprinter(), call_id, from_tag, role)
     }
 
-    pub(crate) fn pending_get(&self, key: Fingerprint) -> Option<Arc<PendingInvite>> {
-        self.pending.pin().get(&key).cloned()
+    /// A guard for reading INVITE records: what they return lives as long as it.
+    pub(crate) fn records(&self) -> RecordGuard<'_> {
+        self.pending.guard()
+    }
+
+    pub(crate) fn pending_get<'g>(
+        &self,
+        key: Fingerprint,
+        guard: &'g RecordGuard<'_>,
+    ) -> Option<&'g PendingInvite> {
+        self.pending.get(&key, guard)
     }
 
     /// What a new record of `invite`, in `role`, starts with: no source, tag or charge yet.
@@ -649,8 +662,12 @@ impl super::DialogManager {
     }
 
     /// The record of a received INVITE (this side is its UAS).
-    pub(crate) fn uas_record(&self, view: &MessageView<'_>) -> Option<Arc<PendingInvite>> {
-        self.pending_get(self.uas_key(view))
+    pub(crate) fn uas_record<'g>(
+        &self,
+        view: &MessageView<'_>,
+        guard: &'g RecordGuard<'_>,
+    ) -> Option<&'g PendingInvite> {
+        self.pending_get(self.uas_key(view), guard)
     }
 
     /// The key of the record of a received INVITE (this side is its UAS).
@@ -664,13 +681,14 @@ impl super::DialogManager {
     /// ([`crate::security::Policy::max_invite_records`],
     /// [`crate::security::Policy::invite_record_bytes`]). The record goes at the latest when
     /// its timers run out.
-    pub(crate) fn pending_insert(
+    pub(crate) fn pending_insert<'g>(
         &self,
         mut pending: PendingInvite,
         now_ms: u64,
-    ) -> Result<Option<Arc<PendingInvite>>, super::ManagerError> {
+        guard: &'g RecordGuard<'_>,
+    ) -> Result<Option<&'g PendingInvite>, super::ManagerError> {
         let key = pending.key();
-        if self.pending.pin().contains_key(&key) {
+        if self.pending.contains_key(&key, guard) {
             return Ok(None);
         }
         let policy = self.security.load();
@@ -689,12 +707,11 @@ impl super::DialogManager {
         let at = now_ms + self.first_record_deadline(pending.role);
         pending.created_ms = now_ms;
         pending.armed_at.store(at, Ordering::Relaxed);
-        let pending = Arc::new(pending);
-        if self.pending.pin().try_insert(key, pending.clone()).is_err() {
+        let Ok(pending) = self.pending.try_insert(key, pending, guard) else {
             self.pending_count.fetch_sub(1, Ordering::Relaxed);
             self.pending_bytes.fetch_sub(cost, Ordering::Relaxed);
             return Ok(None);
-        }
+        };
         self.arm(at, Target::pending(key));
         Ok(Some(pending))
     }
@@ -762,7 +779,7 @@ impl super::DialogManager {
 
     pub(crate) fn pending_remove(&self, key: Fingerprint) {
         if let Some(pending) = self.pending.pin().remove(&key) {
-            // The copy goes with the record, once its last reader lets go: no store for it.
+            // The copy goes with the record, once no reader's guard sees it: no store for it.
             let copy = pending.copy_bytes.swap(0, Ordering::AcqRel);
             self.release_record_charge(pending);
             self.pending_bytes

@@ -65,7 +65,8 @@ impl DialogManager {
         }
         // Computed once for the look-up and the new record.
         let key = self.uas_key(view);
-        if let Some(known) = self.pending_get(key) {
+        let records = self.records();
+        if let Some(known) = self.pending_get(key, &records) {
             if known.cseq == view.cseq().number {
                 return Ok(Verdict::Retransmission);
             }
@@ -77,11 +78,7 @@ impl DialogManager {
             self.pending_remove(known.key());
         }
         match self.admit_invite(policy, view, key, source, out.answered(), now_ms) {
-            Ok(pending) => {
-                // An admitted INVITE's record always carries the tag chosen for it.
-                let to_tag = pending.to_tag.ok_or(ManagerError::Random)?;
-                Ok(Self::new_invite_verdict(to_tag, pending.id(), replaced))
-            }
+            Ok((to_tag, invite)) => Ok(Self::new_invite_verdict(to_tag, invite, replaced)),
             Err(ManagerError::AlreadyAnswered) => Ok(Verdict::Retransmission),
             Err(ManagerError::Security(e)) => self.refuse(view, None, e, out),
             Err(e) => Err(e),
@@ -146,9 +143,10 @@ impl DialogManager {
                 view.from_tag().unwrap_or_default(),
                 Role::Uac,
             );
-            if let Some(pending) = self.pending_get(key).filter(|p| p.cseq == cseq) {
+            let records = self.records();
+            if let Some(pending) = self.pending_get(key, &records).filter(|p| p.cseq == cseq) {
                 pending.responded.store(true, Ordering::Release);
-                return self.invite_response(view, &pending, lookup, status, source, now_ms);
+                return self.invite_response(view, pending, lookup, status, source, now_ms);
             }
         }
         let Some(dialog) = lookup.and_then(|l| l.found) else {

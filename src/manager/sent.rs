@@ -18,7 +18,7 @@ impl DialogManager {
         match view.method() {
             Some(Method::Invite) if view.to_tag().is_none() => {
                 let record = self.new_record(&view, Role::Uac);
-                self.pending_insert(PendingInvite::new(record, &view), now_ms)?;
+                self.pending_insert(PendingInvite::new(record, &view), now_ms, &self.records())?;
                 Ok(None)
             }
             Some(method) => {
@@ -37,8 +37,8 @@ impl DialogManager {
                         view.from_tag().unwrap_or_default(),
                         Role::Uas,
                     );
-                    if let Some(pending) = self.pending_get(key) {
-                        return self.invite_answer_sent(&pending, &view, status, now_ms);
+                    if let Some(pending) = self.pending_get(key, &self.records()) {
+                        return self.invite_answer_sent(pending, &view, status, now_ms);
                     }
                 }
                 let dialog = self.dialogs.table.lookup(&DialogKey::sent(&view));
