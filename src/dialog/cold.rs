@@ -154,7 +154,9 @@ impl ColdTable {
         }
     }
 
-    /// Drops the info of a dialog that left the table (only if it is still this dialog's).
+    /// Drops the info of a dialog leaving the table. Call it before the table gives the slot
+    /// back: the swap below takes whatever info the entry holds. A stale handle's clear (its
+    /// slot since given to another dialog) does nothing.
     pub(crate) fn clear(&self, handle: DialogHandle) {
         if let Some(entry) = self.entry(handle.index(), false) {
             // Only this dialog's: a newer one may hold the slot already.
@@ -163,13 +165,10 @@ impl ColdTable {
                 .compare_exchange(owner_of(handle), 0, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok();
             if ours {
-                let old = entry
-                    .info
-                    .rcu(|cur| cur.clone().filter(|i| i.header.header.handle != handle));
-                let removed = old
-                    .filter(|i| i.header.header.handle == handle)
-                    .map_or(0, |i| DialogInfo(i).cost());
-                self.account(0, removed);
+                // The caller clears before the slot goes back to the pool, so no later dialog
+                // can have installed its info here yet: one swap, no read-compare-swap loop.
+                let old = entry.info.swap(None);
+                self.account(0, old.map_or(0, |i| DialogInfo(i).cost()));
                 self.drop_pending_target(entry);
             }
         }
@@ -321,6 +320,60 @@ mod tests {
             let info = DialogInfo::new(handle, &parts, Box::default());
             assert_eq!((info.charge(), info.peer()), (Some(charge), Some(peer)));
         }
+    }
+
+    /// Two threads making and ending dialogs in one slot, so that every dialog takes the slot
+    /// the other thread's last dialog left: a dialog's info is there until the dialog ends
+    /// (the end of the one before it never takes it), and the count of the dialogs' data
+    /// comes back to 0.
+    #[test]
+    fn ending_a_dialog_never_takes_the_info_of_the_slots_next_dialog() {
+        use std::time::{Duration, Instant};
+        let dialogs = crate::dialog::live::Dialogs::new(1).unwrap();
+        let init = NewDialog {
+            state: DialogState::EARLY,
+            local_cseq: 1,
+            remote_cseq: None,
+            now_ms: 0,
+        };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let missing = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for thread in 0..2u8 {
+                let (dialogs, init, missing) = (&dialogs, &init, &missing);
+                s.spawn(move || {
+                    let mut made = 0;
+                    let mut tag = 0u32;
+                    while made < 400_000 && Instant::now() < deadline {
+                        tag += 1;
+                        let local = [thread, tag as u8, (tag >> 8) as u8, (tag >> 16) as u8];
+                        let key = DialogKey {
+                            call_id: b"c",
+                            local_tag: &local,
+                            remote_tag: b"r",
+                        };
+                        let Ok(handle) = dialogs.table.insert(&key, init) else {
+                            continue; // the other thread's dialog holds the slot
+                        };
+                        dialogs.cold.install(info(handle)).unwrap();
+                        for _ in 0..4 {
+                            if dialogs.cold.get(handle).is_none() {
+                                missing.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        assert!(dialogs.remove(handle).is_some());
+                        made += 1;
+                    }
+                    assert!(made > 100, "thread {thread} made {made} dialogs");
+                });
+            }
+        });
+        assert_eq!(
+            missing.load(Ordering::Relaxed),
+            0,
+            "a live dialog lost its info"
+        );
+        assert_eq!(dialogs.cold.bytes(), 0);
     }
 
     /// The head of a dialog's cold data (what it keeps besides its bytes) stays two cache

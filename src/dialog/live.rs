@@ -299,8 +299,10 @@ impl Dialogs {
     pub(crate) fn remove(&self, dialog: DialogHandle) -> Option<Removed> {
         let created_ms = self.table.times(dialog).ok().map(|(created, _)| created);
         let info = self.cold.get(dialog).map(|(_, info)| info);
-        let removed = self.table.remove(dialog).is_ok();
+        // Cleared while the slot is still the dialog's: a dialog that takes the slot next
+        // installs its info only after this (see `ColdTable::clear`).
         self.cold.clear(dialog);
+        let removed = self.table.remove(dialog).is_ok();
         removed.then_some(Removed { created_ms, info })
     }
 }
