@@ -1,7 +1,8 @@
 //! Byte searches over the short stretches a SIP message is made of (a header line, a tag, a
-//! Call-ID), eight bytes at a time in plain safe code. `memchr`'s vector routines win on long
-//! haystacks but pay a setup on every call; here most haystacks are 10–80 bytes and the
-//! searches run a dozen times per message.
+//! Call-ID): sixteen bytes at a time with SSE2 compares (part of every x86-64 processor),
+//! then eight at a time in plain safe code, then byte by byte. `memchr`'s vector routines win
+//! on long haystacks but pay a setup on every call; here most haystacks are 10–80 bytes and
+//! the searches run a dozen times per message.
 
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
@@ -22,11 +23,30 @@ fn word_at(hay: &[u8], i: usize) -> Option<u64> {
         .map(u64::from_le_bytes)
 }
 
-/// Position of the first byte of `hay` for which `mask` (a combination of [`eq_mask`]s)
-/// marks a match; `tail` decides the last few bytes one at a time.
+/// Position of the first byte of `hay` equal to one of `needles`: sixteen bytes at a time
+/// where the processor has SSE2, then words for which `mask` (the same test as a combination
+/// of [`eq_mask`]s) marks a match, then the last few bytes one at a time by `tail`.
 #[inline(always)]
-fn find_by(hay: &[u8], mask: impl Fn(u64) -> u64, tail: impl Fn(u8) -> bool) -> Option<usize> {
+fn find_by<const N: usize>(
+    hay: &[u8],
+    needles: [u8; N],
+    mask: impl Fn(u64) -> u64,
+    tail: impl Fn(u8) -> bool,
+) -> Option<usize> {
     let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    while let Some(block) = hay
+        .get(i..i + 16)
+        .and_then(|b| <&[u8; 16]>::try_from(b).ok())
+    {
+        let m = vector::matches(block, needles);
+        if m != 0 {
+            return Some(i + m.trailing_zeros() as usize);
+        }
+        i += 16;
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = needles;
     while let Some(word) = word_at(hay, i) {
         let m = mask(word);
         if m != 0 {
@@ -41,7 +61,7 @@ fn find_by(hay: &[u8], mask: impl Fn(u64) -> u64, tail: impl Fn(u8) -> bool) -> 
 #[inline]
 pub(crate) fn find(a: u8, hay: &[u8]) -> Option<usize> {
     let sa = u64::from(a) * LO;
-    find_by(hay, |w| eq_mask(w, sa), |b| b == a)
+    find_by(hay, [a], |w| eq_mask(w, sa), |b| b == a)
 }
 
 /// The first `a` or `b` in `hay`.
@@ -50,6 +70,7 @@ pub(crate) fn find2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
     let (sa, sb) = (u64::from(a) * LO, u64::from(b) * LO);
     find_by(
         hay,
+        [a, b],
         |w| eq_mask(w, sa) | eq_mask(w, sb),
         |x| x == a || x == b,
     )
@@ -61,9 +82,38 @@ pub(crate) fn find3(a: u8, b: u8, c: u8, hay: &[u8]) -> Option<usize> {
     let (sa, sb, sc) = (u64::from(a) * LO, u64::from(b) * LO, u64::from(c) * LO);
     find_by(
         hay,
+        [a, b, c],
         |w| eq_mask(w, sa) | eq_mask(w, sb) | eq_mask(w, sc),
         |x| x == a || x == b || x == c,
     )
+}
+
+/// Sixteen bytes compared at once.
+#[cfg(target_arch = "x86_64")]
+mod vector {
+    use core::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        _mm_setzero_si128,
+    };
+
+    /// Bit `i` set where `block[i]` is one of `needles`: one compare per needle.
+    #[inline(always)]
+    pub(super) fn matches<const N: usize>(block: &[u8; 16], needles: [u8; N]) -> u32 {
+        // SAFETY: SSE2 is part of the x86-64 baseline: every x86-64 processor has it.
+        unsafe { matches_sse2(block, needles) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn matches_sse2<const N: usize>(block: &[u8; 16], needles: [u8; N]) -> u32 {
+        // SAFETY: `block` is 16 readable bytes and the unaligned load reads exactly those.
+        let v = unsafe { _mm_loadu_si128(block.as_ptr().cast::<__m128i>()) };
+        let mut hit = _mm_setzero_si128();
+        for n in needles {
+            hit = _mm_or_si128(hit, _mm_cmpeq_epi8(v, _mm_set1_epi8(n as i8)));
+        }
+        _mm_movemask_epi8(hit) as u32 & 0xffff
+    }
 }
 
 #[cfg(test)]
