@@ -106,7 +106,8 @@ impl ColdTable {
     }
 
     /// Puts `new` in place of `current`, a live dialog's info, unless it is larger and the
-    /// dialogs' data would then pass `budget` bytes: `false` when it was not put.
+    /// dialogs' data would then pass `budget` bytes, or the entry no longer holds `current`
+    /// (the dialog ended, or another change came first): `false` when it was not put.
     pub(crate) fn replace(
         &self,
         entry: &ColdEntry,
@@ -118,9 +119,18 @@ impl ColdTable {
         if added > current.cost() && self.bytes() + (added - current.cost()) > budget {
             return false;
         }
-        let old = entry.info.swap(Some(new.0));
-        self.account(added, old.map_or(0, |old| DialogInfo(old).cost()));
-        true
+        // Only in place of `current`: a dialog that ended meanwhile (its info cleared) must
+        // not get an info back into an entry nobody owns, where it would stay counted.
+        let expected = Some(current.0.clone());
+        let previous = entry.info.compare_and_swap(&expected, Some(new.0));
+        let swapped = match (&*previous, &expected) {
+            (Some(was), Some(current)) => was.ptr() == current.ptr(),
+            _ => false,
+        };
+        if swapped {
+            self.account(added, current.cost());
+        }
+        swapped
     }
 
     /// Keeps `target` as the entry's proposed target (none: drops the one it had), unless the
@@ -320,6 +330,35 @@ mod tests {
             let info = DialogInfo::new(handle, &parts, Box::default());
             assert_eq!((info.charge(), info.peer()), (Some(charge), Some(peer)));
         }
+    }
+
+    /// A refresh that comes after its dialog's end puts nothing back: the entry stays empty
+    /// and the dialogs' data is counted at 0.
+    #[test]
+    fn a_refresh_after_the_end_puts_nothing_back() {
+        let table = DialogTable::with_capacity(1).unwrap();
+        let cold = ColdTable::new(1);
+        let init = NewDialog {
+            state: DialogState::EARLY,
+            local_cseq: 1,
+            remote_cseq: None,
+            now_ms: 0,
+        };
+        let key = DialogKey {
+            call_id: b"c",
+            local_tag: b"l",
+            remote_tag: b"r",
+        };
+        let handle = table.insert(&key, &init).unwrap();
+        cold.install(info(handle)).unwrap();
+        let (entry, current) = cold.get(handle).unwrap();
+        assert!(cold.replace(entry, &current, info(handle), usize::MAX));
+        let (entry, current) = cold.get(handle).unwrap();
+        cold.clear(handle);
+        assert_eq!(cold.bytes(), 0);
+        assert!(!cold.replace(entry, &current, info(handle), usize::MAX));
+        assert!(entry.info.load().is_none());
+        assert_eq!(cold.bytes(), 0);
     }
 
     /// Two threads making and ending dialogs in one slot, so that every dialog takes the slot
