@@ -205,6 +205,16 @@ mod tests {
     use crate::state::DialogState;
     use crate::table::{DialogTable, NewDialog};
 
+    /// A new early dialog's hot-slot values.
+    fn early() -> NewDialog {
+        NewDialog {
+            state: DialogState::EARLY,
+            local_cseq: 1,
+            remote_cseq: None,
+            now_ms: 0,
+        }
+    }
+
     fn info(handle: DialogHandle) -> DialogInfo {
         DialogInfo::new(handle, &info_parts(), Box::default())
     }
@@ -233,12 +243,7 @@ mod tests {
     fn an_entry_answers_for_its_own_dialog_only() {
         let table = DialogTable::with_capacity(1).unwrap();
         let cold = ColdTable::new(1);
-        let init = NewDialog {
-            state: DialogState::EARLY,
-            local_cseq: 1,
-            remote_cseq: None,
-            now_ms: 0,
-        };
+        let init = early();
         let key = |tag: &'static [u8]| DialogKey {
             call_id: b"c",
             local_tag: tag,
@@ -267,12 +272,7 @@ mod tests {
     #[test]
     fn an_info_gives_back_what_it_was_made_of() {
         let table = DialogTable::with_capacity(1).unwrap();
-        let init = NewDialog {
-            state: DialogState::EARLY,
-            local_cseq: 1,
-            remote_cseq: None,
-            now_ms: 0,
-        };
+        let init = early();
         let handle = table
             .insert(
                 &DialogKey {
@@ -338,12 +338,7 @@ mod tests {
     fn a_refresh_after_the_end_puts_nothing_back() {
         let table = DialogTable::with_capacity(1).unwrap();
         let cold = ColdTable::new(1);
-        let init = NewDialog {
-            state: DialogState::EARLY,
-            local_cseq: 1,
-            remote_cseq: None,
-            now_ms: 0,
-        };
+        let init = early();
         let key = DialogKey {
             call_id: b"c",
             local_tag: b"l",
@@ -369,12 +364,7 @@ mod tests {
     fn ending_a_dialog_never_takes_the_info_of_the_slots_next_dialog() {
         use std::time::{Duration, Instant};
         let dialogs = crate::dialog::live::Dialogs::new(1).unwrap();
-        let init = NewDialog {
-            state: DialogState::EARLY,
-            local_cseq: 1,
-            remote_cseq: None,
-            now_ms: 0,
-        };
+        let init = early();
         let deadline = Instant::now() + Duration::from_secs(3);
         let missing = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
