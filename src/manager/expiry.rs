@@ -56,6 +56,16 @@ pub struct Expiry {
 /// million dialogs idle at once) is worked off in slices between message batches.
 pub const MAX_EXPIRIES_PER_CALL: usize = 4096;
 
+/// Wake-ups whose room a thread's [`DUE`] list keeps between calls (8 KiB): a call that
+/// takes more (after a burst) frees what it grew.
+const DUE_KEPT: usize = 256;
+
+thread_local! {
+    /// The wake-ups of the running [`DialogManager::on_timeout`] call, kept between calls so
+    /// that taking them costs no allocation.
+    static DUE: std::cell::Cell<Vec<(u64, Target)>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 impl DialogManager {
     /// The earliest time [`DialogManager::on_timeout`] has work, if any.
     pub fn next_deadline(&self) -> Option<u64> {
@@ -71,17 +81,22 @@ impl DialogManager {
     /// handled.
     pub fn on_timeout(&self, now_ms: u64, out: &mut Outbox, expired: &mut Vec<Expiry>) -> usize {
         self.security.sweep(now_ms);
-        let mut due = Vec::new();
+        // Taken out while in use: a nested call (none today) would get a fresh list.
+        let mut due = DUE.take();
+        due.clear();
         let n = self
             .timers
             .take_due(now_ms, MAX_EXPIRIES_PER_CALL, &mut due);
-        for (at, target) in due {
+        for &(at, target) in &due {
             match target {
                 Target::Dialog(dialog) => self.dialog_due(dialog, at, now_ms, out, expired),
                 Target::Pending(key) => {
                     self.record_due(Fingerprint::from_words(key), at, now_ms, out, expired)
                 }
             }
+        }
+        if due.capacity() <= DUE_KEPT {
+            DUE.set(due);
         }
         n
     }
