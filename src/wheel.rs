@@ -12,7 +12,7 @@
 //! room moves round the wheel with the traffic. Kept in place instead, every slot reached for
 //! the first time, or after a trim, allocated (about two allocations per call on each side
 //! of the `call_allocs` test). A pool of linked entries also allocated nothing, but walking
-//! its lists cost a call a fifth more wall time in the `calls` bench.
+//! its lists cost a call a quarter more wall time in the `calls` bench.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
