@@ -3,10 +3,11 @@
 //! number of dialogs. Identities are realistic (Call-ID 32–48 bytes, tags 8–16). Baseline in
 //! the same run: `HashMap<String, Record>` with a formatted key and the same per-dialog fields.
 //!
-//! Then the whole dialog layer: 100 000 calls answered by a `DialogManager` (INVITE, 200, ACK
-//! as raw bytes) and held up, its INVITE records aged out: every byte the manager keeps per
-//! established call (hot slot, index entry, cold data, timer entry), and the transfer side
-//! table, which a call without a transfer must not touch.
+//! Then the whole dialog layer: 1 000 000 calls answered by a `DialogManager` (INVITE, 200,
+//! ACK as raw bytes) and held up, its INVITE records aged out: every byte the manager keeps
+//! per established call (hot slot, index entry, cold data, timer entry), broken down by
+//! structure with `DialogManager::memory`, and the transfer side table, which a call without
+//! a transfer must not touch.
 //! Run: `cargo bench --bench memory`.
 
 mod support;
@@ -20,7 +21,7 @@ use support::{calls, filled_table, Record};
 
 const DIALOGS: usize = 1_000_000;
 /// Calls held up by the manager in the second measurement.
-const CALLS: usize = 100_000;
+const CALLS: usize = 1_000_000;
 
 #[global_allocator]
 static GLOBAL: TrackingAlloc = TrackingAlloc;
@@ -78,7 +79,7 @@ fn main() {
     }
     drop(map);
     drop(table);
-    manager_per_call();
+    manager_per_call(per_dialog(table_bytes - slab));
 }
 
 /// An INVITE from a softphone, as `tests/common` writes requests.
@@ -98,7 +99,8 @@ fn invite(id: &calls::Identity) -> String {
     )
 }
 
-fn manager_per_call() {
+/// `index` is the index's bytes per dialog measured in the table alone.
+fn manager_per_call(index: f64) {
     let ids = calls::identities(CALLS, 10);
     let heap0 = live_bytes();
     let bob = DialogManager::new(ManagerConfig {
@@ -130,9 +132,17 @@ fn manager_per_call() {
     }
     // INVITE records linger 64×T1 for retransmissions: let them go, keep the calls.
     let mut expired = Vec::new();
-    while bob.on_timeout(64 * 500 + 1, &mut out, &mut expired) > 0 {}
+    let records_gone = 64 * 500 + 1;
+    while bob.on_timeout(records_gone, &mut out, &mut expired) > 0 {}
     assert!(expired.is_empty(), "no established call expires");
     assert_eq!((bob.len(), bob.pending_invites()), (CALLS, 0));
+    let timers_then = bob.memory().timers;
+    // A lap of the timer wheel later every deadline of the setup has come due (what is left
+    // is each call's one idle deadline): the calls as a box holds them for hours.
+    let lap_later = records_gone + 66_000;
+    while bob.on_timeout(lap_later, &mut out, &mut expired) > 0 {}
+    assert!(expired.is_empty(), "no established call expires");
+    assert_eq!(bob.timer_entries(), CALLS, "one deadline a call");
     let subscriptions: usize = bob
         .table()
         .iter()
@@ -140,21 +150,38 @@ fn manager_per_call() {
         .sum();
     assert_eq!(subscriptions, 0);
     let held = live_bytes() - heap0;
-    let per_call = |bytes: f64| bytes / CALLS as f64;
-    let data = bob.dialog_bytes() as f64;
-    let slab = bob.table().slab_bytes() as f64;
-    println!("dialog manager at {CALLS} established calls (UAS side, INVITE records aged out):");
+    let per_call = |bytes: usize| bytes as f64 / CALLS as f64;
+    let m = bob.memory();
+    let rest = held as usize - m.total();
     println!(
-        "  {:.0} bytes/call: hot slot and index as above, plus the cold data a request \
-         is built from (URIs, tags, remote target, route set) and one timer entry",
-        per_call(held as f64)
+        "dialog manager at {CALLS} established calls (UAS side, a minute after their setup: \
+         INVITE records aged out, one timer entry a call):"
     );
     println!(
-        "  of which: dialog data {:.0} (the manager's count), slab {:.0}, the rest {:.0} \
-         (index, side entries, timer entries, maps' spare room)",
-        per_call(data),
-        per_call(slab),
-        per_call(held as f64 - data - slab)
+        "  {:.1} bytes/call, of which (DialogManager::memory):",
+        per_call(held as usize)
+    );
+    for (what, bytes) in [
+        ("hot slots (slab)", m.slots),
+        ("cold entries (info pointer, deadlines)", m.cold_entries),
+        (
+            "dialog data (identity, URIs, targets, route set)",
+            m.dialog_data,
+        ),
+        ("timer wheels and heaps (room included)", m.timers),
+        ("INVITE records", m.records),
+    ] {
+        println!("    {what:<50} {:>6.1}", per_call(bytes));
+    }
+    println!(
+        "    {:<50} {:>6.1}  (the index: {index:.1} in the table alone above)",
+        "the rest: index, INVITE record map's table",
+        per_call(rest)
+    );
+    println!(
+        "  (when the records had just aged out, the timers held {:.1} bytes/call: the setup's \
+         deadlines not yet due)",
+        per_call(timers_then)
     );
     println!("  transfer state for calls without a transfer: 0 entries (side table, not the slot)");
 }

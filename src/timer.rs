@@ -115,6 +115,11 @@ impl Timers {
         self.shards.iter().map(|s| lock(s).len()).sum()
     }
 
+    /// Heap bytes the shards' wheels and heaps hold, room included.
+    pub(crate) fn bytes(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).bytes()).sum()
+    }
+
     /// Entries in the heaps (deadlines a lap or more ahead when armed), stale ones included.
     #[cfg(test)]
     pub(crate) fn far_len(&self) -> usize {

@@ -84,6 +84,14 @@ impl<T: Copy + Ord> Wheel<T> {
         self.far.len()
     }
 
+    /// Heap bytes held: the slots, their room and the spares', the heap's room.
+    pub(crate) fn bytes(&self) -> usize {
+        let entry = std::mem::size_of::<(u64, T)>();
+        let slot = std::mem::size_of::<Vec<(u64, T)>>();
+        (self.wheel.capacity() + self.spare.capacity()) * slot
+            + (self.room() + self.far.capacity()) * entry
+    }
+
     /// The slot of `tick`, with room from the spares if it had none.
     fn slot(&mut self, tick: u64) -> &mut Vec<(u64, T)> {
         if self.wheel.is_empty() {

@@ -54,6 +54,14 @@ impl ColdTable {
         self.bytes.load(Ordering::Relaxed)
     }
 
+    /// Heap bytes of the entries themselves: the pages created so far, whole, and the list
+    /// of pages (the infos they point to are [`ColdTable::bytes`]).
+    pub(crate) fn entry_bytes(&self) -> usize {
+        let created = self.pages.iter().filter(|p| p.get().is_some()).count();
+        created * PAGE_ENTRIES * std::mem::size_of::<ColdEntry>()
+            + self.pages.len() * std::mem::size_of::<OnceLock<Box<[ColdEntry]>>>()
+    }
+
     /// Counts what went into an entry and what came out of it.
     fn account(&self, added: usize, removed: usize) {
         if added >= removed {

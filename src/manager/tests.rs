@@ -767,3 +767,30 @@ fn a_ringing_calls_deadlines_leave_nothing_stale_in_the_heap() {
         "ended at {now}"
     );
 }
+
+#[test]
+fn memory_use_follows_the_calls_structure_by_structure() {
+    let (alice, bob) = managers();
+    let empty = bob.memory();
+    assert_eq!((empty.dialog_data, empty.records, empty.timers), (0, 0, 0));
+    let (_, b) = call_up(&alice, &bob, "mem@a");
+    let up = bob.memory();
+    assert_eq!(up.dialog_data, bob.dialog_bytes());
+    assert_eq!(up.records, bob.invite_record_bytes());
+    assert!(up.records > 0, "the INVITE record lingers 64×T1");
+    assert!(up.slots >= crate::table::HOT_SLOT_BYTES && up.timers > 0);
+    assert!(
+        up.cold_entries > empty.cold_entries,
+        "the first call made a page of entries"
+    );
+    assert!(bob.terminate(b, crate::metrics::TerminationReason::Bye, 0));
+    let mut expired = Vec::new();
+    bob.on_timeout(64 * 500 + 1, &mut Outbox::new(), &mut expired);
+    let ended = bob.memory();
+    assert_eq!((ended.dialog_data, ended.records), (0, 0));
+    // Pages stay for the next calls.
+    assert_eq!(
+        (ended.slots, ended.cold_entries),
+        (up.slots, up.cold_entries)
+    );
+}
