@@ -335,7 +335,7 @@ fn two_proxies(bob_hangs_up: bool) {
         })
     );
     let a_info = alice.mgr.info(a_d).unwrap();
-    let routes = |r: &[Box<[u8]>]| -> Vec<String> {
+    let routes = |r: sipdialog::build::RouteSet<'_>| -> Vec<String> {
         r.iter()
             .map(|e| String::from_utf8_lossy(e).into_owned())
             .collect()

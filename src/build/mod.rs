@@ -8,6 +8,7 @@
 
 mod request;
 mod response;
+mod routes;
 #[cfg(test)]
 mod tests;
 mod via;
@@ -21,6 +22,8 @@ use crate::wire::{is_token, HeaderName, Method};
 pub use request::{ack_for_2xx, ack_for_failure, cancel, initial_invite, request};
 pub(crate) use request::{ack_for_2xx_marked, initial_invite_marked, request_marked, Marks};
 pub use response::{reason_phrase, response};
+pub(crate) use routes::{pack as pack_routes, packed_len as packed_routes_len};
+pub use routes::{RouteSet, Routes};
 pub(crate) use via::as_received;
 pub use via::{error_response, stamp_received, stamped};
 
@@ -42,7 +45,7 @@ pub struct DialogParts<'a> {
     pub remote_target: &'a [u8],
     /// The route set, in the order our requests must visit it; each entry a name-addr as in
     /// Record-Route, e.g. `<sip:p1.example.com;lr>`.
-    pub route_set: &'a [Box<[u8]>],
+    pub route_set: RouteSet<'a>,
 }
 
 /// The per-request parts.

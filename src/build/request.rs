@@ -18,10 +18,10 @@ use crate::wire::{HeaderName, MessageView, Method};
 /// becomes the last Route.
 ///
 /// ```
-/// use sipdialog::build::{request, DialogParts, RequestParts};
+/// use sipdialog::build::{request, DialogParts, RequestParts, RouteSet};
 /// use sipdialog::wire::{MessageView, Method};
 ///
-/// let route_set: Vec<Box<[u8]>> = vec![b"<sip:p1.example.com;lr>".to_vec().into()];
+/// let route_set: [&[u8]; 1] = [b"<sip:p1.example.com;lr>"];
 /// let dialog = DialogParts {
 ///     call_id: b"a84b4c76e66710",
 ///     local_uri: b"<sip:alice@atlanta.example.com>",
@@ -29,7 +29,7 @@ use crate::wire::{HeaderName, MessageView, Method};
 ///     remote_uri: b"<sip:bob@biloxi.example.com>",
 ///     remote_tag: b"a6c85cf",
 ///     remote_target: b"sip:bob@192.0.2.4",
-///     route_set: &route_set,
+///     route_set: RouteSet::from(&route_set[..]),
 /// };
 /// let parts = RequestParts {
 ///     method: Method::Bye,

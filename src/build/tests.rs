@@ -22,7 +22,7 @@ fn dialog(route_set: &[Box<[u8]>]) -> DialogParts<'_> {
         remote_uri: b"<sip:bob@biloxi.example.com>",
         remote_tag: b"a6c85cf",
         remote_target: b"sip:bob@192.0.2.4:5060",
-        route_set,
+        route_set: route_set.into(),
     }
 }
 

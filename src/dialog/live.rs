@@ -5,14 +5,13 @@
 
 use std::net::SocketAddr;
 
-use smallvec::SmallVec;
-
-use super::{contact_uri, is_sips, route_set, ColdTable, DialogInfo, InfoParts, Role};
+use super::{contact_uri, is_sips, route_set, ColdTable, DialogInfo, InfoParts, Role, RouteList};
+use crate::build::RouteSet;
 use crate::id::{DialogKey, Fingerprint};
 use crate::security::Charge;
 use crate::state::DialogState;
 use crate::table::{DialogHandle, DialogTable, NewDialog, TableError};
-use crate::wire::{HeaderName, MessageView};
+use crate::wire::MessageView;
 
 /// The dialog-creating INVITE, as its record keeps it.
 #[derive(Clone, Copy, Debug)]
@@ -189,7 +188,7 @@ impl Dialogs {
                         invite.contact,
                         None,
                         None,
-                        Box::default(),
+                        RouteList::new(),
                     )
                 }
             };
@@ -227,7 +226,8 @@ impl Dialogs {
         let fingerprint = origin.fingerprint();
         debug_assert_eq!(fingerprint, self.table.fingerprinter().fingerprint(&key));
         let handle = self.table.insert_fingerprinted(fingerprint, &init)?;
-        self.cold.install(DialogInfo::new(handle, &parts, routes));
+        self.cold
+            .install(DialogInfo::new(handle, &parts, RouteSet::from(&routes[..])));
         Ok(handle)
     }
 
@@ -248,18 +248,14 @@ impl Dialogs {
         };
         let target = view.contact().and_then(contact_uri);
         let target_changed = target.is_some_and(|t| t != info.remote_target());
-        let routes_changed = uac_routes && {
-            let seen: SmallVec<[&[u8]; 8]> = view.values(HeaderName::RecordRoute).collect();
-            !seen
-                .iter()
-                .rev()
-                .copied()
-                .eq(info.route_set().iter().map(|r| &r[..]))
-        };
-        if !target_changed && !routes_changed {
+        let routes = uac_routes.then(|| route_set(view, true));
+        let routes = routes
+            .as_deref()
+            .map(RouteSet::from)
+            .filter(|new| *new != info.route_set());
+        if !target_changed && routes.is_none() {
             return;
         }
-        let routes = routes_changed.then(|| route_set(view, true));
         let target = target.unwrap_or(info.remote_target());
         self.cold
             .replace(entry, &info, info.refreshed(target, routes), budget);

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 
 use triomphe::ThinArc;
 
-use crate::build::DialogParts;
+use crate::build::{pack_routes, packed_routes_len, DialogParts, RouteSet};
 use crate::id::Fingerprint;
 use crate::security::Charge;
 use crate::table::DialogHandle;
@@ -44,10 +44,13 @@ enum Field {
     RemoteUri,
     RemoteTarget,
     LocalTarget,
+    /// The route set, packed ([`RouteSet`]): in the same allocation, where a list of its own
+    /// cost an allocation for the list and one per entry.
+    Routes,
 }
 
 /// How many [`Field`]s there are.
-const FIELDS: usize = 7;
+const FIELDS: usize = 8;
 
 /// Everything about one dialog that is read rarely: identity bytes, URIs, route set. A
 /// handle: cloning it shares the data, which is immutable and lives in one allocation with
@@ -73,7 +76,6 @@ pub(crate) struct InfoHead {
     invite: [u64; 2],
     /// The [`Charge`] as [`Charge::pack`] gives it, for the same reason.
     charge_key: [u64; 2],
-    route_set: Box<[Box<[u8]>]>,
     peer: Option<SocketAddr>,
     /// Where each [`Field`] ends in the buffer; it starts where the one before it ends.
     ends: [u32; FIELDS],
@@ -107,12 +109,9 @@ pub(crate) struct InfoParts<'a> {
 }
 
 impl DialogInfo {
-    /// One buffer for all identity bytes: one allocation per dialog instead of seven.
-    pub(crate) fn new(
-        handle: DialogHandle,
-        p: &InfoParts<'_>,
-        route_set: Box<[Box<[u8]>]>,
-    ) -> DialogInfo {
+    /// One buffer for all identity bytes and the route set: one allocation per dialog,
+    /// whatever its route set.
+    pub(crate) fn new(handle: DialogHandle, p: &InfoParts<'_>, routes: RouteSet<'_>) -> DialogInfo {
         let (local_a, local_b) = without_tag(p.local_uri);
         let (remote_a, remote_b) = without_tag(p.remote_uri);
         let len = p.call_id.len()
@@ -123,7 +122,8 @@ impl DialogInfo {
             + remote_a.len()
             + remote_b.len()
             + p.remote_target.len()
-            + p.local_target.len();
+            + p.local_target.len()
+            + packed_routes_len(routes);
         // Staged in this thread's buffer, then copied once into the shared allocation.
         crate::scratch::with_buffer(|bytes| {
             bytes.reserve(len);
@@ -142,13 +142,16 @@ impl DialogInfo {
                 put(&[remote_a, remote_b]),
                 put(&[p.remote_target]),
                 put(&[p.local_target]),
+                {
+                    pack_routes(routes, bytes);
+                    bytes.len() as u32
+                },
             ];
             let (charge_kind, charge_key) = Charge::pack(p.charge);
             let head = InfoHead {
                 handle,
                 invite: p.invite.map_or([0; 2], Fingerprint::to_words),
                 charge_key,
-                route_set,
                 peer: p.peer,
                 ends,
                 invite_cseq: p.invite_cseq,
@@ -161,15 +164,10 @@ impl DialogInfo {
         })
     }
 
-    /// Bytes this info holds: its block (the counts, the head, the bytes) and its route
-    /// set's. What [`crate::security::Policy::dialog_bytes`] counts.
+    /// Bytes this info holds: its block (the counts, the head, the bytes, the route set
+    /// among them). What [`crate::security::Policy::dialog_bytes`] counts.
     pub(crate) fn cost(&self) -> usize {
-        let routes = &self.head().route_set;
-        2 * std::mem::size_of::<usize>()
-            + std::mem::size_of::<InfoHead>()
-            + self.0.slice.len()
-            + routes.len() * std::mem::size_of::<Box<[u8]>>()
-            + routes.iter().map(|r| r.len()).sum::<usize>()
+        2 * std::mem::size_of::<usize>() + std::mem::size_of::<InfoHead>() + self.0.slice.len()
     }
 
     fn head(&self) -> &InfoHead {
@@ -181,7 +179,7 @@ impl DialogInfo {
     pub(crate) fn refreshed(
         &self,
         remote_target: &[u8],
-        route_set: Option<Box<[Box<[u8]>]>>,
+        route_set: Option<RouteSet<'_>>,
     ) -> DialogInfo {
         let head = self.head();
         let parts = InfoParts {
@@ -199,8 +197,7 @@ impl DialogInfo {
             peer: head.peer,
             charge: self.charge(),
         };
-        let routes = route_set.unwrap_or_else(|| head.route_set.clone());
-        DialogInfo::new(head.handle, &parts, routes)
+        DialogInfo::new(head.handle, &parts, route_set.unwrap_or(self.route_set()))
     }
 
     fn get(&self, field: Field) -> &[u8] {
@@ -279,8 +276,8 @@ impl DialogInfo {
     }
 
     /// The route set, in the order our requests visit it.
-    pub fn route_set(&self) -> &[Box<[u8]>] {
-        &self.head().route_set
+    pub fn route_set(&self) -> RouteSet<'_> {
+        RouteSet::packed(self.get(Field::Routes))
     }
 
     /// What the request builder needs, from our side.
@@ -292,7 +289,7 @@ impl DialogInfo {
             remote_uri: self.get(Field::RemoteUri),
             remote_tag: self.remote_tag(),
             remote_target: self.remote_target(),
-            route_set: &self.head().route_set,
+            route_set: self.route_set(),
         }
     }
 
@@ -306,23 +303,24 @@ impl DialogInfo {
             remote_uri: self.get(Field::LocalUri),
             remote_tag: self.local_tag(),
             remote_target: self.local_target(),
-            route_set: &[],
+            route_set: RouteSet::default(),
         }
     }
 }
 
 /// The route set of a new dialog (§12.1.1, §12.1.2): the Record-Route values of `view` in
-/// order, reversed when we are the UAC.
-pub(crate) fn route_set(view: &MessageView<'_>, reverse: bool) -> Box<[Box<[u8]>]> {
-    let mut routes: Vec<Box<[u8]>> = view
-        .values(HeaderName::RecordRoute)
-        .map(Box::from)
-        .collect();
+/// order, reversed when we are the UAC. Borrowed from the message until the dialog's data
+/// packs them (on the stack for up to eight entries).
+pub(crate) fn route_set<'a>(view: &MessageView<'a>, reverse: bool) -> RouteList<'a> {
+    let mut routes: RouteList<'a> = view.values(HeaderName::RecordRoute).collect();
     if reverse {
         routes.reverse();
     }
-    routes.into_boxed_slice()
+    routes
 }
+
+/// Route entries borrowed from a message, as [`route_set`] reads them.
+pub(crate) type RouteList<'a> = smallvec::SmallVec<[&'a [u8]; 8]>;
 
 /// Whether a URI uses the `sips` scheme.
 pub(crate) fn is_sips(uri: &[u8]) -> bool {

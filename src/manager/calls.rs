@@ -182,7 +182,7 @@ impl Calls<'_> {
             remote_uri: call.to,
             remote_tag: b"",
             remote_target: call.request_uri,
-            route_set: &[],
+            route_set: crate::build::RouteSet::default(),
         };
         let mut via = [0u8; 128];
         let mut unique = [0u8; 17];

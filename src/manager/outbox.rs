@@ -408,7 +408,7 @@ mod tests {
                 remote_uri: b"<sip:b@b.example>",
                 remote_tag: b"2",
                 remote_target: b"sip:b@192.0.2.4:5062",
-                route_set: &route_set,
+                route_set: (&route_set[..]).into(),
             };
             let parts = RequestParts {
                 method: Method::Info,

@@ -944,7 +944,7 @@ mod own_tests {
             remote_uri: b"<sip:bob@192.0.2.4>",
             remote_tag: b"",
             remote_target: b"sip:bob@192.0.2.4:5070",
-            route_set: &[],
+            route_set: crate::build::RouteSet::default(),
         };
         let via = b"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKown1";
         let contact = b"<sip:sbc@192.0.2.1:5060>";
