@@ -169,13 +169,19 @@ impl Transactions {
                 txn.end_at = Some((now_ms + pending, Ending::Report(TimedOut::NoFinalResponse)));
             });
         } else if status < 300 {
-            self.store.update(id, |txn| {
+            let sent = self.store.update(id, |txn| {
                 txn.state = TxnState::Accepted;
                 txn.status = status;
                 txn.resend_at = None;
-                // Timer M: other forks' 2xx still come through this transaction.
+                // Timer M: other forks' 2xx still come through this transaction. Accepted
+                // never sends the INVITE again nor ACKs a failure from it, so its copy goes
+                // back now rather than at the end of Timer M, 64×T1 later.
                 txn.end_at = Some((now_ms + accepted, Ending::Quiet));
+                std::mem::take(&mut txn.message)
             });
+            if let Some(sent) = sent {
+                self.store.recycle(sent);
+            }
         } else {
             self.fail_invite(id, view, status, now_ms, out);
         }

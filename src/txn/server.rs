@@ -78,15 +78,21 @@ impl Transactions {
         // while it is Accepted; one that sent a failure (Completed) never does. Looking for the
         // common case first leaves the failure's key to ACKs it did not find.
         if let Some(id) = self.store.find_ack(&self.keyer.ack(view)) {
-            self.store.update(id, |txn| {
+            let sent = self.store.update(id, |txn| {
                 // Acknowledged: stop resending the 2xx; Timer L still absorbs the INVITE's
-                // retransmissions.
+                // retransmissions, which needs no copy of the 2xx (a retransmitted INVITE in
+                // Accepted gets nothing, RFC 6026 §7.1): its buffer goes back now rather
+                // than at the end of Timer L, 64×T1 later.
                 txn.ack_key = None;
                 txn.resend_at = None;
                 if let Some((at, _)) = txn.end_at {
                     txn.end_at = Some((at, Ending::Quiet));
                 }
+                std::mem::take(&mut txn.message)
             });
+            if let Some(sent) = sent {
+                self.store.recycle(sent);
+            }
             return Received::AckOf2xx { invite: Some(id) };
         }
         let key = self.keyer.server(view, Method::Invite);

@@ -162,6 +162,10 @@ fn client_invite_2xx_is_accepted_and_every_2xx_goes_up_until_timer_m() {
     let id = client(&mut txns, Method::Invite, &invite, "z9hG4bKc3");
     let mut out = Transmits::new();
     let ok = response(200, "INVITE", "z9hG4bKc3", 1);
+    assert!(
+        txns.bytes() >= invite.len(),
+        "the INVITE is kept to be resent"
+    );
     for at in [10, 600, 1_600] {
         let got = txns.on_response(&view(&ok), at, &mut out);
         assert_eq!(
@@ -174,6 +178,11 @@ fn client_invite_2xx_is_accepted_and_every_2xx_goes_up_until_timer_m() {
     }
     assert!(out.is_empty(), "a 2xx is ACKed by the dialog, not here");
     assert_eq!(txns.state(id), Some(TxnState::Accepted));
+    assert_eq!(
+        txns.bytes(),
+        0,
+        "an accepted INVITE is not kept for Timer M"
+    );
     let (sends, expired) = run(&mut txns, ticks(0, 64 * T1 + 10));
     assert!(sends.is_empty() && expired.is_empty());
     assert!(txns.is_empty());
@@ -407,9 +416,15 @@ fn server_invite_2xx_is_resent_until_its_ack_then_absorbs_until_timer_l() {
     assert_eq!(again, Ok(Received::Absorbed));
     assert!(out.is_empty());
     // The ACK of a 2xx has its own branch.
+    assert!(txns.bytes() >= ok.len(), "the 2xx is kept to be resent");
     let ack = request("ACK", "z9hG4bKother", 1);
     let got = txns.on_request(&view(&ack), peer(), Transport::Unreliable, 4_100, &mut out);
     assert_eq!(got, Ok(Received::AckOf2xx { invite: Some(id) }));
+    assert_eq!(
+        txns.bytes(),
+        0,
+        "an acknowledged 2xx is not kept for Timer L"
+    );
     let (sends, expired) = run(&mut txns, ticks(4_100, 64 * T1 + 10));
     assert!(sends.is_empty() && expired.is_empty());
     assert!(txns.is_empty(), "Timer L");
