@@ -154,7 +154,7 @@ fn manager_per_call(index: f64) {
     let m = bob.memory();
     let rest = held as usize - m.total();
     println!(
-        "dialog manager at {CALLS} established calls (UAS side, a minute after their setup: \
+        "dialog manager at {CALLS} established calls (UAS side, 98 s after their setup: \
          INVITE records aged out, one timer entry a call):"
     );
     println!(

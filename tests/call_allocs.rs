@@ -338,6 +338,10 @@ fn allocations_per_whole_call() {
                  Record-Route: <sip:p1.example.com;lr>\r\n",
                 1,
             );
+            assert!(
+                inv.contains("Record-Route"),
+                "the INVITE has no Max-Forwards to follow"
+            );
             inv.into_bytes()
         })
         .collect();
