@@ -15,13 +15,11 @@ use core::fmt;
 /// assert_eq!(routes.iter().count(), 2);
 /// assert!(RouteSet::default().is_empty());
 /// ```
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub struct RouteSet<'a>(Repr<'a>);
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 enum Repr<'a> {
-    #[default]
-    Empty,
     Boxed(&'a [Box<[u8]>]),
     Slices(&'a [&'a [u8]]),
     /// Each entry its length (four bytes, little-endian), then its bytes: see [`pack`].
@@ -68,6 +66,13 @@ impl<'a> RouteSet<'a> {
     /// Whether the set has no entry.
     pub fn is_empty(&self) -> bool {
         self.first().is_none()
+    }
+}
+
+impl Default for RouteSet<'_> {
+    /// No entry.
+    fn default() -> Self {
+        RouteSet(Repr::Slices(&[]))
     }
 }
 
@@ -122,7 +127,6 @@ impl<'a> Iterator for Routes<'a> {
 
     fn next(&mut self) -> Option<&'a [u8]> {
         let entry = match self.set.0 {
-            Repr::Empty => None,
             Repr::Boxed(list) => list.get(self.next).map(|e| &e[..]),
             Repr::Slices(list) => list.get(self.next).copied(),
             Repr::Packed(bytes) => {
