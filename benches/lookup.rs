@@ -11,6 +11,8 @@
 //! dialogs up by precomputed fingerprint, each lookup waiting for the one before it, as in the
 //! real path where the scan of the next message sits between two lookups. Unchained, the
 //! processor overlaps the cache misses of successive lookups and hides their latency.
+//! `papaya_chained` does the same through a `papaya` map from fingerprint to handle, the index
+//! the table used before its own, so the two layouts are compared in one run.
 
 mod support;
 
@@ -20,7 +22,8 @@ use std::sync::RwLock;
 
 use criterion::{BenchmarkId, Criterion};
 use rsip::prelude::*;
-use sipdialog::id::DialogKey;
+use sipdialog::id::{BuildIdentityHasher, DialogKey, Fingerprint};
+use sipdialog::table::DialogHandle;
 use sipdialog::wire::MessageView;
 use support::{calls, filled_table};
 
@@ -109,6 +112,31 @@ fn bench(c: &mut Criterion) {
                 found
             })
         });
+        // The index the table had before (12-08): a `papaya` map from fingerprint to handle,
+        // the same chained lookups and slot check, so the two layouts meet in one run.
+        let papaya_index: papaya::HashMap<Fingerprint, DialogHandle, BuildIdentityHasher> =
+            papaya::HashMap::builder()
+                .capacity(n)
+                .hasher(BuildIdentityHasher)
+                .build();
+        for (id, &h) in ids.iter().zip(&handles) {
+            let fp = table.fingerprinter().fingerprint(&id.key());
+            papaya_index.pin().insert(fp, h);
+        }
+        g.bench_with_input(BenchmarkId::new("papaya_chained", n), &n, |b, _| {
+            b.iter(|| {
+                let guard = papaya_index.guard();
+                let found = papaya_index
+                    .get(&fps[next], &guard)
+                    .copied()
+                    .filter(|&h| table.fingerprint(h) == Ok(fps[next]));
+                let slot_fp = found.and_then(|h| table.fingerprint(h).ok());
+                let step = slot_fp.map_or(0, |fp| fp.0 as usize & zero);
+                next = (next + 1 + step) % SAMPLE;
+                found
+            })
+        });
+        drop(papaya_index);
         drop(table);
 
         let map: RwLock<HashMap<String, u32>> = RwLock::new(
@@ -152,6 +180,12 @@ fn main() {
             GROUP,
             &format!("index_chained/{n}"),
             &format!("rsip_string_rwlock/{n}"),
+        );
+        report.ratio(
+            &format!("index (chunks of atomic words) against papaya, lookups chained, {n} dialogs"),
+            GROUP,
+            &format!("index_chained/{n}"),
+            &format!("papaya_chained/{n}"),
         );
     }
     report.print();

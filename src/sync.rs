@@ -15,6 +15,15 @@ pub(crate) use std::sync::atomic::{
 #[cfg(not(sipdialog_loom))]
 pub(crate) use std::sync::Mutex;
 
+/// One turn of a spin-wait: a pause hint to the CPU, a yield to loom's scheduler.
+#[inline]
+pub(crate) fn spin() {
+    #[cfg(sipdialog_loom)]
+    loom::thread::yield_now();
+    #[cfg(not(sipdialog_loom))]
+    core::hint::spin_loop();
+}
+
 /// Removed entries of a papaya map a thread gathers before it reclaims them. Each batch costs
 /// a process-wide barrier (the `membarrier` system call: an interrupt on every core running
 /// one of our threads, a trap to the hypervisor on a VM). At seize's default of 32, with a few

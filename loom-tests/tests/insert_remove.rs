@@ -20,9 +20,8 @@ const INIT: NewDialog = NewDialog {
 /// the winner's dialog or gets `Duplicate`, and a loser that had already taken a slot gives it
 /// back, so the capacity-2 table still takes exactly one more dialog.
 ///
-/// The index (`papaya`) is invisible to loom, which explores only orders that differ in loom
-/// atomics; the `lookup` first makes the second worker read the slot the first one is claiming,
-/// which leads loom to the schedule where both pass the index check before either inserts.
+/// The index's words are loom atomics too, so loom also explores the schedules where both
+/// workers pass the lookup before either publishes (`tests/index.rs` models the index alone).
 #[test]
 fn duplicate_insert_race() {
     builder().check(|| {

@@ -4,8 +4,8 @@
 use super::DialogManager;
 
 /// Heap bytes a [`DialogManager`] holds, by structure, room kept for growth included. The
-/// concurrent maps (the dialog index and the INVITE records' map) are not in it: their tables
-/// are `papaya`'s, which does not say how large they are.
+/// INVITE records' map is not in it: its table is `papaya`'s, which does not say how large it
+/// is.
 ///
 /// ```
 /// use sipdialog::manager::{DialogManager, ManagerConfig};
@@ -15,13 +15,21 @@ use super::DialogManager;
 /// assert_eq!((memory.dialog_data, memory.records), (0, 0)); // no call yet
 /// assert_eq!(
 ///     memory.total(),
-///     memory.slots + memory.cold_entries + memory.dialog_data + memory.timers + memory.records
+///     memory.slots
+///         + memory.index
+///         + memory.cold_entries
+///         + memory.dialog_data
+///         + memory.timers
+///         + memory.records
 /// );
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryUse {
     /// The hot slots: the slab's pages, created as dialogs first need them.
     pub slots: usize,
+    /// The dialog index, allocated for the capacity at start (the operating system maps its
+    /// pages as entries first land in them).
+    pub index: usize,
     /// The cold side entries beside the slots (a pointer to the dialog's data and its
     /// deadlines), in pages created with the slab's.
     pub cold_entries: usize,
@@ -37,7 +45,7 @@ pub struct MemoryUse {
 impl MemoryUse {
     /// The sum of the parts.
     pub fn total(&self) -> usize {
-        self.slots + self.cold_entries + self.dialog_data + self.timers + self.records
+        self.slots + self.index + self.cold_entries + self.dialog_data + self.timers + self.records
     }
 }
 
@@ -47,6 +55,7 @@ impl DialogManager {
     pub fn memory(&self) -> MemoryUse {
         MemoryUse {
             slots: self.dialogs.table.slab_bytes(),
+            index: self.dialogs.table.index_bytes(),
             cold_entries: self.dialogs.cold.entry_bytes(),
             dialog_data: self.dialogs.cold.bytes(),
             timers: self.timers.bytes(),

@@ -1,11 +1,13 @@
 //! The dialog table: hot slots in a pooled slab, found through a concurrent index from the
 //! dialog's keyed fingerprint to a generation-checked [`DialogHandle`].
 //!
-//! Lookups take no lock and allocate nothing: scan the message, hash the key, one `papaya`
-//! read, one slot check. Inserting costs one index entry; the slab never grows past the
-//! configured capacity, and a full table refuses with [`TableError::Full`] (503).
+//! Lookups take no lock and allocate nothing: scan the message, hash the key, read the key's
+//! home chunk of the index (one cache line), check the slot. Inserting allocates nothing
+//! either: the index is sized for the capacity up front; the slab never grows past it, and a
+//! full table refuses with [`TableError::Full`] (503).
 
 mod free_list;
+mod index;
 #[cfg(sipdialog_loom)]
 #[doc(hidden)]
 pub mod loom_support;
@@ -16,10 +18,11 @@ use core::fmt;
 
 use crossbeam_utils::CachePadded;
 
-use crate::id::{BuildIdentityHasher, DialogKey, Fingerprint, Fingerprinter};
+use crate::id::{DialogKey, Fingerprint, Fingerprinter};
 use crate::state::{DialogState, Event, Phase, StateError};
 use crate::sync::{AtomicUsize, Ordering};
 use crate::wire::{MessageView, ScanLimits, WireError};
+use index::Index;
 use slab::Slab;
 pub use slot::{CSeqOrder, NewDialog};
 use slot::{Slot, SlotError};
@@ -160,7 +163,7 @@ pub struct MessageMatch<'a> {
 /// ```
 pub struct DialogTable {
     fingerprinter: Fingerprinter,
-    index: papaya::HashMap<Fingerprint, DialogHandle, BuildIdentityHasher>,
+    index: Index,
     slab: Slab,
     live: CachePadded<AtomicUsize>,
     /// Live dialogs in the early phase: moved by whoever wins the CAS that changes a phase.
@@ -192,11 +195,7 @@ impl DialogTable {
         let capacity = capacity.min(u32::MAX - 1);
         DialogTable {
             fingerprinter,
-            index: papaya::HashMap::builder()
-                .capacity(capacity as usize)
-                .hasher(BuildIdentityHasher)
-                .collector(crate::sync::collector())
-                .build(),
+            index: Index::new(capacity),
             slab: Slab::new(capacity),
             live: CachePadded::new(AtomicUsize::new(0)),
             early: CachePadded::new(AtomicUsize::new(0)),
@@ -249,9 +248,15 @@ impl DialogTable {
         }
     }
 
-    /// Bytes held by the slab's pages (the index is extra; see the `memory` bench).
+    /// Bytes held by the slab's pages (the index is extra: [`Self::index_bytes`]).
     pub fn slab_bytes(&self) -> usize {
         self.slab.page_bytes()
+    }
+
+    /// Bytes of the index, allocated once for the capacity: 64 for every four dialogs of
+    /// capacity, rounded up to a power of two (its pages are mapped as entries land in them).
+    pub fn index_bytes(&self) -> usize {
+        self.index.bytes()
     }
 
     /// Inserts a dialog. Fails with [`TableError::Full`] at capacity,
@@ -277,8 +282,7 @@ impl DialogTable {
         {
             return Err(TableError::CSeqOutOfRange);
         }
-        let guard = self.index.guard();
-        if self.index.get(&fp, &guard).is_some() {
+        if self.index.find(fp, &self.slab).is_some() {
             return Err(TableError::Duplicate);
         }
         let index = self.slab.alloc().ok_or(TableError::Full {
@@ -295,9 +299,10 @@ impl DialogTable {
         // Counted before it can be found: whoever removes it decrements exactly once.
         self.live.fetch_add(1, Ordering::Relaxed);
         self.count_early(DialogState::TERMINATED, Some(init.state));
-        if self.index.try_insert(fp, handle, &guard).is_err() {
+        if self.index.insert(fp, handle, &self.slab).is_err() {
             // Another thread inserted the same key between our check and now. Whoever wins
-            // the release (we, or a remover that saw the slot through `iter`) un-counts it.
+            // the release (we, or a remover that saw the slot through `iter`) un-counts it;
+            // it was never in the index.
             if let Ok(last) = slot.release(handle.generation) {
                 self.slab.free(index);
                 self.live.fetch_sub(1, Ordering::Relaxed);
@@ -311,10 +316,7 @@ impl DialogTable {
     /// The live dialog with this fingerprint.
     #[inline]
     pub fn lookup_fingerprint(&self, fp: Fingerprint) -> Option<DialogHandle> {
-        let guard = self.index.guard();
-        let handle = *self.index.get(&fp, &guard)?;
-        let slot = self.slab.slot(handle.index)?;
-        (slot.fingerprint(handle.generation) == Some(fp)).then_some(handle)
+        self.index.find(fp, &self.slab)
     }
 
     /// The live dialog with this key.
@@ -411,10 +413,10 @@ impl DialogTable {
         let fp = slot
             .fingerprint(handle.generation)
             .ok_or(TableError::Stale)?;
-        let guard = self.index.guard();
-        // Only this dialog's entry: a new dialog may already reuse the key.
-        let _ = self.index.remove_if(&fp, |_, h| *h == handle, &guard);
+        // The release picks the one remover; only it empties the index entry, and the slot
+        // goes back to the pool after that, so the entry it looks for is this dialog's.
         let last = slot.release(handle.generation)?;
+        self.index.remove(fp, handle.index);
         self.slab.free(handle.index);
         self.live.fetch_sub(1, Ordering::Relaxed);
         self.count_early(last, None);
