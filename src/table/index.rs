@@ -302,6 +302,55 @@ mod tests {
         assert!(index.is_clean());
     }
 
+    /// Random inserts and removals of fingerprints crowded into a few home chunks (and a few
+    /// tags, so tags collide too) against a map: every lookup agrees with the map, every
+    /// insert of a live fingerprint is refused with its dialog, and emptying the index leaves
+    /// no entry and no overflow count behind.
+    #[test]
+    fn crowded_chunks_agree_with_a_map() {
+        use proptest::prelude::*;
+        use std::collections::HashMap;
+        // (insert?, home chunk 0..3, tag 0..4, discriminator 0..4)
+        let ops = proptest::collection::vec((any::<bool>(), 0..3u64, 0..4u32, 0..4u64), 1..200);
+        proptest!(|(ops in ops)| {
+            let slab = Slab::new(64);
+            let index = Index::new(64); // 16 chunks: homes 0..3 overflow into their neighbours
+            let mut model: HashMap<Fingerprint, DialogHandle> = HashMap::new();
+            for (insert, home, tag, disc) in ops {
+                let fp = Fingerprint(u128::from(tag) << 96 | u128::from(disc) << 64 | u128::from(home));
+                if insert {
+                    if model.len() == 48 && !model.contains_key(&fp) {
+                        continue;
+                    }
+                    let h = claim(&slab, fp);
+                    match (index.insert(fp, h, &slab), model.get(&fp)) {
+                        (Ok(()), None) => { model.insert(fp, h); }
+                        (Err(found), Some(&live)) => {
+                            prop_assert_eq!(found, live);
+                            slab.slot(h.index).unwrap().release(h.generation).unwrap();
+                            slab.free(h.index);
+                        }
+                        (got, expected) => prop_assert!(false, "insert {:?}, map {:?}", got, expected),
+                    }
+                } else if let Some(h) = model.remove(&fp) {
+                    slab.slot(h.index).unwrap().release(h.generation).unwrap();
+                    index.remove(fp, h.index);
+                    slab.free(h.index);
+                }
+                for (&fp, &h) in &model {
+                    prop_assert_eq!(index.find(fp, &slab), Some(h));
+                }
+                prop_assert_eq!(index.find(fp, &slab), model.get(&fp).copied());
+            }
+            for (fp, h) in model.drain() {
+                slab.slot(h.index).unwrap().release(h.generation).unwrap();
+                index.remove(fp, h.index);
+                slab.free(h.index);
+            }
+            prop_assert!(index.is_clean());
+        });
+    }
+
     #[test]
     fn a_matching_tag_on_another_fingerprint_is_not_a_match() {
         let slab = Slab::new(8);
