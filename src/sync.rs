@@ -24,6 +24,15 @@ pub(crate) fn spin() {
     core::hint::spin_loop();
 }
 
+/// Gives the core to another thread (loom: to another modelled thread).
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(sipdialog_loom)]
+    loom::thread::yield_now();
+    #[cfg(not(sipdialog_loom))]
+    std::thread::yield_now();
+}
+
 /// Removed entries of a papaya map a thread gathers before it reclaims them. Each batch costs
 /// a process-wide barrier (the `membarrier` system call: an interrupt on every core running
 /// one of our threads, a trap to the hypervisor on a VM). At seize's default of 32, with a few

@@ -44,6 +44,15 @@ pub(crate) struct Chunk {
 
 const _: () = assert!(core::mem::size_of::<Chunk>() == 64 || cfg!(sipdialog_loom));
 
+/// Why [`Index::insert`] did not publish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// A live dialog has the fingerprint already.
+    Duplicate(DialogHandle),
+    /// No entry is empty.
+    Full,
+}
+
 pub(crate) struct Index {
     chunks: Box<[Chunk]>,
     mask: usize,
@@ -119,42 +128,53 @@ impl Index {
         fp: Fingerprint,
         handle: DialogHandle,
         slab: &Slab,
-    ) -> Result<(), DialogHandle> {
+    ) -> Result<(), Refused> {
         let home = &self.chunks[self.home(fp)].control;
+        let mut spins = 0u32;
         while home.fetch_or(INSERTING, Ordering::Acquire) & INSERTING != 0 {
             while home.load(Ordering::Relaxed) & INSERTING != 0 {
-                crate::sync::spin();
+                // The holder only checks and writes a few words, unless it was descheduled
+                // midway: then give it the core.
+                spins += 1;
+                if spins.is_multiple_of(64) {
+                    crate::sync::yield_now();
+                } else {
+                    crate::sync::spin();
+                }
             }
         }
         let result = match self.find(fp, slab) {
-            Some(found) => Err(found),
-            None => {
-                self.publish(fp, handle);
-                Ok(())
-            }
+            Some(found) => Err(Refused::Duplicate(found)),
+            None => self.publish(fp, handle),
         };
         home.fetch_and(!INSERTING, Ordering::Release);
         result
     }
 
-    fn publish(&self, fp: Fingerprint, handle: DialogHandle) {
+    fn publish(&self, fp: Fingerprint, handle: DialogHandle) -> Result<(), Refused> {
         let word = entry(tag_of(fp), handle.index);
-        let mut at = self.home(fp);
-        // The slab holds fewer dialogs than the index has entries, so an empty one exists.
-        loop {
+        let home = self.home(fp);
+        let mut at = home;
+        // The slab holds fewer dialogs than the index has entries, so an empty one exists; a
+        // whole lap without one is refused rather than looped on.
+        for _ in 0..self.chunks.len() {
             let chunk = &self.chunks[at];
             for e in &chunk.entries {
                 if e.load(Ordering::Relaxed) == 0
                     && e.compare_exchange(0, word, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                 {
-                    return;
+                    return Ok(());
                 }
             }
             // Counted before the entry lands beyond, so a lookup never stops short of it.
             chunk.control.fetch_add(OVERFLOW, Ordering::AcqRel);
             at = (at + 1) & self.mask;
         }
+        for chunk in self.chunks.iter() {
+            chunk.control.fetch_sub(OVERFLOW, Ordering::AcqRel);
+        }
+        Err(Refused::Full)
     }
 
     /// Empties the entry of slot `index` under `fp`. Only the caller that released the slot
@@ -292,7 +312,7 @@ mod tests {
         let again = claim(&slab, fps[2 * ENTRIES]);
         assert_eq!(
             index.insert(fps[2 * ENTRIES], again, &slab),
-            Err(handles[2 * ENTRIES])
+            Err(Refused::Duplicate(handles[2 * ENTRIES]))
         );
         for (&fp, &h) in fps.iter().zip(&handles) {
             slab.slot(h.index).unwrap().release(h.generation).unwrap();
@@ -325,7 +345,7 @@ mod tests {
                     let h = claim(&slab, fp);
                     match (index.insert(fp, h, &slab), model.get(&fp)) {
                         (Ok(()), None) => { model.insert(fp, h); }
-                        (Err(found), Some(&live)) => {
+                        (Err(Refused::Duplicate(found)), Some(&live)) => {
                             prop_assert_eq!(found, live);
                             slab.slot(h.index).unwrap().release(h.generation).unwrap();
                             slab.free(h.index);
@@ -349,6 +369,31 @@ mod tests {
             }
             prop_assert!(index.is_clean());
         });
+    }
+
+    /// More dialogs than entries (a slab larger than the index was made for): the one too
+    /// many is refused after one lap, and the lap's overflow counts are taken back.
+    #[test]
+    fn a_full_index_refuses_and_leaves_no_count() {
+        let slab = Slab::new(32);
+        let index = Index::new(4); // two chunks: 14 entries
+        let fps: Vec<_> = (1..=2 * ENTRIES as u128 + 1)
+            .map(|i| Fingerprint(i << 96 | i << 64 | (i % 2)))
+            .collect();
+        let handles: Vec<_> = fps.iter().map(|&fp| claim(&slab, fp)).collect();
+        for (&fp, &h) in fps.iter().zip(&handles).take(2 * ENTRIES) {
+            assert_eq!(index.insert(fp, h, &slab), Ok(()));
+        }
+        let (&last_fp, &last) = (fps.last().unwrap(), handles.last().unwrap());
+        let counts = (control(&index, 0), control(&index, 1));
+        assert_eq!(index.insert(last_fp, last, &slab), Err(Refused::Full));
+        assert_eq!((control(&index, 0), control(&index, 1)), counts);
+        for (&fp, &h) in fps.iter().zip(&handles).take(2 * ENTRIES) {
+            assert_eq!(index.find(fp, &slab), Some(h));
+            slab.slot(h.index).unwrap().release(h.generation).unwrap();
+            index.remove(fp, h.index);
+        }
+        assert!(index.is_clean());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! reaches only together with the index, and the index with fingerprints the model chooses
 //! (so that several share a home chunk).
 
-use super::index::Index;
+use super::index::{Index, Refused};
 use super::slab::Slab;
 use super::DialogHandle;
 use crate::id::Fingerprint;
@@ -66,11 +66,17 @@ impl IndexModel {
             index,
             generation: slot.claim(fp, &INIT),
         };
-        self.index.insert(fp, handle, &self.slab).inspect_err(|_| {
-            slot.release(handle.generation).expect("never published");
-            self.slab.free(index);
-        })?;
-        Ok(handle)
+        match self.index.insert(fp, handle, &self.slab) {
+            Ok(()) => Ok(handle),
+            Err(refused) => {
+                slot.release(handle.generation).expect("never published");
+                self.slab.free(index);
+                match refused {
+                    Refused::Duplicate(found) => Err(found),
+                    Refused::Full => panic!("the model sizes the index"),
+                }
+            }
+        }
     }
 
     /// The live dialog `fp` names.

@@ -22,7 +22,7 @@ use crate::id::{DialogKey, Fingerprint, Fingerprinter};
 use crate::state::{DialogState, Event, Phase, StateError};
 use crate::sync::{AtomicUsize, Ordering};
 use crate::wire::{MessageView, ScanLimits, WireError};
-use index::Index;
+use index::{Index, Refused};
 use slab::Slab;
 pub use slot::{CSeqOrder, NewDialog};
 use slot::{Slot, SlotError};
@@ -299,16 +299,22 @@ impl DialogTable {
         // Counted before it can be found: whoever removes it decrements exactly once.
         self.live.fetch_add(1, Ordering::Relaxed);
         self.count_early(DialogState::TERMINATED, Some(init.state));
-        if self.index.insert(fp, handle, &self.slab).is_err() {
-            // Another thread inserted the same key between our check and now. Whoever wins
-            // the release (we, or a remover that saw the slot through `iter`) un-counts it;
-            // it was never in the index.
+        if let Err(refused) = self.index.insert(fp, handle, &self.slab) {
+            // Another thread inserted the same key between our check and now (or, never
+            // with the slab's count of slots, the index had no room). Whoever wins the release
+            // (we, or a remover that saw the slot through `iter`) un-counts it; it was never
+            // in the index.
             if let Ok(last) = slot.release(handle.generation) {
                 self.slab.free(index);
                 self.live.fetch_sub(1, Ordering::Relaxed);
                 self.count_early(last, None);
             }
-            return Err(TableError::Duplicate);
+            return Err(match refused {
+                Refused::Duplicate(_) => TableError::Duplicate,
+                Refused::Full => TableError::Full {
+                    capacity: self.capacity(),
+                },
+            });
         }
         Ok(handle)
     }
