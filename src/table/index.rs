@@ -268,7 +268,7 @@ mod tests {
         now_ms: 0,
     };
 
-    /// Fingerprints that all share home chunk 0 of an index with `mask`, distinct tags.
+    /// Fingerprints whose home is chunk 0 (no low bits set), each with a tag of its own.
     fn homed_at_zero(n: u32) -> Vec<Fingerprint> {
         (1..=n)
             .map(|i| Fingerprint(u128::from(i) << 96 | u128::from(i) << 40))
