@@ -38,6 +38,9 @@ impl TableStats for FakeTable {
     fn slab_bytes(&self) -> u64 {
         131_072
     }
+    fn index_bytes(&self) -> u64 {
+        65_536
+    }
     fn invite_records(&self) -> (u64, u64) {
         (7, 4_096)
     }
@@ -375,7 +378,7 @@ fn gauges_read_the_table_at_scrape() {
     );
     assert_eq!(
         values(&exposition, "sipdialog_table_bytes", Gauge),
-        expect(&[("", 131_072.0)])
+        expect(&[("", 196_608.0)])
     );
     assert_eq!(
         values(&exposition, "sipdialog_invite_records", Gauge),

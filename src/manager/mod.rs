@@ -775,6 +775,10 @@ impl TableStats for DialogManager {
         self.dialogs.table.slab_bytes() as u64
     }
 
+    fn index_bytes(&self) -> u64 {
+        self.dialogs.table.index_bytes() as u64
+    }
+
     fn invite_records(&self) -> (u64, u64) {
         (
             self.pending_invites() as u64,

@@ -794,3 +794,20 @@ fn memory_use_follows_the_calls_structure_by_structure() {
         (up.slots, up.cold_entries)
     );
 }
+
+#[test]
+fn the_table_gauge_counts_the_slab_and_the_index() {
+    let m = DialogManager::new(ManagerConfig {
+        capacity: 1_000,
+        ..ManagerConfig::default()
+    })
+    .unwrap();
+    let memory = m.memory();
+    // 1 000 dialogs: 250 chunks, rounded up to 256 of 64 bytes.
+    assert_eq!(memory.index, 256 * 64);
+    let stats: &dyn TableStats = &m;
+    assert_eq!(
+        stats.slab_bytes() + stats.index_bytes(),
+        (memory.slots + memory.index) as u64
+    );
+}

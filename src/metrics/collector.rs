@@ -222,9 +222,9 @@ impl Collector for MetricsCollector {
         gauge(
             &mut encoder,
             names::TABLE,
-            "Bytes of the dialog table's slab.",
+            "Bytes of the dialog table: its slab and its index.",
             Some(&Unit::Bytes),
-            self.table.slab_bytes(),
+            self.table.slab_bytes() + self.table.index_bytes(),
         )?;
         let (invites, invite_bytes) = self.table.invite_records();
         gauge(

@@ -71,8 +71,12 @@ pub trait TableStats: Send + Sync + std::fmt::Debug {
     fn live(&self) -> u64;
     /// Live dialogs by phase, `(early, confirmed)` (`sipdialog_dialogs_active{state}`).
     fn by_phase(&self) -> (u64, u64);
-    /// Bytes of the slab, allocated or reserved (`sipdialog_table_bytes`).
+    /// Bytes of the slab, allocated or reserved (`sipdialog_table_bytes`, with the index).
     fn slab_bytes(&self) -> u64;
+    /// Bytes of the table's index, allocated for the capacity (in `sipdialog_table_bytes`).
+    fn index_bytes(&self) -> u64 {
+        0
+    }
     /// INVITE transactions tracked, and the bytes they hold (`sipdialog_invite_records`,
     /// `sipdialog_invite_record_bytes`).
     fn invite_records(&self) -> (u64, u64) {
