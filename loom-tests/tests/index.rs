@@ -7,11 +7,27 @@
 use loom::sync::Arc;
 use loom::thread;
 use loom_tests::builder;
+use sipdialog::id::Fingerprint;
 use sipdialog::table::loom_support::IndexModel;
+use sipdialog::table::DialogHandle;
 
 /// Room for four dialogs: four chunks of two entries.
 fn model() -> Arc<IndexModel> {
     Arc::new(IndexModel::new(4))
+}
+
+/// A model whose chunk 0 is full: dialogs `a` and `b` live there, and `c` has the same home.
+fn home_chunk_filled() -> (
+    Arc<IndexModel>,
+    [Fingerprint; 3],
+    DialogHandle,
+    DialogHandle,
+) {
+    let m = model();
+    let [a, b, c] = [1, 2, 3].map(|tag| IndexModel::fingerprint(0, tag));
+    let ha = m.insert(a).unwrap();
+    let hb = m.insert(b).unwrap();
+    (m, [a, b, c], ha, hb)
 }
 
 /// Two workers insert the same fingerprint, homed in a chunk two other dialogs fill: exactly
@@ -20,14 +36,7 @@ fn model() -> Arc<IndexModel> {
 #[test]
 fn one_of_two_racing_inserts_lands_past_a_full_chunk() {
     builder().check(|| {
-        let m = model();
-        let (a, b, c) = (
-            IndexModel::fingerprint(0, 1),
-            IndexModel::fingerprint(0, 2),
-            IndexModel::fingerprint(0, 3),
-        );
-        let ha = m.insert(a).unwrap();
-        let hb = m.insert(b).unwrap();
+        let (m, [a, b, c], ha, hb) = home_chunk_filled();
         let spawn = || {
             let m = m.clone();
             thread::spawn(move || m.insert(c))
@@ -58,14 +67,7 @@ fn one_of_two_racing_inserts_lands_past_a_full_chunk() {
 #[test]
 fn an_overflowing_insert_racing_a_removal_stays_findable() {
     builder().check(|| {
-        let m = model();
-        let (a, b, c) = (
-            IndexModel::fingerprint(0, 1),
-            IndexModel::fingerprint(0, 2),
-            IndexModel::fingerprint(0, 3),
-        );
-        let ha = m.insert(a).unwrap();
-        let hb = m.insert(b).unwrap();
+        let (m, [a, b, c], ha, hb) = home_chunk_filled();
         let inserter = {
             let m = m.clone();
             thread::spawn(move || m.insert(c).unwrap())

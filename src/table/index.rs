@@ -98,19 +98,21 @@ impl Index {
         fp.0 as usize & self.mask
     }
 
-    /// Probes from `fp`'s home and returns the first live dialog `fp` names.
+    /// Walks `fp`'s probe chain: the entries of its home chunk, then of each next chunk while
+    /// the one before counts entries that overflowed past it. Returns what `visit` first
+    /// returns of an entry (told the entry's chunk).
     #[inline]
-    pub(crate) fn find(&self, fp: Fingerprint, slab: &Slab) -> Option<DialogHandle> {
-        let tag = tag_of(fp);
+    fn probe<T>(
+        &self,
+        fp: Fingerprint,
+        mut visit: impl FnMut(usize, &AtomicU64) -> Option<T>,
+    ) -> Option<T> {
         let mut at = self.home(fp);
         for _ in 0..self.chunks.len() {
             let chunk = &self.chunks[at];
             for e in &chunk.entries {
-                let word = e.load(Ordering::Acquire);
-                if word != 0 && (word >> 32) as u32 == tag {
-                    if let Some(found) = live(slab, (word as u32).wrapping_sub(1), fp) {
-                        return Some(found);
-                    }
+                if let Some(found) = visit(at, e) {
+                    return Some(found);
                 }
             }
             if chunk.control.load(Ordering::Acquire) < OVERFLOW {
@@ -119,6 +121,20 @@ impl Index {
             at = (at + 1) & self.mask;
         }
         None
+    }
+
+    /// The first live dialog `fp` names.
+    #[inline]
+    pub(crate) fn find(&self, fp: Fingerprint, slab: &Slab) -> Option<DialogHandle> {
+        let tag = tag_of(fp);
+        self.probe(fp, |_, e| {
+            let word = e.load(Ordering::Acquire);
+            if word != 0 && (word >> 32) as u32 == tag {
+                live(slab, (word as u32).wrapping_sub(1), fp)
+            } else {
+                None
+            }
+        })
     }
 
     /// Publishes `handle` under `fp`, unless a live dialog has `fp` already: then that one is
@@ -183,30 +199,21 @@ impl Index {
     /// that found it through `iter`) has no entry, and the probe ends where a lookup's would.
     pub(crate) fn remove(&self, fp: Fingerprint, index: u32) {
         let word = entry(tag_of(fp), index);
-        let home = self.home(fp);
-        let mut at = home;
-        for _ in 0..self.chunks.len() {
-            let chunk = &self.chunks[at];
-            for e in &chunk.entries {
-                if e.load(Ordering::Relaxed) == word
-                    && e.compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    // Then the chunks it had to pass let lookups stop earlier again.
-                    let mut passed = home;
-                    while passed != at {
-                        self.chunks[passed]
-                            .control
-                            .fetch_sub(OVERFLOW, Ordering::AcqRel);
-                        passed = (passed + 1) & self.mask;
-                    }
-                    return;
-                }
+        let emptied = self.probe(fp, |at, e| {
+            (e.load(Ordering::Relaxed) == word
+                && e.compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok())
+            .then_some(at)
+        });
+        // Then the chunks it had to pass let lookups stop earlier again.
+        if let Some(at) = emptied {
+            let mut passed = self.home(fp);
+            while passed != at {
+                self.chunks[passed]
+                    .control
+                    .fetch_sub(OVERFLOW, Ordering::AcqRel);
+                passed = (passed + 1) & self.mask;
             }
-            if chunk.control.load(Ordering::Acquire) < OVERFLOW {
-                return;
-            }
-            at = (at + 1) & self.mask;
         }
     }
 }
